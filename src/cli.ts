@@ -1,0 +1,181 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { loadConfig, type Config } from './config.js';
+import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile } from './app.js';
+import { getMainTenant, initialize } from './core/tenants.js';
+import { seedDemo } from './core/demo.js';
+import { authenticate } from './core/users.js';
+import { UserError } from './core/errors.js';
+import { log, setLogLevel, errorFields } from './log.js';
+
+const HELP = `switchboard — MCP server for operating customer accounts of an integration platform
+
+Usage:
+  switchboard serve                    Streamable HTTP at /mcp (PORT, default 3000), /healthz, /readyz
+  switchboard stdio                    stdio MCP server for Claude Code / Claude Desktop (SWITCHBOARD_TOKEN)
+  switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
+                                       create the tenant, its system and sandbox accounts and the first admin
+  switchboard demo [--json]            seed Acme Fitness (30 linked studios), Boring Co and demo users
+  switchboard migrate                  apply database migrations
+
+Without DATABASE_URL the embedded database lives in SWITCHBOARD_DATA_DIR (default ./.switchboard).`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const config = loadConfig();
+  setLogLevel(config.logLevel);
+  switch (command) {
+    case 'serve':
+      return serve(config);
+    case 'stdio':
+      return stdio(config);
+    case 'init':
+      return init(config, rest);
+    case 'demo':
+      return demo(config, rest);
+    case 'migrate': {
+      const database = await openConfiguredDatabase(config);
+      await database.close();
+      process.stderr.write('Migrations applied.\n');
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(HELP + '\n');
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`Unknown command '${command}'.\n\n${HELP}\n`);
+      return 2;
+  }
+}
+
+async function serve(config: Config): Promise<number> {
+  const { startHttp } = await import('./http/server.js');
+  const app = await openApp(config);
+  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host });
+  const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
+  log.info('switchboard listening', { mcp_url: url, database: app.database.kind });
+  process.stderr.write(
+    `\nSwitchboard MCP endpoint: ${url}\n` +
+      (app.database.kind === 'pglite'
+        ? `Admin token: in ${adminTokenFile(config)} (send it as "Authorization: Bearer <token>"); demo users' tokens beside it in demo-tokens.json.\n\n`
+        : `Tokens come from \`switchboard init\` and the create_user tool.\n\n`),
+  );
+  await waitForSignal();
+  await http.close();
+  await app.database.close();
+  return 0;
+}
+
+async function stdio(config: Config): Promise<number> {
+  const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
+  const { createMcpServer } = await import('./mcp/server.js');
+  const { newSession } = await import('./mcp/session.js');
+  const app = await openApp(config);
+  const token = configuredToken(config);
+  const first = token ? await authenticate(app.core, token) : null;
+  if (!token || !first) {
+    await app.database.close();
+    throw new UserError(
+      token
+        ? 'SWITCHBOARD_TOKEN is not a valid API token (unknown, expired or revoked).'
+        : 'Set SWITCHBOARD_TOKEN to your API token (from `switchboard init` or the create_user tool).',
+    );
+  }
+  const server = createMcpServer({ core: app.core, session: newSession(), authenticate: () => authenticate(app.core, token) });
+  const transport = new StdioServerTransport();
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = () => resolve();
+    process.stdin.once('end', () => resolve());
+  });
+  await server.connect(transport);
+  log.info('switchboard stdio ready', { user: first.user.email, database: app.database.kind });
+  await Promise.race([closed, waitForSignal()]);
+  await server.close().catch(() => {});
+  await app.database.close();
+  return 0;
+}
+
+async function init(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'admin-email': { type: 'string' },
+      'admin-password': { type: 'string' },
+      'admin-name': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const email = values['admin-email'];
+  if (!email) throw new UserError('init needs --admin-email.');
+  const database = await openConfiguredDatabase(config);
+  try {
+    const r = await initialize(database.db, {
+      adminEmail: email,
+      adminName: values['admin-name'],
+      adminPassword: values['admin-password'],
+      switchMinutes: config.switchMinutes,
+    });
+    const out = {
+      tenant: { id: r.tenant.id, slug: r.tenant.slug },
+      system_account: { id: r.systemAccount.id, slug: r.systemAccount.slug },
+      sandbox_account: { id: r.sandboxAccount.id, slug: r.sandboxAccount.slug },
+      admin: { id: r.admin.id, email: r.admin.email, permissions: r.admin.permissions },
+      token: r.token,
+    };
+    if (values.json) process.stdout.write(JSON.stringify(out) + '\n');
+    else {
+      process.stdout.write(
+        `Initialized tenant '${out.tenant.slug}' with accounts '${out.system_account.slug}' and '${out.sandbox_account.slug}'.\n` +
+          `Admin ${out.admin.email} (Switch Account, admin). API token, shown once:\n\n  ${out.token}\n\n`,
+      );
+    }
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+async function demo(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, strict: true });
+  const database = await openConfiguredDatabase(config);
+  try {
+    const tenant = await getMainTenant(database.db);
+    if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
+    const r = await seedDemo({ db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes });
+    if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else {
+      process.stdout.write(`Seeded ${r.accounts.map((a) => a.name + (a.children ? ` (${a.children} linked studios)` : '')).join(', ')}.\nUsers (tokens shown once):\n`);
+      for (const u of r.users) process.stdout.write(`  ${u.email.padEnd(30)} ${u.about}\n    ${u.token}\n`);
+    }
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof UserError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`switchboard: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    if (err instanceof Error && /^(Invalid configuration|The database is not initialized|The embedded database in)/.test(err.message)) {
+      process.stderr.write(`switchboard: ${err.message}\n`);
+      process.exit(1);
+    }
+    log.error('switchboard failed', errorFields(err));
+    process.exit(1);
+  },
+);

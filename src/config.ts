@@ -1,0 +1,47 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/** The one place that reads process.env. Every variable is documented in README.md. */
+const schema = z.object({
+  DATABASE_URL: z.string().url().optional(),
+  SWITCHBOARD_DATA_DIR: z.string().default('./.switchboard'),
+  SWITCHBOARD_TOKEN: z.string().optional(),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default('127.0.0.1'),
+  SWITCHBOARD_PUBLIC_URL: z.string().url().optional(),
+  SWITCHBOARD_ADMIN_EMAIL: z.string().email().default('admin@switchboard.local'),
+  SWITCHBOARD_SWITCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+export type Config = {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  token: string | undefined;
+  port: number;
+  host: string;
+  publicUrl: string | undefined;
+  adminEmail: string;
+  switchMinutes: number;
+  logLevel: z.infer<typeof schema>['LOG_LEVEL'];
+};
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`Invalid configuration: ${String(issue.path[0])}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    dataDir: resolve(e.SWITCHBOARD_DATA_DIR),
+    token: e.SWITCHBOARD_TOKEN,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: e.SWITCHBOARD_PUBLIC_URL,
+    adminEmail: e.SWITCHBOARD_ADMIN_EMAIL,
+    switchMinutes: e.SWITCHBOARD_SWITCH_MINUTES,
+    logLevel: e.LOG_LEVEL,
+  };
+}

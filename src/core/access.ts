@@ -1,0 +1,87 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import { memberships, ROLES, type Role } from '../db/schema/index.js';
+import type { Core } from './core.js';
+import { findAccount, type Account } from './accounts.js';
+import { hasPermission, type Caller } from './users.js';
+import { AccessDenied, UserError } from './errors.js';
+
+/**
+ * Who may act in which account. One rule, used by the tool wrapper for every call:
+ *
+ *   a caller may act in account A with role R when
+ *     - they are a member of A with a role of at least R, or
+ *     - they are an admin or owner of A's linked parent (they act as admin in the child), or
+ *     - they hold the Switch Account permission (they act as admin anywhere in the tenant).
+ *
+ * Nothing is cached: memberships and permissions are read on every call, so a revocation takes
+ * effect on the very next one.
+ */
+
+export const roleRank = (r: Role): number => ROLES.indexOf(r);
+export const atLeast = (have: Role, need: Role): boolean => roleRank(have) >= roleRank(need);
+
+export type GrantSource = 'membership' | 'parent_admin' | 'switch_account';
+export interface Grant {
+  role: Role;
+  via: GrantSource;
+}
+
+/** The strongest role the caller holds in `account`, and where it comes from; null for none. */
+export async function grantIn(core: Core, caller: Caller, account: Account): Promise<Grant | null> {
+  const ids = account.parentAccountId ? [account.id, account.parentAccountId] : [account.id];
+  const rows = await core.db
+    .select({ accountId: memberships.accountId, role: memberships.role })
+    .from(memberships)
+    .where(and(eq(memberships.userId, caller.user.id), inArray(memberships.accountId, ids)));
+  const candidates: Grant[] = [];
+  const own = rows.find((r) => r.accountId === account.id);
+  if (own) candidates.push({ role: own.role, via: 'membership' });
+  const parent = rows.find((r) => r.accountId === account.parentAccountId);
+  if (parent && atLeast(parent.role, 'admin')) candidates.push({ role: 'admin', via: 'parent_admin' });
+  if (hasPermission(caller.user, 'switch_account')) candidates.push({ role: 'admin', via: 'switch_account' });
+  // strongest role wins; on a tie the first (the caller's own membership) is kept
+  return candidates.reduce<Grant | null>((best, g) => (!best || roleRank(g.role) > roleRank(best.role) ? g : best), null);
+}
+
+const ROLE_LABEL: Record<Role, string> = { viewer: 'viewer', member: 'member', admin: 'admin', owner: 'owner' };
+
+/** The denial for an account the caller has no way into. It names only what the caller typed. */
+export function noAccess(label: string): AccessDenied {
+  return new AccessDenied(
+    `Access denied: acting in account '${label}' needs the Switch Account permission or a membership in that account.`,
+  );
+}
+
+/** Check that the caller may act in `account` with at least `need`; returns the grant or throws AccessDenied. */
+export async function authorize(core: Core, caller: Caller, account: Account, need: Role, label = account.slug): Promise<Grant> {
+  const grant = await grantIn(core, caller, account);
+  if (!grant) throw noAccess(label);
+  if (!atLeast(grant.role, need)) {
+    throw new AccessDenied(
+      `Access denied: this needs the ${ROLE_LABEL[need]} role in account '${account.slug}'; you are ${ROLE_LABEL[grant.role]} there.`,
+    );
+  }
+  return grant;
+}
+
+/**
+ * Resolve what a caller typed as an account (id, slug or exact name). For a caller without
+ * Switch Account an unknown account and one they cannot enter give the same denial, so that
+ * the answer reveals nothing about accounts they may not see.
+ * Returns the account (when it exists) so that the audit entry can record the attempted target.
+ */
+export async function resolveAccountFor(core: Core, caller: Caller, key: string): Promise<Account> {
+  const account = await findAccount(core, key);
+  if (account) return account;
+  if (hasPermission(caller.user, 'switch_account')) {
+    throw new UserError(`No account matches '${key}': pass an account id, slug or exact name (list_accounts finds them).`, 'not_found');
+  }
+  throw noAccess(key);
+}
+
+export function requirePermission(caller: Caller, permission: 'admin' | 'switch_account', what: string): void {
+  if (!hasPermission(caller.user, permission)) {
+    const label = permission === 'admin' ? 'admin' : 'Switch Account';
+    throw new AccessDenied(`Access denied: ${what} needs the ${label} permission.`);
+  }
+}

@@ -1,0 +1,40 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type sodiumType from 'libsodium-wrappers-sumo';
+
+let sodiumPromise: Promise<typeof sodiumType> | undefined;
+
+/** libsodium (sumo build: argon2id lives only there), loaded on first use to keep cold start short. */
+export function sodium(): Promise<typeof sodiumType> {
+  sodiumPromise ??= import('libsodium-wrappers-sumo').then(async (m) => {
+    await m.default.ready;
+    return m.default;
+  });
+  return sodiumPromise;
+}
+
+/** argon2id, libsodium's interactive limits. */
+export async function hashPassword(password: string): Promise<string> {
+  const s = await sodium();
+  return s.crypto_pwhash_str(password, s.crypto_pwhash_OPSLIMIT_INTERACTIVE, s.crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
+export async function verifyPassword(hash: string, password: string): Promise<boolean> {
+  const s = await sodium();
+  return s.crypto_pwhash_str_verify(hash, password);
+}
+
+export const TOKEN_PREFIX = 'sbt_';
+
+/** A new API token: 256 random bits. Only its SHA-256 is stored. */
+export function newToken(): { token: string; hash: string; prefix: string } {
+  const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+  return { token, hash: hashToken(token), prefix: token.slice(0, 10) };
+}
+
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+export function constantTimeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

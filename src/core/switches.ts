@@ -1,0 +1,42 @@
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import { accountSwitches } from '../db/schema/index.js';
+import type { Core } from './core.js';
+import { withAccount } from '../db/scope.js';
+
+export interface ActiveSwitch {
+  id: string;
+  accountId: string;
+  reason: string;
+  until: Date;
+}
+
+/** Record entering an account: both identities, the reason and the time box. */
+export async function startSwitch(
+  core: Core,
+  s: { userId: string; homeAccountId: string; accountId: string; sessionId: string; reason: string; minutes: number },
+): Promise<ActiveSwitch> {
+  const [row] = await withAccount(core.db, [s.accountId], (tx) =>
+    tx
+      .insert(accountSwitches)
+      .values({
+        userId: s.userId,
+        homeAccountId: s.homeAccountId,
+        accountId: s.accountId,
+        sessionId: s.sessionId,
+        reason: s.reason,
+        expiresAt: sql`now() + make_interval(mins => ${s.minutes})`,
+      })
+      .returning(),
+  );
+  return { id: row!.id, accountId: row!.accountId, reason: row!.reason, until: row!.expiresAt };
+}
+
+/** Close a switch (return home, expiry noticed, or access lost). Idempotent. */
+export async function endSwitch(core: Core, sw: Pick<ActiveSwitch, 'id' | 'accountId'>): Promise<void> {
+  await withAccount(core.db, [sw.accountId], (tx) =>
+    tx
+      .update(accountSwitches)
+      .set({ endedAt: sql`least(now(), ${accountSwitches.expiresAt})` })
+      .where(and(eq(accountSwitches.id, sw.id), isNull(accountSwitches.endedAt))),
+  );
+}

@@ -1,0 +1,171 @@
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Server as McpServer } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Core } from '../core/core.js';
+import type { Database } from '../db/client.js';
+import { authenticate, type Caller } from '../core/users.js';
+import { createMcpServer } from '../mcp/server.js';
+import { newSession } from '../mcp/session.js';
+import { log, errorFields } from '../log.js';
+
+const MAX_BODY = 1024 * 1024;
+const SESSION_IDLE_MS = 60 * 60 * 1000;
+
+interface HttpSession {
+  transport: StreamableHTTPServerTransport;
+  server: McpServer;
+  userId: string;
+  lastSeen: number;
+}
+
+export interface HttpHandle {
+  url: string;
+  server: HttpServer;
+  sessionCount(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * `switchboard serve`: Streamable HTTP at /mcp with a bearer token on every request, plus
+ * /healthz and /readyz. Each MCP session has its own server and its own switch state, and is
+ * bound to the user who opened it.
+ */
+export async function startHttp(opts: { core: Core; database: Database; port: number; host: string }): Promise<HttpHandle> {
+  const sessions = new Map<string, HttpSession>();
+
+  async function handleMcp(req: IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> } }, res: ServerResponse) {
+    const token = bearer(req);
+    const caller = token ? await authenticate(opts.core, token) : null;
+    if (!caller || !token) {
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'www-authenticate': `Bearer realm="switchboard", error="invalid_token", error_description="${token ? 'The token is unknown, expired or revoked' : 'A bearer token is required'}"`,
+      });
+      res.end(JSON.stringify({ error: 'unauthorized', message: 'Send Authorization: Bearer <API token>.' }));
+      return;
+    }
+    req.auth = { token, clientId: caller.user.id, scopes: [], extra: { caller } };
+
+    let body: unknown;
+    if (req.method === 'POST') {
+      const raw = await readBody(req);
+      if (raw === null) return json(res, 413, { error: 'payload_too_large', message: `Request bodies are limited to ${MAX_BODY} bytes.` });
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        return json(res, 400, { jsonrpc: '2.0', error: { code: -32700, message: 'Parse error: the body is not JSON.' }, id: null });
+      }
+    }
+
+    const sid = req.headers['mcp-session-id'];
+    if (typeof sid === 'string') {
+      const s = sessions.get(sid);
+      if (!s) return json(res, 404, { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found: initialize a new session.' }, id: null });
+      if (s.userId !== caller.user.id) return json(res, 403, { jsonrpc: '2.0', error: { code: -32003, message: 'This session belongs to another user.' }, id: null });
+      s.lastSeen = Date.now();
+      await s.transport.handleRequest(req, res, body);
+      return;
+    }
+    if (req.method !== 'POST' || !isInitializeRequest(body)) {
+      return json(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad request: no mcp-session-id header; start with an initialize request.' }, id: null });
+    }
+    const id = randomUUID();
+    const session = newSession(id);
+    const server = createMcpServer({
+      core: opts.core,
+      session,
+      authenticate: async (extra) => (extra.authInfo?.extra?.caller as Caller | undefined) ?? null,
+    });
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => id,
+      onsessioninitialized: (sessionId) => {
+        sessions.set(sessionId, { transport, server, userId: caller.user.id, lastSeen: Date.now() });
+      },
+    });
+    transport.onclose = () => {
+      sessions.delete(id);
+    };
+    await server.connect(transport);
+    await transport.handleRequest(req, res, body);
+  }
+
+  const http = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const done = (p: Promise<void>) =>
+      p.catch((err) => {
+        log.error('http request failed', { path, ...errorFields(err) });
+        if (!res.headersSent) json(res, 500, { error: 'internal_error' });
+        else res.end();
+      });
+    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (path === '/readyz') {
+      return done(
+        opts.database.ping().then(
+          () => json(res, 200, { status: 'ready' }),
+          () => json(res, 503, { status: 'unavailable', message: 'The database does not answer.' }),
+        ),
+      );
+    }
+    if (path === '/mcp') return done(handleMcp(req, res));
+    json(res, 404, { error: 'not_found', message: 'MCP is served at /mcp.' });
+  });
+
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - SESSION_IDLE_MS;
+    for (const [id, s] of sessions) {
+      if (s.lastSeen < cutoff) {
+        sessions.delete(id);
+        void s.transport.close();
+      }
+    }
+  }, 60_000);
+  sweep.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port, opts.host, () => resolve());
+  });
+  const addr = http.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `http://${host}:${addr.port}/mcp`,
+    server: http,
+    sessionCount: () => sessions.size,
+    async close() {
+      clearInterval(sweep);
+      await Promise.allSettled([...sessions.values()].map((s) => s.transport.close()));
+      sessions.clear();
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    },
+  };
+}
+
+function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
+  return m?.[1];
+}
+
+function readBody(req: IncomingMessage): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(tooBig ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}

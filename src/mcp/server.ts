@@ -1,0 +1,54 @@
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Core } from '../core/core.js';
+import type { Caller } from '../core/users.js';
+import type { ToolDef } from './define-tool.js';
+import type { SessionState } from './session.js';
+import { accountTools } from './tools/accounts.js';
+import { userTools } from './tools/users.js';
+import { sessionTools } from './tools/session.js';
+import { auditTools } from './tools/audit.js';
+
+export const SERVER_NAME = 'switchboard';
+export const SERVER_VERSION = '0.1.0';
+
+export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools];
+
+const INSTRUCTIONS =
+  'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +
+  'argument when given, else the account this session switched into (switch_account, with a reason; time-boxed), else ' +
+  'your home account. Use list_accounts to find accounts, switch_account to work inside one, and switch_account with ' +
+  'account "home" when done. Access is checked on every call and every call is audited.';
+
+export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+export interface ServerOptions {
+  core: Core;
+  session: SessionState;
+  /** Authenticate the caller of the request being served (stdio: the configured token; HTTP: the request's). */
+  authenticate(extra: Extra): Promise<Caller | null>;
+  tools?: ToolDef[];
+}
+
+/**
+ * One MCP server per session. Tools are registered only through defineTool(); this file wires
+ * their listings and `run` into the protocol and nothing else.
+ */
+export function createMcpServer(opts: ServerOptions): Server {
+  const tools = opts.tools ?? allTools;
+  const byName = new Map(tools.map((t) => [t.name, t]));
+  const listing = tools.map((t) => t.listing);
+  const server = new Server(
+    { name: SERVER_NAME, version: SERVER_VERSION },
+    { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
+  );
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: listing }));
+  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+    const tool = byName.get(req.params.name);
+    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool '${req.params.name.slice(0, 100)}'; tools/list shows the tools.`);
+    return tool.run(req.params.arguments, { core: opts.core, session: opts.session, authenticate: () => opts.authenticate(extra) });
+  });
+  return server;
+}

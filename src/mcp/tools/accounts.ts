@@ -1,0 +1,169 @@
+import { z } from 'zod';
+import { defineTool, type ToolDef } from '../define-tool.js';
+import { accountArg, accountRefOut, accountSummaryOut, cursorArg, limitArg, refOf, summary } from './shapes.js';
+import {
+  childrenOf, createAccount, getAccountById, linkAccount, listAccounts, unlinkAccount,
+} from '../../core/accounts.js';
+import { grantIn, noAccess, resolveAccountFor } from '../../core/access.js';
+import { hasPermission } from '../../core/users.js';
+import { UserError } from '../../core/errors.js';
+
+const routingKeyArg = z
+  .string()
+  .min(1)
+  .max(100)
+  .describe("How events address this child within its parent, e.g. the source system's location id 'studio-12'.");
+
+const listAccountsTool = defineTool({
+  name: 'list_accounts',
+  title: 'List accounts',
+  description:
+    'Lists the accounts you can see (all of them with the Switch Account permission), ordered by name. ' +
+    'Use query to search by name, slug or routing key, parent to list the linked children of a parent account.',
+  input: {
+    query: z.string().max(200).optional().describe('Part of an account name, slug or routing key (case-insensitive).'),
+    parent: accountArg('Only the linked children of this parent account').optional(),
+    limit: limitArg(),
+    cursor: cursorArg,
+  },
+  output: { accounts: z.array(accountSummaryOut), next_cursor: z.string().nullable() },
+  annotations: { readOnlyHint: true, idempotentHint: true },
+  access: { role: null, accountArg: null },
+  async handler(ctx, args) {
+    const all = hasPermission(ctx.caller.user, 'switch_account');
+    let parentId: string | undefined;
+    if (args.parent !== undefined) {
+      const parent = await resolveAccountFor(ctx.core, ctx.caller, args.parent);
+      if (!all && !(await grantIn(ctx.core, ctx.caller, parent))) throw noAccess(args.parent);
+      parentId = parent.id;
+    }
+    const page = await listAccounts(ctx.core, {
+      visibleTo: all ? null : ctx.caller.user.id,
+      query: args.query,
+      parentId,
+      limit: args.limit ?? 50,
+      cursor: args.cursor,
+    });
+    const n = page.accounts.length;
+    return {
+      data: { accounts: page.accounts.map(summary), next_cursor: page.nextCursor },
+      text: `${n} account${n === 1 ? '' : 's'}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+    };
+  },
+});
+
+const getAccountTool = defineTool({
+  name: 'get_account',
+  title: 'Get account',
+  description:
+    'Shows one account (default: the account you act in): its kind, status, linked parent and linked children ' +
+    '(with their routing keys), and your access to it.',
+  input: { account: accountArg().optional() },
+  output: {
+    account: accountSummaryOut.extend({
+      status: z.enum(['active', 'suspended']),
+      created_at: z.string(),
+      parent: accountRefOut.extend({ routing_key: z.string().nullable() }).nullable(),
+      children: z.array(accountRefOut.extend({ routing_key: z.string().nullable() })),
+      children_total: z.number().int(),
+    }),
+    your_access: z.object({ role: z.enum(['viewer', 'member', 'admin', 'owner']), via: z.enum(['membership', 'parent_admin', 'switch_account']) }),
+  },
+  annotations: { readOnlyHint: true, idempotentHint: true },
+  access: { role: 'viewer' },
+  async handler(ctx) {
+    const a = ctx.account;
+    const [parent, kids] = await Promise.all([
+      a.parentAccountId ? getAccountById(ctx.core, a.parentAccountId) : Promise.resolve(null),
+      childrenOf(ctx.core, a.id),
+    ]);
+    return {
+      data: {
+        account: {
+          ...summary(a),
+          status: a.status,
+          created_at: a.createdAt.toISOString(),
+          parent: parent ? { ...refOf(parent), routing_key: a.routingKey } : null,
+          children: kids.children.map((c) => ({ ...refOf(c), routing_key: c.routingKey })),
+          children_total: kids.total,
+        },
+        your_access: ctx.grant!,
+      },
+      text:
+        `${a.name} (${a.slug}) is a ${a.kind} account` +
+        (parent ? ` linked to ${parent.name} as '${a.routingKey}'` : '') +
+        (kids.total ? ` with ${kids.total} linked child account${kids.total === 1 ? '' : 's'}` : '') +
+        '.',
+    };
+  },
+});
+
+const createAccountTool = defineTool({
+  name: 'create_account',
+  title: 'Create account',
+  description:
+    'Creates a customer or sandbox account (admin permission). With parent and routing_key it is created as a linked child ' +
+    "of that parent, e.g. one studio of a fitness chain addressed by its location id.",
+  input: {
+    name: z.string().min(1).max(200).describe('Display name, e.g. "Acme Fitness".'),
+    slug: z.string().min(1).max(63).optional().describe('URL-safe identifier; derived from the name when omitted.'),
+    kind: z.enum(['customer', 'sandbox']).optional().describe('customer (default) or sandbox.'),
+    parent: accountArg('Create as a linked child of this parent account').optional(),
+    routing_key: routingKeyArg.optional(),
+  },
+  output: { account: accountSummaryOut },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  access: { role: null, accountArg: null, permission: 'admin', also: [{ arg: 'parent', role: 'admin' }] },
+  async handler(ctx, args) {
+    if (args.parent !== undefined && args.routing_key === undefined) {
+      throw new UserError('A linked child account needs a routing_key: how events find this location within its parent.');
+    }
+    const a = await createAccount(ctx.core, {
+      name: args.name,
+      slug: args.slug,
+      kind: args.kind,
+      parent: ctx.named.parent,
+      routingKey: args.routing_key,
+    });
+    ctx.auditAccount(a.id);
+    return { data: { account: summary(a) }, text: `Created account ${a.name} (${a.slug})${ctx.named.parent ? ` under ${ctx.named.parent.name}` : ''}.` };
+  },
+});
+
+const linkAccountTool = defineTool({
+  name: 'link_account',
+  title: 'Link account',
+  description:
+    'Links an existing account as a child of a parent account (admin permission), addressed within the parent by routing_key. ' +
+    'Admins of the parent then act as admins of the child. One level only.',
+  input: {
+    child: accountArg('The account to link'),
+    parent: accountArg('The parent account'),
+    routing_key: routingKeyArg,
+  },
+  output: { account: accountSummaryOut, parent: accountRefOut },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  access: { role: 'admin', accountArg: 'child', permission: 'admin', also: [{ arg: 'parent', role: 'admin' }] },
+  async handler(ctx, args) {
+    const parent = ctx.named.parent!;
+    const a = await linkAccount(ctx.core, ctx.account, parent, args.routing_key);
+    return { data: { account: summary(a), parent: refOf(parent) }, text: `Linked ${a.name} under ${parent.name} as '${a.routingKey}'.` };
+  },
+});
+
+const unlinkAccountTool = defineTool({
+  name: 'unlink_account',
+  title: 'Unlink account',
+  description: 'Removes the link between a child account and its parent (admin permission). Nothing is deleted; the parent\'s admins lose access through the link.',
+  input: { child: accountArg('The linked child account') },
+  output: { account: accountSummaryOut, former_parent_id: z.string() },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  access: { role: 'admin', accountArg: 'child', permission: 'admin' },
+  async handler(ctx) {
+    const formerParent = ctx.account.parentAccountId;
+    const a = await unlinkAccount(ctx.core, ctx.account);
+    return { data: { account: summary(a), former_parent_id: formerParent! }, text: `Unlinked ${a.name} from its parent.` };
+  },
+});
+
+export const accountTools: ToolDef[] = [listAccountsTool, getAccountTool, createAccountTool, linkAccountTool, unlinkAccountTool];

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { defineTool, type ToolDef } from '../define-tool.js';
+import { accountArg, cursorArg, limitArg } from './shapes.js';
+import { listAudit } from '../../core/audit.js';
+import { findUser } from '../../core/users.js';
+import { UserError } from '../../core/errors.js';
+import { AUDIT_OUTCOMES } from '../../db/schema/index.js';
+
+const auditLogTool = defineTool({
+  name: 'audit_log',
+  title: 'Audit log',
+  description:
+    'Lists the audit entries of an account, newest first: every tool call made in it, allowed, denied or failed, with its actor ' +
+    'and arguments (secrets redacted). Needs the admin role in the account.',
+  input: {
+    account: accountArg('The account whose entries to list (default: the account you act in)').optional(),
+    actor: z.string().min(1).max(254).optional().describe('Only calls by this user (id or email).'),
+    tool: z.string().min(1).max(100).optional().describe('Only calls of this tool, e.g. "switch_account".'),
+    outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only calls with this outcome.'),
+    since: z.iso.datetime({ offset: true }).optional().describe('Only entries at or after this ISO-8601 time.'),
+    limit: limitArg(),
+    cursor: cursorArg,
+  },
+  output: {
+    entries: z.array(
+      z.object({
+        id: z.number().int(),
+        at: z.string(),
+        actor: z.object({ id: z.string().nullable(), email: z.string().nullable() }),
+        home_account_id: z.string().nullable(),
+        account_id: z.string().nullable(),
+        switch_id: z.string().nullable(),
+        session_id: z.string().nullable(),
+        tool: z.string(),
+        arguments: z.unknown(),
+        outcome: z.enum(AUDIT_OUTCOMES),
+        message: z.string().nullable(),
+        duration_ms: z.number().int().nullable(),
+      }),
+    ),
+    next_cursor: z.string().nullable(),
+  },
+  annotations: { readOnlyHint: true, idempotentHint: true },
+  access: { role: 'admin' },
+  async handler(ctx, args) {
+    let actorUserId: string | undefined;
+    if (args.actor !== undefined) {
+      const u = await findUser(ctx.core, args.actor);
+      if (!u) throw new UserError(`No user matches '${args.actor}'.`, 'not_found');
+      actorUserId = u.id;
+    }
+    const page = await listAudit(ctx.core, {
+      accountId: ctx.account.id,
+      actorUserId,
+      tool: args.tool,
+      outcome: args.outcome,
+      since: args.since ? new Date(args.since) : undefined,
+      limit: args.limit ?? 50,
+      cursor: args.cursor,
+    });
+    return {
+      data: {
+        entries: page.entries.map((e) => ({
+          id: e.id,
+          at: e.at.toISOString(),
+          actor: { id: e.actorUserId, email: e.actorEmail },
+          home_account_id: e.homeAccountId,
+          account_id: e.accountId,
+          switch_id: e.switchId,
+          session_id: e.sessionId,
+          tool: e.tool,
+          arguments: e.arguments,
+          outcome: e.outcome,
+          message: e.message,
+          duration_ms: e.durationMs,
+        })),
+        next_cursor: page.nextCursor,
+      },
+      text: `${page.entries.length} audit entr${page.entries.length === 1 ? 'y' : 'ies'} for ${ctx.account.name}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+    };
+  },
+});
+
+export const auditTools: ToolDef[] = [auditLogTool];

@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import type { Account } from '../../core/accounts.js';
+
+/** Zod pieces shared by the tool groups. Limits keep oversized input a clear error, not a slow query. */
+
+export const accountArg = (what = 'The account') =>
+  z.string().min(1).max(200).describe(`${what}: an account id, slug or exact name.`);
+
+export const limitArg = (max = 200, dflt = 50) =>
+  z.number().int().min(1).max(max).optional().describe(`Page size, 1-${max} (default ${dflt}).`);
+
+export const cursorArg = z.string().max(500).optional().describe('The next_cursor of the previous page.');
+
+export const accountRefOut = z.object({ id: z.string(), slug: z.string(), name: z.string() });
+
+export const accountSummaryOut = z.object({
+  id: z.string(),
+  slug: z.string(),
+  name: z.string(),
+  kind: z.enum(['customer', 'system', 'sandbox']),
+  parent_id: z.string().nullable(),
+  routing_key: z.string().nullable(),
+});
+
+export const summary = (a: Account): z.infer<typeof accountSummaryOut> => ({
+  id: a.id,
+  slug: a.slug,
+  name: a.name,
+  kind: a.kind,
+  parent_id: a.parentAccountId,
+  routing_key: a.routingKey,
+});
+
+export const refOf = (a: Pick<Account, 'id' | 'slug' | 'name'>) => ({ id: a.id, slug: a.slug, name: a.name });
+
+export const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
