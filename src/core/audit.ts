@@ -14,6 +14,11 @@ export const REDACTED = '[redacted]';
  * Tool arguments as they may be stored: values under secret-looking keys and anything shaped
  * like an API token are replaced, long strings are cut, deep structures are flattened.
  */
+const TOKEN_LIKE = new RegExp(`${TOKEN_PREFIX}[A-Za-z0-9_-]*`, 'g');
+
+/** Free text with anything shaped like an API token replaced (error messages echo what callers typed). */
+export const scrubText = (s: string): string => s.replace(TOKEN_LIKE, REDACTED);
+
 export function redact(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') {
     if (value.includes(TOKEN_PREFIX)) return REDACTED;
@@ -47,7 +52,7 @@ export interface AuditEntryInput {
 export async function writeAudit(core: Core, e: AuditEntryInput): Promise<number> {
   const [row] = await core.db
     .insert(auditLog)
-    .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message?.slice(0, 500) ?? null })
+    .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message ? scrubText(e.message).slice(0, 500) : null })
     .returning({ id: auditLog.id });
   return row!.id;
 }

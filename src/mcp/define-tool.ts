@@ -5,7 +5,7 @@ import type { Account } from '../core/accounts.js';
 import { getAccountById } from '../core/accounts.js';
 import type { Caller } from '../core/users.js';
 import { authorize, grantIn, requirePermission, resolveAccountFor, type Grant } from '../core/access.js';
-import { writeAudit } from '../core/audit.js';
+import { scrubText, writeAudit } from '../core/audit.js';
 import { endSwitch } from '../core/switches.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { withAccount, type Tx } from '../db/scope.js';
@@ -180,12 +180,13 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       const out = await spec.handler(ctx, parsed.data as z.infer<z.ZodObject<I>>);
       result = { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };
     } catch (err) {
+      // messages may echo what the caller typed: never echo anything shaped like a secret
       if (err instanceof AccessDenied) {
         outcome = 'denied';
-        message = err.message;
+        message = scrubText(err.message);
       } else if (err instanceof UserError) {
         outcome = 'error';
-        message = err.message;
+        message = scrubText(err.message);
       } else {
         outcome = 'error';
         message = null;

@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliEnv, runCli, tempDataDir } from './helpers/spawn.js';
+import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
+
+let env: Record<string, string>;
+let db: TestDatabase | undefined;
+beforeAll(async () => {
+  if (testDbKind() === 'postgres') {
+    db = await testDatabase(); // migrated, not initialized
+    env = cliEnv({ DATABASE_URL: db.url });
+  } else {
+    env = cliEnv({ SWITCHBOARD_DATA_DIR: tempDataDir() });
+  }
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+describe('switchboard CLI', () => {
+  it('demo needs an initialized database', async () => {
+    const r = await runCli(['demo'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not initialized: run `switchboard init/);
+  });
+
+  it('init --json creates the tenant, its accounts and an admin, and prints the token once', async () => {
+    const r = await runCli(['init', '--admin-email', 'ops@integrator.test', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({
+      system_account: { slug: 'system' },
+      sandbox_account: { slug: 'sandbox' },
+      admin: { email: 'ops@integrator.test', permissions: ['switch_account', 'admin'] },
+      token: expect.stringMatching(/^sbt_[A-Za-z0-9_-]{43}$/),
+    });
+    expect(r.stderr).not.toContain(out.token);
+  });
+
+  it('init again is a clear error, not a second admin', async () => {
+    const r = await runCli(['init', '--admin-email', 'other@integrator.test', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already initialized/);
+    expect(r.stdout).toBe('');
+  });
+
+  it('demo seeds Acme Fitness with 30 linked studios, Boring Co and users with and without Switch Account', async () => {
+    const r = await runCli(['demo', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.accounts).toContainEqual({ slug: 'acme-fitness', name: 'Acme Fitness', children: 30 });
+    expect(out.accounts.map((a: { slug: string }) => a.slug)).toContain('boring-co');
+    const perms = out.users.map((u: { permissions: string[] }) => u.permissions.includes('switch_account'));
+    expect(perms).toContain(true);
+    expect(perms).toContain(false);
+    for (const u of out.users) expect(u.token).toMatch(/^sbt_/);
+    const again = await runCli(['demo'], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already seeded/);
+  });
+
+  it('rejects unknown commands and options with usage', async () => {
+    const r = await runCli(['frobnicate'], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Unknown command 'frobnicate'/);
+    const o = await runCli(['init', '--admin-mail', 'x@y.z'], env);
+    expect(o.code).toBe(1);
+    expect(o.stderr).toMatch(/Unknown option '--admin-mail'/);
+  });
+});
