@@ -53,8 +53,16 @@ export function noAccess(label: string): AccessDenied {
 }
 
 /** Check that the caller may act in `account` with at least `need`; returns the grant or throws AccessDenied. */
-export async function authorize(core: Core, caller: Caller, account: Account, need: Role, label = account.slug): Promise<Grant> {
-  const grant = await grantIn(core, caller, account);
+export async function authorize(
+  core: Core,
+  caller: Caller,
+  account: Account,
+  need: Role,
+  label = account.slug,
+  /** the caller's grant in `account` when already read during this call */
+  known?: Grant | null,
+): Promise<Grant> {
+  const grant = known === undefined ? await grantIn(core, caller, account) : known;
   if (!grant) throw noAccess(label);
   if (!atLeast(grant.role, need)) {
     throw new AccessDenied(

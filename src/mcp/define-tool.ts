@@ -134,22 +134,23 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       const who = caller;
       // the session's default account, with its switch re-validated on this call
       const fallback = await defaultAccount(core, who, session, spec.access.role !== null);
-      auditAccountId = fallback.id;
+      auditAccountId = fallback.account.id;
 
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
 
-      let account = fallback;
-      let label = fallback.slug;
+      let { account, grant: known } = fallback;
+      let label = account.slug;
       const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
       if (explicit !== undefined) {
         account = await resolveAccountFor(core, who, explicit);
+        known = undefined;
         label = explicit;
         auditAccountId = account.id;
       }
       if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
-      const grant = spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, label);
+      const grant = spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, label, known);
 
       const named: Record<string, Account> = {};
       for (const { arg, role } of spec.access.also ?? []) {
@@ -228,13 +229,18 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
  * valid, else home. A switch that expired, or whose access was revoked, is ended here; for a tool
  * that acts in an account this is an error (never a silent fall back to home).
  */
-async function defaultAccount(core: Core, caller: Caller, session: SessionState, actsInAccount: boolean): Promise<Account> {
+async function defaultAccount(
+  core: Core,
+  caller: Caller,
+  session: SessionState,
+  actsInAccount: boolean,
+): Promise<{ account: Account; grant?: Grant }> {
   const sw = session.switch;
   if (sw) {
     const expired = sw.until.getTime() <= Date.now();
     const account = expired ? null : await getAccountById(core, sw.accountId);
-    const stillAllowed = account ? (await grantIn(core, caller, account)) !== null : false;
-    if (account && stillAllowed) return account;
+    const grant = account ? await grantIn(core, caller, account) : null;
+    if (account && grant) return { account, grant };
     session.switch = null;
     await endSwitch(core, sw);
     if (actsInAccount) {
@@ -247,5 +253,5 @@ async function defaultAccount(core: Core, caller: Caller, session: SessionState,
   }
   const home = await getAccountById(core, caller.user.homeAccountId);
   if (!home) throw new UserError('Your home account no longer exists; ask an admin to move you to another account.');
-  return home;
+  return { account: home };
 }
