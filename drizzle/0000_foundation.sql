@@ -103,7 +103,7 @@ ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_account_id_accounts_id_fk" FOR
 CREATE INDEX "account_switches_account" ON "account_switches" USING btree ("account_id","started_at");--> statement-breakpoint
 CREATE INDEX "account_switches_user" ON "account_switches" USING btree ("user_id","started_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "accounts_tenant_slug" ON "accounts" USING btree ("tenant_id","slug");--> statement-breakpoint
-CREATE INDEX "accounts_tenant_name" ON "accounts" USING btree ("tenant_id",lower("name"));--> statement-breakpoint
+CREATE INDEX "accounts_tenant_name" ON "accounts" USING btree ("tenant_id",lower("name"),"id");--> statement-breakpoint
 CREATE UNIQUE INDEX "accounts_parent_routing_key" ON "accounts" USING btree ("parent_account_id","routing_key");--> statement-breakpoint
 CREATE UNIQUE INDEX "accounts_one_system_per_tenant" ON "accounts" USING btree ("tenant_id") WHERE "accounts"."kind" = 'system';--> statement-breakpoint
 CREATE INDEX "api_tokens_user" ON "api_tokens" USING btree ("user_id");--> statement-breakpoint

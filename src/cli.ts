@@ -52,8 +52,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(config: Config): Promise<number> {
-  const { startHttp } = await import('./http/server.js');
-  const app = await openApp(config);
+  const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
   const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host });
   const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
   log.info('switchboard listening', { mcp_url: url, database: app.database.kind });
@@ -70,10 +69,13 @@ async function serve(config: Config): Promise<number> {
 }
 
 async function stdio(config: Config): Promise<number> {
-  const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
-  const { createMcpServer } = await import('./mcp/server.js');
-  const { newSession } = await import('./mcp/session.js');
-  const app = await openApp(config);
+  // load the MCP modules while the database opens (PGlite compiles its WebAssembly off the main thread)
+  const [app, { StdioServerTransport }, { createMcpServer }, { newSession }] = await Promise.all([
+    openApp(config),
+    import('@modelcontextprotocol/sdk/server/stdio.js'),
+    import('./mcp/server.js'),
+    import('./mcp/session.js'),
+  ]);
   const token = configuredToken(config);
   const first = token ? await authenticate(app.core, token) : null;
   if (!token || !first) {

@@ -30,6 +30,21 @@ export interface OpenOptions {
   max?: number;
 }
 
+/**
+ * True when the newest committed migration is already applied: one query instead of the
+ * migrator's schema checks and empty transaction on every start.
+ */
+async function upToDate(query: (text: string) => Promise<{ created_at: unknown }[]>): Promise<boolean> {
+  const journal = JSON.parse(readFileSync(join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as { entries: { when: number }[] };
+  const newest = Math.max(...journal.entries.map((e) => e.when));
+  try {
+    const rows = await query('select created_at from drizzle.__drizzle_migrations order by created_at desc limit 1');
+    return rows.length > 0 && Number(rows[0]!.created_at) >= newest;
+  } catch {
+    return false; // no migrations table yet
+  }
+}
+
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   return opts.url ? openPostgres(opts.url, opts.max ?? 10) : openPglite(opts);
 }
@@ -43,6 +58,7 @@ async function openPostgres(url: string, max: number): Promise<Database> {
     db,
     kind: 'postgres',
     async migrate() {
+      if (await upToDate((q) => client.unsafe(q) as Promise<{ created_at: unknown }[]>)) return;
       const { migrate } = await import('drizzle-orm/postgres-js/migrator');
       await migrate(drizzle(client, { schema }), { migrationsFolder });
     },
@@ -80,6 +96,7 @@ async function openPglite(opts: OpenOptions): Promise<Database> {
     db,
     kind: 'pglite',
     async migrate() {
+      if (await upToDate(async (q) => (await pg.query<{ created_at: unknown }>(q)).rows)) return;
       const { migrate } = await import('drizzle-orm/pglite/migrator');
       await migrate(drizzle(pg, { schema }), { migrationsFolder });
     },

@@ -83,7 +83,7 @@ export interface CallEnv {
 export interface ToolDef {
   name: string;
   /** the tools/list entry */
-  listing: Tool;
+  listing(): Tool;
   run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult>;
 }
 
@@ -109,14 +109,17 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
   const input = z.strictObject(spec.input);
   const output = z.object(spec.output);
   const accountArg = spec.access.accountArg === undefined ? ('account' in spec.input ? 'account' : null) : spec.access.accountArg;
-  const listing: Tool = {
-    name: spec.name,
-    title: spec.title,
-    description: spec.description,
-    inputSchema: jsonSchema(input, 'input'),
-    outputSchema: jsonSchema(output, 'output') as Tool['outputSchema'],
-    annotations: { title: spec.title, openWorldHint: false, ...spec.annotations },
-  };
+  // built on the first tools/list, not at import: it is a noticeable part of a cold start
+  let listing: Tool | undefined;
+  const list = (): Tool =>
+    (listing ??= {
+      name: spec.name,
+      title: spec.title,
+      description: spec.description,
+      inputSchema: jsonSchema(input, 'input'),
+      outputSchema: jsonSchema(output, 'output') as Tool['outputSchema'],
+      annotations: { title: spec.title, openWorldHint: false, ...spec.annotations },
+    });
 
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
     const started = performance.now();
@@ -221,7 +224,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
     return result;
   }
 
-  return { name: spec.name, listing, run };
+  return { name: spec.name, listing: list, run };
 }
 
 /**

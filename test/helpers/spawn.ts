@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -7,8 +7,12 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
-/** The CLI from source (no build needed): node --import tsx src/cli.ts */
-export const CLI = ['--import', 'tsx', join(repoRoot, 'src/cli.ts')];
+/**
+ * In CI (which builds first) the shipped bundle dist/cli.js; elsewhere the CLI from source
+ * (node --import tsx src/cli.ts), so that a stale dist/ never answers for the code under test.
+ */
+const built = join(repoRoot, 'dist/cli.js');
+export const CLI = process.env.CI && existsSync(built) ? [built] : ['--import', 'tsx', join(repoRoot, 'src/cli.ts')];
 
 /** Environment for a spawned CLI: the parent's, less anything that would point it at another database. */
 export function cliEnv(extra: Record<string, string | undefined>): Record<string, string> {

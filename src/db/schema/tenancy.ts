@@ -34,8 +34,8 @@ export const accounts = pgTable('accounts', {
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [
   uniqueIndex('accounts_tenant_slug').on(t.tenantId, t.slug),
-  // name lookups ("Acme Fitness") and ordering of list_accounts
-  index('accounts_tenant_name').on(t.tenantId, sql`lower(${t.name})`),
+  // name lookups ("Acme Fitness") and the keyset order of list_accounts: (lower(name), id)
+  index('accounts_tenant_name').on(t.tenantId, sql`lower(${t.name})`, t.id),
   // one routing key per parent: how an event finds its location
   uniqueIndex('accounts_parent_routing_key').on(t.parentAccountId, t.routingKey),
   // exactly one system setup account per tenant
