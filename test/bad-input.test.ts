@@ -33,6 +33,7 @@ const BAD: [string, string, Record<string, unknown>, RegExp][] = [
   ['bad date', 'audit_log', { since: 'yesterday' }, /Invalid argument 'since'/],
   ['bad uuid', 'revoke_token', { token_id: 'abc' }, /Invalid argument 'token_id'/],
   ['duplicate slug', 'create_account', { name: 'Boring Co', slug: 'boring-co' }, /already exists/],
+  ['reserved slug', 'create_account', { name: 'Home' }, /'home' is reserved/],
   ['bad slug', 'create_account', { name: 'X', slug: 'Not A Slug!' }, /not a usable slug/],
   ['routing key without parent', 'create_account', { name: 'Y', routing_key: 'studio-1' }, /only applies to a linked child/],
   ['child of a child', 'create_account', { name: 'Z', parent: 'acme-studio-01', routing_key: 'z' }, /itself a linked child/],

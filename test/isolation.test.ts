@@ -132,3 +132,26 @@ describe('isolation matrix', () => {
     await loose.close();
   });
 });
+
+describe('tenant-wide tools', () => {
+  it('set_user_permissions needs the admin permission, and keeps the last admin', async () => {
+    for (const p of PERSONAS) {
+      const r = await sessions.get(p)!.call('set_user_permissions', { user: 'boringviewer@switchboard.test', permissions: [] });
+      expect(isDenied(r), `${p}: ${text(r)}`).toBe(!TENANT_ADMINS.includes(p));
+    }
+    // the tenant admin may not strip the init admin and then itself of admin: one must remain
+    const t = sessions.get('tenantAdmin')!;
+    data(await t.call('set_user_permissions', { user: 'admin@switchboard.test', permissions: ['switch_account'] }));
+    const last = await t.call('set_user_permissions', { user: 'tenantadmin@switchboard.test', permissions: [] });
+    expect(text(last)).toMatch(/last admin of the tenant/);
+    data(await t.call('set_user_permissions', { user: 'admin@switchboard.test', permissions: ['switch_account', 'admin'] }));
+  });
+
+  it('whoami names the caller and the token in use, for every caller', async () => {
+    for (const p of PERSONAS) {
+      const who = data<{ user: { id: string }; token_id: string }>(await sessions.get(p)!.call('whoami'));
+      expect(who.user.id).toBe(w.userIds[p]);
+      expect(who.token_id).toMatch(/^[0-9a-f-]{36}$/);
+    }
+  });
+});

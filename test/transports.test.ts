@@ -84,6 +84,18 @@ describe('Streamable HTTP', () => {
     await a.client.close();
   });
 
+  it('caps the sessions one user holds open, closing the least recently used', async () => {
+    const u = await createUser(w.core, { email: 'many-sessions@switchboard.test', name: 'M', account: w.accounts.boring, role: 'member' });
+    const first = await httpClient(u.token);
+    const firstId = first.transport.sessionId!;
+    const others = [];
+    for (let i = 0; i < 32; i++) others.push(await httpClient(u.token));
+    const r = await post({ jsonrpc: '2.0', id: 9, method: 'tools/list' }, { authorization: `Bearer ${u.token}`, 'mcp-session-id': firstId, 'mcp-protocol-version': '2025-06-18' });
+    expect(r.status).toBe(404);
+    data(await others[31]!.call('whoami'));
+    for (const o of others) await o.client.close();
+  });
+
   it('refuses the next request after the token is revoked', async () => {
     const u = await createUser(w.core, { email: 'http-revoke@switchboard.test', name: 'H', account: w.accounts.boring, role: 'member' });
     const a = await httpClient(u.token);

@@ -50,6 +50,9 @@ export async function getAccountsByIds(core: Core, ids: string[]): Promise<Map<s
   return new Map(rows.map((a) => [a.id, a]));
 }
 
+/** Slugs that mean something else where an account is expected. */
+const RESERVED_SLUGS = new Set(['home']);
+
 export const CHILDREN_SHOWN = 100;
 
 export async function childrenOf(core: Core, parentId: string): Promise<{ children: Account[]; total: number }> {
@@ -123,6 +126,9 @@ export async function createAccount(core: Core, input: CreateAccountInput, db: D
   const name = input.name.trim();
   if (!name) throw new UserError('The account name must not be empty.');
   const slug = input.slug ?? slugify(name);
+  if (RESERVED_SLUGS.has(slug)) {
+    throw new UserError(`'${slug}' is reserved (switch_account uses "home" to return): pass another slug.`);
+  }
   if (!SLUG.test(slug)) {
     throw new UserError(`'${slug}' is not a usable slug: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit.`);
   }

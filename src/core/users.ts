@@ -122,13 +122,29 @@ export async function findUser(core: Core, key: string): Promise<User | null> {
   return u ?? null;
 }
 
+/** Replace a user's permissions. Refuses to remove the admin permission from the tenant's last active admin. */
 export async function setPermissions(core: Core, userId: string, permissions: Permission[]): Promise<User> {
-  const [u] = await core.db
-    .update(users)
-    .set({ permissions: [...new Set(permissions)] })
-    .where(and(eq(users.tenantId, core.tenantId), eq(users.id, userId)))
-    .returning(userColumns);
-  return u!;
+  return core.db.transaction(async (tx) => {
+    // serialize permission changes so that two admins cannot demote each other at once
+    await tx.execute(sql`select pg_advisory_xact_lock(7461627)`);
+    if (!permissions.includes('admin')) {
+      const others = await tx
+        .select({ id: users.id })
+        .from(users)
+        .where(and(eq(users.tenantId, core.tenantId), eq(users.status, 'active'), sql`'admin' = any(${users.permissions})`, sql`${users.id} <> ${userId}`))
+        .limit(1);
+      const [target] = await tx.select({ permissions: users.permissions }).from(users).where(eq(users.id, userId));
+      if (target?.permissions.includes('admin') && others.length === 0) {
+        throw new UserError('This is the last admin of the tenant: grant the admin permission to someone else first.', 'conflict');
+      }
+    }
+    const [u] = await tx
+      .update(users)
+      .set({ permissions: [...new Set(permissions)] })
+      .where(and(eq(users.tenantId, core.tenantId), eq(users.id, userId)))
+      .returning(userColumns);
+    return u!;
+  });
 }
 
 export interface TokenRow {

@@ -13,6 +13,8 @@ import { log, errorFields } from '../log.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;
+/** Sessions one user may hold open; opening one more closes their least recently used. */
+const SESSIONS_PER_USER = 32;
 
 interface HttpSession {
   transport: StreamableHTTPServerTransport;
@@ -72,6 +74,7 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
       return json(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad request: no mcp-session-id header; start with an initialize request.' }, id: null });
     }
+    evictBeyondLimit(caller.user.id);
     const id = randomUUID();
     const session = newSession(id);
     const server = createMcpServer({
@@ -90,6 +93,14 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
     };
     await server.connect(transport);
     await transport.handleRequest(req, res, body);
+  }
+
+  function evictBeyondLimit(userId: string): void {
+    const mine = [...sessions.entries()].filter(([, s]) => s.userId === userId).sort((a, b) => a[1].lastSeen - b[1].lastSeen);
+    for (const [id, s] of mine.slice(0, Math.max(0, mine.length - SESSIONS_PER_USER + 1))) {
+      sessions.delete(id);
+      void s.transport.close();
+    }
   }
 
   const http = createServer((req, res) => {

@@ -15,6 +15,7 @@ const whoamiTool = defineTool({
   input: {},
   output: {
     user: z.object({ id: z.string(), email: z.string(), name: z.string() }),
+    token_id: z.string().describe('The id of the API token this call used (for revoke_token).'),
     home_account: accountRefOut,
     acting_account: accountRefOut,
     switched: switchedOut,
@@ -29,6 +30,7 @@ const whoamiTool = defineTool({
     return {
       data: {
         user: { id: u.id, email: u.email, name: u.name },
+        token_id: ctx.caller.tokenId,
         home_account: refOf(home!),
         acting_account: refOf(ctx.account),
         switched: sw ? { until: sw.until.toISOString(), reason: sw.reason } : null,

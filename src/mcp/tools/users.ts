@@ -28,7 +28,7 @@ const createUserTool = defineTool({
     permissions: permissionsArg.optional(),
     password: z.string().min(MIN_PASSWORD_LENGTH).max(1024).optional().describe('Optional password, used to re-verify before viewing secrets.'),
   },
-  output: { user: userOut, token: z.string().describe('API token; shown once, store it now.') },
+  output: { user: userOut, token: z.string().describe('API token; shown once, store it now.'), token_id: z.string() },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
   access: { role: 'admin' },
   async handler(ctx, args) {
@@ -37,9 +37,9 @@ const createUserTool = defineTool({
     if (!tenantAdmin && !atLeast(ctx.grant!.role, args.role)) {
       throw new AccessDenied(`Access denied: you cannot grant the ${args.role} role, which is above your own in account '${ctx.account.slug}'.`);
     }
-    const { user, token } = await createUser(ctx.core, { ...args, account: ctx.account });
+    const { user, token, tokenId } = await createUser(ctx.core, { ...args, account: ctx.account });
     return {
-      data: { user: { id: user.id, email: user.email, name: user.name, home_account: refOf(ctx.account), permissions: user.permissions }, token },
+      data: { user: { id: user.id, email: user.email, name: user.name, home_account: refOf(ctx.account), permissions: user.permissions }, token, token_id: tokenId },
       text: `Created ${user.email} as ${args.role} of ${ctx.account.name}; the token is shown only once.`,
     };
   },
