@@ -89,6 +89,8 @@ describe('switch_account', () => {
     const s = await connect(w.core, w.tokens.switcher);
     data(await s.call('switch_account', { account: 'acme-fitness', reason: 'health check', minutes: 10 }));
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 10 * 60_000 + 1000 });
+    // a call that names its account does not depend on the switch
+    expect(data<{ account: { slug: string } }>(await s.call('get_account', { account: 'boring-co' })).account.slug).toBe('boring-co');
     const r = await s.call('get_account');
     expect(r.isError).toBe(true);
     expect(text(r)).toMatch(/switch into account 'acme-fitness' expired/);

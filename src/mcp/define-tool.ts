@@ -135,25 +135,22 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
         throw new AccessDenied('Access denied: the API token is missing, unknown, expired or revoked; ask an admin for a new token.');
       }
       const who = caller;
-      // the session's default account, with its switch re-validated on this call
-      const fallback = await defaultAccount(core, who, session, spec.access.role !== null);
-      auditAccountId = fallback.account.id;
+      auditAccountId = session.switch?.accountId ?? who.user.homeAccountId;
 
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
 
-      let { account, grant: known } = fallback;
-      let label = account.slug;
+      // the acting account: the explicit argument, else the session's (switch re-validated now), else home
       const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
-      if (explicit !== undefined) {
-        account = await resolveAccountFor(core, who, explicit);
-        known = undefined;
-        label = explicit;
-        auditAccountId = account.id;
-      }
+      const { account, grant: known } =
+        explicit !== undefined
+          ? { account: await resolveAccountFor(core, who, explicit), grant: undefined }
+          : await defaultAccount(core, who, session, spec.access.role !== null);
+      auditAccountId = account.id;
       if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
-      const grant = spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, label, known);
+      const grant =
+        spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, explicit ?? account.slug, known);
 
       const named: Record<string, Account> = {};
       for (const { arg, role } of spec.access.also ?? []) {
@@ -214,7 +211,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
         durationMs: Math.round(performance.now() - started),
       });
       if (outcome === 'error' && message === null) {
-        result.content = [{ type: 'text', text: `Internal error in ${spec.name}; nothing was changed that is not in the audit log (entry ${id}). Try again, or report the entry number.` }];
+        result.content = [{ type: 'text', text: `Internal error in ${spec.name} (audit entry ${id}); it may not have completed: check its effect before retrying, or report the entry number.` }];
       }
     } catch (err) {
       // an action that cannot be audited is not acknowledged
