@@ -53,7 +53,11 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: Config): Promise<number> {
   const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
-  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host });
+  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
+    await app.database.close();
+    if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
+    throw err;
+  });
   const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
   log.info('switchboard listening', { mcp_url: url, database: app.database.kind });
   process.stderr.write(
