@@ -76,6 +76,7 @@ CREATE TABLE "audit_log" (
 	"actor_email" text,
 	"home_account_id" uuid,
 	"account_id" uuid,
+	"target_account_id" uuid,
 	"switch_id" uuid,
 	"session_id" text,
 	"tool" text NOT NULL,
@@ -100,6 +101,7 @@ ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_tenant_id_tenants_id_fk" FOREI
 ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_actor_user_id_users_id_fk" FOREIGN KEY ("actor_user_id") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_home_account_id_accounts_id_fk" FOREIGN KEY ("home_account_id") REFERENCES "public"."accounts"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "audit_log" ADD CONSTRAINT "audit_log_target_account_id_accounts_id_fk" FOREIGN KEY ("target_account_id") REFERENCES "public"."accounts"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "account_switches_account" ON "account_switches" USING btree ("account_id","started_at");--> statement-breakpoint
 CREATE INDEX "account_switches_user" ON "account_switches" USING btree ("user_id","started_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "accounts_tenant_slug" ON "accounts" USING btree ("tenant_id","slug");--> statement-breakpoint
@@ -110,4 +112,5 @@ CREATE INDEX "api_tokens_user" ON "api_tokens" USING btree ("user_id");--> state
 CREATE INDEX "memberships_account" ON "memberships" USING btree ("account_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "users_tenant_email" ON "users" USING btree ("tenant_id",lower("email"));--> statement-breakpoint
 CREATE INDEX "audit_log_account_at" ON "audit_log" USING btree ("account_id","id");--> statement-breakpoint
-CREATE INDEX "audit_log_actor_at" ON "audit_log" USING btree ("actor_user_id","id");
+CREATE INDEX "audit_log_actor_at" ON "audit_log" USING btree ("actor_user_id","id");--> statement-breakpoint
+CREATE INDEX "audit_log_target_at" ON "audit_log" USING btree ("target_account_id","id") WHERE "audit_log"."target_account_id" is not null;

@@ -4,7 +4,8 @@ import { loadConfig, type Config } from './config.js';
 import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile } from './app.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { seedDemo } from './core/demo.js';
-import { authenticate } from './core/users.js';
+import { authenticate, findUser, issueToken } from './core/users.js';
+import { writeAudit } from './core/audit.js';
 import { UserError } from './core/errors.js';
 import { log, setLogLevel, errorFields } from './log.js';
 
@@ -16,6 +17,8 @@ Usage:
   switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
                                        create the tenant, its system and sandbox accounts and the first admin
   switchboard demo [--json]            seed Acme Fitness (30 linked studios), Boring Co and demo users
+  switchboard issue-token --email E [--name N] [--json]
+                                       a new API token for a user (recovery by whoever runs the server)
   switchboard migrate                  apply database migrations
 
 Without DATABASE_URL the embedded database lives in SWITCHBOARD_DATA_DIR (default ./.switchboard).`;
@@ -33,6 +36,8 @@ async function main(argv: string[]): Promise<number> {
       return init(config, rest);
     case 'demo':
       return demo(config, rest);
+    case 'issue-token':
+      return issueTokenCommand(config, rest);
     case 'migrate': {
       const database = await openConfiguredDatabase(config);
       await database.close();
@@ -157,6 +162,45 @@ async function demo(config: Config, args: string[]): Promise<number> {
       process.stdout.write(`Seeded ${r.accounts.map((a) => a.name + (a.children ? ` (${a.children} linked studios)` : '')).join(', ')}.\nUsers (tokens shown once):\n`);
       for (const u of r.users) process.stdout.write(`  ${u.email.padEnd(30)} ${u.about}\n    ${u.token}\n`);
     }
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+/** Operators' way back in when every token of an admin was revoked: needs access to the database itself. */
+async function issueTokenCommand(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { email: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  if (!values.email) throw new UserError('issue-token needs --email.');
+  const database = await openConfiguredDatabase(config);
+  try {
+    const tenant = await getMainTenant(database.db);
+    if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
+    const core = { db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes };
+    const user = await findUser(core, values.email);
+    if (!user) throw new UserError(`No user has the email '${values.email}'.`);
+    const name = values.name ?? `cli ${new Date().toISOString().slice(0, 10)}`;
+    const { token, tokenId } = await issueToken(core, user.id, name);
+    await writeAudit(core, {
+      actorUserId: null,
+      actorEmail: null,
+      homeAccountId: null,
+      accountId: user.homeAccountId,
+      targetAccountId: null,
+      switchId: null,
+      sessionId: null,
+      tool: 'cli:issue-token',
+      arguments: { email: user.email, name },
+      outcome: 'ok',
+      message: `token ${tokenId} issued from the command line`,
+      durationMs: 0,
+    });
+    if (values.json) process.stdout.write(JSON.stringify({ user: { id: user.id, email: user.email }, token_id: tokenId, token }) + '\n');
+    else process.stdout.write(`New API token for ${user.email} (id ${tokenId}), shown once:\n\n  ${token}\n\n`);
     return 0;
   } finally {
     await database.close();

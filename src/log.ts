@@ -1,3 +1,5 @@
+import { scrubText } from './core/crypto.js';
+
 /**
  * Structured logs: one JSON object per line on stderr (stdout belongs to the stdio protocol).
  * Callers pass fields, never secrets: tokens, passwords and tool arguments are not logged.
@@ -32,7 +34,7 @@ export function errorFields(err: unknown): Record<string, unknown> {
   }
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return { error: err.message, ...(typeof code === 'string' ? { code } : {}) };
+    return { error: scrubText(err.message), ...(typeof code === 'string' ? { code } : {}) };
   }
   return { error: String(err) };
 }

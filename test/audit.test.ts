@@ -8,6 +8,7 @@ interface Entry {
   actor: { id: string | null; email: string | null };
   home_account_id: string | null;
   account_id: string | null;
+  target_account_id: string | null;
   switch_id: string | null;
   tool: string;
   arguments: Record<string, unknown>;
@@ -39,22 +40,30 @@ describe('audit log', () => {
     expect((await s.call('create_user', { account: 'boring-co', email: 'not-an-email', name: 'x', role: 'member' })).isError).toBe(true); // error
 
     const mine = data<Page>(await s.call('audit_log', { account: 'boring-co', actor: 'boringadmin@switchboard.test' }));
-    const byTool = (t: string) => mine.entries.find((e) => e.tool === t)!;
+    const byTool = (t: string, outcome = 'ok') => mine.entries.find((e) => e.tool === t && e.outcome === outcome)!;
     expect(byTool('get_account')).toMatchObject({
       outcome: 'ok',
       actor: { id: w.userIds.boringAdmin, email: 'boringadmin@switchboard.test' },
       home_account_id: w.accounts.boring.id,
       account_id: w.accounts.boring.id,
     });
-    expect(byTool('create_user')).toMatchObject({ outcome: 'error', message: expect.stringMatching(/email/) });
+    expect(byTool('create_user', 'error')).toMatchObject({ message: expect.stringMatching(/email/) });
 
-    // the denied attempt is recorded against the account it tried to reach: its admins see it, the caller does not
+    // a caller without any access to the target: the entry stays with the caller's account and
+    // names the target; the target's own admins do not learn who probed them, tenant admins do
+    expect(byTool('get_account', 'denied')).toMatchObject({
+      account_id: w.accounts.boring.id,
+      target_account_id: w.accounts.acme.id,
+      message: expect.stringMatching(/^Access denied/),
+    });
+    const acmeAdmin = await connect(w.core, w.tokens.acmeAdmin);
+    const acmeView = data<Page>(await acmeAdmin.call('audit_log', { account: 'acme-fitness', outcome: 'denied' }));
+    expect(acmeView.entries).toHaveLength(0);
     const admin = await connect(w.core, w.tokens.admin);
-    const acme = data<Page>(await admin.call('audit_log', { account: 'acme-fitness', outcome: 'denied' }));
-    expect(acme.entries[0]).toMatchObject({ tool: 'get_account', outcome: 'denied', actor: { id: w.userIds.boringAdmin }, account_id: w.accounts.acme.id });
-    expect(acme.entries[0]!.message).toMatch(/^Access denied/);
-    expect(mine.entries.some((e) => e.account_id === w.accounts.acme.id)).toBe(false);
+    const tenantView = data<Page>(await admin.call('audit_log', { account: 'acme-fitness', outcome: 'denied' }));
+    expect(tenantView.entries[0]).toMatchObject({ tool: 'get_account', actor: { id: w.userIds.boringAdmin }, target_account_id: w.accounts.acme.id });
     await s.close();
+    await acmeAdmin.close();
     await admin.close();
   });
 
@@ -79,10 +88,29 @@ describe('audit log', () => {
     expect(text(echoed)).toMatch(/No account matches '\[redacted\]'/);
     const page = data<Page>(await s.call('audit_log', { account: 'boring-co', tool: 'create_user' }));
     expect(page.entries[0]!.arguments).toMatchObject({ password: '[redacted]', email: 'pw@switchboard.test' });
+    // a token used as an argument name is redacted too
+    await s.call('whoami', { [created.token]: 1 });
     const dump = await auditDump();
     expect(dump).not.toContain(password);
     expect(dump).not.toContain(created.token);
     expect(dump).not.toContain(w.tokens.admin);
+    await s.close();
+  });
+
+  it('records a revocation with the token owner, naming the token', async () => {
+    const admin = await connect(w.core, w.tokens.admin);
+    const made = data<{ token_id: string }>(await admin.call('create_user', { account: 'acme-fitness', email: 'rev@switchboard.test', name: 'Rev', role: 'member' }));
+    data(await admin.call('switch_account', { account: 'boring-co', reason: 'unrelated work' }));
+    data(await admin.call('revoke_token', { token_id: made.token_id }));
+    const acme = data<Page>(await admin.call('audit_log', { account: 'acme-fitness', tool: 'revoke_token' }));
+    expect(acme.entries[0]!.arguments).toEqual({ token_id: made.token_id });
+    await admin.close();
+  });
+
+  it('answers an unknown actor with an empty page', async () => {
+    const s = await connect(w.core, w.tokens.boringAdmin);
+    const r = data<Page>(await s.call('audit_log', { account: 'boring-co', actor: 'nobody@elsewhere.test' }));
+    expect(r).toEqual({ entries: [], next_cursor: null });
     await s.close();
   });
 

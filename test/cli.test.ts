@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliEnv, runCli, tempDataDir } from './helpers/spawn.js';
 import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
+import { openDatabase } from '../src/db/client.js';
+import { getMainTenant } from '../src/core/tenants.js';
+import { authenticate } from '../src/core/users.js';
 
 let env: Record<string, string>;
 let db: TestDatabase | undefined;
@@ -56,6 +59,24 @@ describe('switchboard CLI', () => {
     const again = await runCli(['demo'], env);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already seeded/);
+  });
+
+  it('issue-token gives a working new token to an existing user, and nothing to an unknown one', async () => {
+    const r = await runCli(['issue-token', '--email', 'ops@integrator.test', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ user: { email: 'ops@integrator.test' }, token: expect.stringMatching(/^sbt_/) });
+    const database = db ?? (await openDatabase({ dataDir: env.SWITCHBOARD_DATA_DIR }));
+    try {
+      const tenant = (await getMainTenant(database.db))!;
+      const caller = await authenticate({ db: database.db, tenantId: tenant.id, switchMinutes: 30 }, out.token);
+      expect(caller?.user.email).toBe('ops@integrator.test');
+    } finally {
+      if (!db) await database.close();
+    }
+    const unknown = await runCli(['issue-token', '--email', 'nobody@integrator.test'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/No user has the email/);
   });
 
   it('rejects unknown commands and options with usage', async () => {

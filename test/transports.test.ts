@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, statSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -104,6 +105,25 @@ describe('Streamable HTTP', () => {
     await expect(a.call('whoami')).rejects.toThrow();
     const r = await post(initialize, { authorization: `Bearer ${u.token}` });
     expect(r.status).toBe(401);
+  });
+
+  it('refuses a Host other than localhost on a loopback address (DNS rebinding)', async () => {
+    const { port } = new URL(http.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { host: `evil.example:${port}`, authorization: `Bearer ${w.tokens.admin}`, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(initialize));
+    });
+    expect(status).toBe(403);
+  });
+
+  it('refuses bodies over 1 MiB', async () => {
+    const r = await fetch(http.url, { method: 'POST', headers: { authorization: `Bearer ${w.tokens.admin}`, 'content-type': 'application/json' }, body: 'x'.repeat(1024 * 1024 + 10) });
+    expect(r.status).toBe(413);
+    data(await (await httpClient(w.tokens.admin)).call('whoami'));
   });
 
   it('rejects malformed bodies with a clear error and keeps serving', async () => {

@@ -1,7 +1,7 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import { memberships, ROLES, type Role } from '../db/schema/index.js';
 import type { Core } from './core.js';
-import { findAccount, type Account } from './accounts.js';
+import { findAccounts, type Account } from './accounts.js';
 import { hasPermission, type Caller } from './users.js';
 import { AccessDenied, UserError } from './errors.js';
 
@@ -46,9 +46,10 @@ export async function grantIn(core: Core, caller: Caller, account: Account): Pro
 const ROLE_LABEL: Record<Role, string> = { viewer: 'viewer', member: 'member', admin: 'admin', owner: 'owner' };
 
 /** The denial for an account the caller has no way into. It names only what the caller typed. */
-export function noAccess(label: string): AccessDenied {
+export function noAccess(label: string, accountId?: string): AccessDenied {
   return new AccessDenied(
     `Access denied: acting in account '${label}' needs the Switch Account permission or a membership in that account.`,
+    accountId,
   );
 }
 
@@ -63,7 +64,7 @@ export async function authorize(
   known?: Grant | null,
 ): Promise<Grant> {
   const grant = known === undefined ? await grantIn(core, caller, account) : known;
-  if (!grant) throw noAccess(label);
+  if (!grant) throw noAccess(label, account.id);
   if (!atLeast(grant.role, need)) {
     throw new AccessDenied(
       `Access denied: this needs the ${ROLE_LABEL[need]} role in account '${account.slug}'; you are ${ROLE_LABEL[grant.role]} there.`,
@@ -74,17 +75,29 @@ export async function authorize(
 
 /**
  * Resolve what a caller typed as an account (id, slug or exact name). For a caller without
- * Switch Account an unknown account and one they cannot enter give the same denial, so that
- * the answer reveals nothing about accounts they may not see.
- * Returns the account (when it exists) so that the audit entry can record the attempted target.
+ * Switch Account only the accounts they have a grant in count: an unknown account, one they
+ * cannot enter, and a name shared with accounts they cannot see all give the same denial, so the
+ * answer reveals nothing about accounts they may not see. Text that fits several accounts the
+ * caller may see (a slug of one, the name of another) is ambiguous, never silently one of them.
  */
 export async function resolveAccountFor(core: Core, caller: Caller, key: string): Promise<Account> {
-  const account = await findAccount(core, key);
-  if (account) return account;
-  if (hasPermission(caller.user, 'switch_account')) {
-    throw new UserError(`No account matches '${key}': pass an account id, slug or exact name (list_accounts finds them).`, 'not_found');
+  const matches = await findAccounts(core, key);
+  const switcher = hasPermission(caller.user, 'switch_account');
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length === 0) {
+    if (switcher) {
+      throw new UserError(`No account matches '${key}': pass an account id, slug or exact name (list_accounts finds them).`, 'not_found');
+    }
+    throw noAccess(key);
   }
-  throw noAccess(key);
+  let candidates = matches;
+  if (!switcher) {
+    candidates = [];
+    for (const m of matches) if (await grantIn(core, caller, m)) candidates.push(m);
+    if (candidates.length === 1) return candidates[0]!;
+    if (candidates.length === 0) throw noAccess(key);
+  }
+  throw new UserError(`'${key}' fits several accounts (${candidates.map((a) => a.slug).join(', ')}): pass the slug or id.`, 'conflict');
 }
 
 export function requirePermission(caller: Caller, permission: 'admin' | 'switch_account', what: string): void {

@@ -1,7 +1,7 @@
-import { and, asc, eq, ilike, inArray, or, sql, count } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, count } from 'drizzle-orm';
+import type { Tx } from '../db/scope.js';
 import { accounts, memberships, type AccountKind } from '../db/schema/index.js';
 import type { Core } from './core.js';
-import type { Db } from '../db/client.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { isUuid, slugify, SLUG, encodeCursor, decodeCursor, likeEscape } from './ids.js';
 
@@ -11,29 +11,22 @@ export type AccountRef = { id: string; slug: string; name: string };
 export const ref = (a: Pick<Account, 'id' | 'slug' | 'name'>): AccountRef => ({ id: a.id, slug: a.slug, name: a.name });
 
 /**
- * Find an account by id, slug or exact name (case-insensitive). Null when nothing matches;
- * an error when a name matches several accounts (the caller should use the slug).
+ * Every account a caller's text could mean: the account with that id, or with that slug, or
+ * with that exact name (case-insensitive). Callers decide what several matches mean
+ * (core/access.resolveAccountFor).
  */
-export async function findAccount(core: Core, key: string): Promise<Account | null> {
+export async function findAccounts(core: Core, key: string): Promise<Account[]> {
   const k = key.trim();
-  if (!k) return null;
+  if (!k) return [];
   const t = eq(accounts.tenantId, core.tenantId);
-  if (isUuid(k)) {
-    const [a] = await core.db.select().from(accounts).where(and(t, eq(accounts.id, k.toLowerCase())));
-    return a ?? null;
-  }
+  if (isUuid(k)) return core.db.select().from(accounts).where(and(t, eq(accounts.id, k.toLowerCase())));
   const lower = k.toLowerCase();
-  const rows = await core.db
+  return core.db
     .select()
     .from(accounts)
     .where(and(t, or(eq(accounts.slug, lower), eq(sql`lower(${accounts.name})`, lower))))
-    .limit(3);
-  const bySlug = rows.find((a) => a.slug === lower);
-  if (bySlug) return bySlug;
-  if (rows.length > 1) {
-    throw new UserError(`Several accounts are named '${k}': pass the slug or id instead.`, 'conflict');
-  }
-  return rows[0] ?? null;
+    .orderBy(accounts.slug)
+    .limit(10);
 }
 
 export async function getAccountById(core: Core, id: string): Promise<Account | null> {
@@ -86,11 +79,12 @@ export async function listAccounts(core: Core, input: ListAccountsInput): Promis
   }
   if (input.parentId) conds.push(eq(accounts.parentAccountId, input.parentId));
   if (input.cursor) {
-    const [name, id] = decodeCursor(input.cursor, ['string', 'string']) as [string, string];
-    conds.push(sql`(lower(${accounts.name}), ${accounts.id}) > (${name}, ${id})`);
+    const [name, id] = decodeCursor(input.cursor, ['text', 'uuid']) as [string, string];
+    conds.push(sql`(lower(${accounts.name}), ${accounts.id}) > (${name}, ${id}::uuid)`);
   }
+  // the cursor carries the database's lower(name), which need not equal JavaScript's toLowerCase()
   const rows = await core.db
-    .select()
+    .select({ ...getTableColumns(accounts), sortName: sql<string>`lower(${accounts.name})` })
     .from(accounts)
     .where(and(...conds))
     .orderBy(sql`lower(${accounts.name})`, asc(accounts.id))
@@ -98,8 +92,8 @@ export async function listAccounts(core: Core, input: ListAccountsInput): Promis
   const page = rows.slice(0, input.limit);
   const last = page[page.length - 1];
   return {
-    accounts: page,
-    nextCursor: rows.length > input.limit && last ? encodeCursor([last.name.toLowerCase(), last.id]) : null,
+    accounts: page.map(({ sortName: _sortName, ...a }) => a),
+    nextCursor: rows.length > input.limit && last ? encodeCursor([last.sortName, last.id]) : null,
   };
 }
 
@@ -122,7 +116,42 @@ export interface CreateAccountInput {
   routingKey?: string | undefined;
 }
 
-export async function createAccount(core: Core, input: CreateAccountInput, db: Db = core.db): Promise<Account> {
+/**
+ * Changes to the parent/child structure are serialized per tenant: the one-level rule (a parent
+ * is never a child, a child never a parent) spans rows, so two concurrent links could otherwise
+ * both pass their checks and build a chain or a cycle. They are rare; a lock costs nothing.
+ */
+async function inHierarchyLock<T>(core: Core, fn: (c: Core, tx: Tx) => Promise<T>): Promise<T> {
+  return core.db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${'switchboard:hierarchy:' + core.tenantId}))`);
+    return fn({ ...core, db: tx as unknown as Core['db'] }, tx);
+  });
+}
+
+async function reread(c: Core, id: string): Promise<Account> {
+  const a = await getAccountById(c, id);
+  if (!a) throw new UserError('The account no longer exists.', 'not_found');
+  return a;
+}
+
+async function hasChildren(c: Core, id: string): Promise<boolean> {
+  const [row] = await c.db.select({ n: count() }).from(accounts).where(eq(accounts.parentAccountId, id));
+  return (row?.n ?? 0) > 0;
+}
+
+function checkParent(parent: Account): void {
+  if (parent.parentAccountId) {
+    throw new UserError(`'${parent.slug}' is itself a linked child account; use its parent instead (one level of linking).`);
+  }
+  if (parent.kind === 'system') throw new UserError('The system setup account cannot have linked children.');
+}
+
+function uniqueViolation(err: unknown, message: string): never {
+  if (sqlState(err) === UNIQUE_VIOLATION) throw new UserError(message, 'conflict');
+  throw err;
+}
+
+export async function createAccount(core: Core, input: CreateAccountInput): Promise<Account> {
   const name = input.name.trim();
   if (!name) throw new UserError('The account name must not be empty.');
   const slug = input.slug ?? slugify(name);
@@ -132,79 +161,75 @@ export async function createAccount(core: Core, input: CreateAccountInput, db: D
   if (!SLUG.test(slug)) {
     throw new UserError(`'${slug}' is not a usable slug: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit.`);
   }
-  if (input.parent?.parentAccountId) {
-    throw new UserError(`'${input.parent.slug}' is itself a linked child account; create the account under its parent (one level of linking).`);
-  }
-  if (input.parent?.kind === 'system') throw new UserError('The system setup account cannot have linked children.');
-  if (input.routingKey !== undefined && !input.parent) {
+  const routingKey = input.routingKey?.trim();
+  if (routingKey !== undefined && !input.parent) {
     throw new UserError('A routing_key only applies to a linked child account: pass parent as well.');
   }
+  if (routingKey === '') throw new UserError('The routing_key must not be empty.');
   if (input.kind === 'system') {
     throw new UserError('The system setup account is created with the tenant; create a customer or sandbox account.');
   }
-  try {
-    const [a] = await db
+  const insert = async (c: Core) => {
+    const [a] = await c.db
       .insert(accounts)
-      .values({
-        tenantId: core.tenantId,
-        name,
-        slug,
-        kind: input.kind ?? 'customer',
-        parentAccountId: input.parent?.id ?? null,
-        routingKey: input.routingKey ?? null,
-      })
+      .values({ tenantId: c.tenantId, name, slug, kind: input.kind ?? 'customer', parentAccountId: input.parent?.id ?? null, routingKey: routingKey ?? null })
       .returning();
     return a!;
+  };
+  try {
+    if (!input.parent) return await insert(core);
+    const parentId = input.parent.id;
+    return await inHierarchyLock(core, async (c) => {
+      checkParent(await reread(c, parentId));
+      return insert(c);
+    });
   } catch (err) {
-    if (sqlState(err) === UNIQUE_VIOLATION) {
-      throw new UserError(
-        input.routingKey !== undefined
-          ? `The slug '${slug}' or the routing key '${input.routingKey}' under that parent is already taken.`
-          : `An account with the slug '${slug}' already exists: pass another slug.`,
-        'conflict',
-      );
-    }
-    throw err;
+    uniqueViolation(
+      err,
+      routingKey !== undefined
+        ? `The slug '${slug}' or the routing key '${routingKey}' under that parent is already taken.`
+        : `An account with the slug '${slug}' already exists: pass another slug.`,
+    );
   }
 }
 
-/** Link `child` under `parent`. One level only: a parent cannot itself be a child, and a child has no children. */
-export async function linkAccount(core: Core, child: Account, parent: Account, routingKey: string): Promise<Account> {
-  if (child.id === parent.id) throw new UserError('An account cannot be linked to itself.');
-  if (parent.parentAccountId) {
-    throw new UserError(`'${parent.slug}' is itself a linked child account; link to its parent instead (one level of linking).`);
-  }
-  if (child.kind === 'system' || parent.kind === 'system') {
-    throw new UserError('The system setup account cannot be linked.');
-  }
-  const [{ n } = { n: 0 }] = await core.db
-    .select({ n: count() })
-    .from(accounts)
-    .where(eq(accounts.parentAccountId, child.id));
-  if (n > 0) throw new UserError(`'${child.slug}' has linked child accounts of its own and cannot become a child.`);
-  if (!routingKey.trim()) throw new UserError('The routing_key must not be empty.');
+/** Link `child` under `parent`. One level only; an already linked child must be unlinked first. */
+export async function linkAccount(core: Core, childIn: Account, parentIn: Account, routingKeyIn: string): Promise<Account> {
+  const routingKey = routingKeyIn.trim();
+  if (!routingKey) throw new UserError('The routing_key must not be empty.');
+  if (childIn.id === parentIn.id) throw new UserError('An account cannot be linked to itself.');
   try {
-    const [a] = await core.db
-      .update(accounts)
-      .set({ parentAccountId: parent.id, routingKey: routingKey.trim() })
-      .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.id, child.id)))
-      .returning();
-    return a!;
+    return await inHierarchyLock(core, async (c) => {
+      const [child, parent] = [await reread(c, childIn.id), await reread(c, parentIn.id)];
+      if (child.kind === 'system') throw new UserError('The system setup account cannot be linked.');
+      if (child.parentAccountId) {
+        throw new UserError(`'${child.slug}' is already linked to a parent; unlink it first.`, 'conflict');
+      }
+      checkParent(parent);
+      if (await hasChildren(c, child.id)) {
+        throw new UserError(`'${child.slug}' has linked child accounts of its own and cannot become a child.`);
+      }
+      const [a] = await c.db
+        .update(accounts)
+        .set({ parentAccountId: parent.id, routingKey })
+        .where(and(eq(accounts.tenantId, c.tenantId), eq(accounts.id, child.id)))
+        .returning();
+      return a!;
+    });
   } catch (err) {
-    if (sqlState(err) === UNIQUE_VIOLATION) {
-      throw new UserError(`'${parent.slug}' already has a child with the routing key '${routingKey.trim()}'.`, 'conflict');
-    }
-    throw err;
+    uniqueViolation(err, `'${parentIn.slug}' already has a child with the routing key '${routingKey}'.`);
   }
 }
 
 export async function unlinkAccount(core: Core, child: Account): Promise<Account> {
-  if (!child.parentAccountId) throw new UserError(`'${child.slug}' is not linked to a parent account.`);
-  const [a] = await core.db
-    .update(accounts)
-    .set({ parentAccountId: null, routingKey: null })
-    .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.id, child.id)))
-    .returning();
-  return a!;
+  return inHierarchyLock(core, async (c) => {
+    const current = await reread(c, child.id);
+    if (!current.parentAccountId) throw new UserError(`'${current.slug}' is not linked to a parent account.`);
+    const [a] = await c.db
+      .update(accounts)
+      .set({ parentAccountId: null, routingKey: null })
+      .where(and(eq(accounts.tenantId, c.tenantId), eq(accounts.id, current.id)))
+      .returning();
+    return a!;
+  });
 }
-

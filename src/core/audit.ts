@@ -1,35 +1,44 @@
-import { and, desc, eq, gte, lt } from 'drizzle-orm';
+import { and, desc, eq, gte, lt, or } from 'drizzle-orm';
 import { auditLog, type AuditOutcome } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
 import { decodeCursor, encodeCursor } from './ids.js';
-import { TOKEN_PREFIX } from './crypto.js';
+import { REDACTED, TOKEN_PREFIX, scrubText } from './crypto.js';
+import type { Db } from '../db/client.js';
 
+// keys whose values are secrets; ids (token_id, …) are references, not secrets
 const SECRET_KEY = /pass(word|phrase)?|secret|token|credential|api[-_]?key|authorization|private[-_]?key|cookie|session[-_]?key/i;
+const REFERENCE_KEY = /_id$/i;
 const MAX_STRING = 200;
+const MAX_KEY = 64;
 const MAX_DEPTH = 6;
-export const REDACTED = '[redacted]';
+
+/**
+ * Text as it may be stored in jsonb: cut at a code point (never inside a surrogate pair), lone
+ * surrogates replaced, NUL removed — PostgreSQL refuses both, and an unstorable entry would
+ * leave a call unaudited.
+ */
+function storable(s: string, max: number): string {
+  const clean = s.toWellFormed().replaceAll('\0', '');
+  const points = Array.from(clean);
+  return points.length > max ? `${points.slice(0, max).join('')}… (${points.length} chars)` : clean;
+}
 
 /**
  * Tool arguments as they may be stored: values under secret-looking keys and anything shaped
- * like an API token are replaced, long strings are cut, deep structures are flattened.
+ * like an API token (in a value or a key) are replaced, long strings are cut, deep structures
+ * are flattened.
  */
-const TOKEN_LIKE = new RegExp(`${TOKEN_PREFIX}[A-Za-z0-9_-]*`, 'g');
-
-/** Free text with anything shaped like an API token replaced (error messages echo what callers typed). */
-export const scrubText = (s: string): string => s.replace(TOKEN_LIKE, REDACTED);
-
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') {
-    if (value.includes(TOKEN_PREFIX)) return REDACTED;
-    return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}… (${value.length} chars)` : value;
-  }
+  if (typeof value === 'string') return value.includes(TOKEN_PREFIX) ? REDACTED : storable(value, MAX_STRING);
   if (value === null || typeof value !== 'object') return value;
   if (depth >= MAX_DEPTH) return '[…]';
   if (Array.isArray(value)) return value.slice(0, 50).map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value).slice(0, 50)) {
-    out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined ? REDACTED : redact(v, depth + 1);
+    const key = k.includes(TOKEN_PREFIX) ? REDACTED : storable(k, MAX_KEY);
+    const secret = SECRET_KEY.test(k) && !REFERENCE_KEY.test(k);
+    out[key] = secret && v !== null && v !== undefined ? REDACTED : redact(v, depth + 1);
   }
   return out;
 }
@@ -39,6 +48,7 @@ export interface AuditEntryInput {
   actorEmail: string | null;
   homeAccountId: string | null;
   accountId: string | null;
+  targetAccountId: string | null;
   switchId: string | null;
   sessionId: string | null;
   tool: string;
@@ -48,17 +58,22 @@ export interface AuditEntryInput {
   durationMs: number;
 }
 
-/** Written on the privileged path: a denied call is recorded against the account it tried to reach. */
-export async function writeAudit(core: Core, e: AuditEntryInput): Promise<number> {
-  const [row] = await core.db
+/**
+ * Written on the privileged path (a denied call has no scope to write in), or with `db` inside
+ * the transaction of the call it records, so that the change and its entry commit together.
+ */
+export async function writeAudit(core: Core, e: AuditEntryInput, db: Db = core.db): Promise<number> {
+  const [row] = await db
     .insert(auditLog)
-    .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message ? scrubText(e.message).slice(0, 500) : null })
+    .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message ? storable(scrubText(e.message), 500) : null })
     .returning({ id: auditLog.id });
   return row!.id;
 }
 
 export interface AuditQuery {
   accountId: string;
+  /** also the calls denied to outsiders that targeted this account (tenant admins only) */
+  includeTargeted?: boolean;
   actorUserId?: string | undefined;
   tool?: string | undefined;
   outcome?: AuditOutcome | undefined;
@@ -69,17 +84,23 @@ export interface AuditQuery {
 
 export type AuditEntry = typeof auditLog.$inferSelect;
 
-/** Newest first, inside the account's scope (row-level security applies). */
+/**
+ * Newest first, inside the account's scope (row-level security applies). With includeTargeted
+ * the entries of other accounts' callers who were denied here are read too, on the privileged
+ * path: a deliberate cross-account read that only tenant admins are given.
+ */
 export async function listAudit(core: Core, q: AuditQuery): Promise<{ entries: AuditEntry[]; nextCursor: string | null }> {
-  const conds = [eq(auditLog.tenantId, core.tenantId), eq(auditLog.accountId, q.accountId)];
+  const conds = [
+    eq(auditLog.tenantId, core.tenantId),
+    q.includeTargeted ? or(eq(auditLog.accountId, q.accountId), eq(auditLog.targetAccountId, q.accountId))! : eq(auditLog.accountId, q.accountId),
+  ];
   if (q.actorUserId) conds.push(eq(auditLog.actorUserId, q.actorUserId));
   if (q.tool) conds.push(eq(auditLog.tool, q.tool));
   if (q.outcome) conds.push(eq(auditLog.outcome, q.outcome));
   if (q.since) conds.push(gte(auditLog.at, q.since));
-  if (q.cursor) conds.push(lt(auditLog.id, decodeCursor(q.cursor, ['number'])[0] as number));
-  const rows = await withAccount(core.db, [q.accountId], (tx) =>
-    tx.select().from(auditLog).where(and(...conds)).orderBy(desc(auditLog.id)).limit(q.limit + 1),
-  );
+  if (q.cursor) conds.push(lt(auditLog.id, decodeCursor(q.cursor, ['id'])[0] as number));
+  const query = (db: Db) => db.select().from(auditLog).where(and(...conds)).orderBy(desc(auditLog.id)).limit(q.limit + 1);
+  const rows = q.includeTargeted ? await query(core.db) : await withAccount(core.db, [q.accountId], query);
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
   return { entries: page, nextCursor: rows.length > q.limit && last ? encodeCursor([last.id]) : null };

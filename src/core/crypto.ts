@@ -31,6 +31,12 @@ export function newToken(): { token: string; hash: string; prefix: string } {
   return { token, hash: hashToken(token), prefix: token.slice(0, 10) };
 }
 
+const TOKEN_LIKE = new RegExp(`${TOKEN_PREFIX}[A-Za-z0-9_-]*`, 'g');
+export const REDACTED = '[redacted]';
+
+/** Free text with anything shaped like an API token replaced (messages echo what callers typed). */
+export const scrubText = (s: string): string => s.replace(TOKEN_LIKE, REDACTED);
+
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export function constantTimeEqual(a: string, b: string): boolean {

@@ -36,15 +36,15 @@ export async function seedDemo(core: Core): Promise<DemoResult> {
 
   return core.db.transaction(async (tx) => {
     const c: Core = { ...core, db: tx as unknown as Core['db'] };
-    const acme = await createAccount(c, { name: 'Acme Fitness', slug: 'acme-fitness' }, c.db);
+    const acme = await createAccount(c, { name: 'Acme Fitness', slug: 'acme-fitness' });
     const studios: Account[] = [];
     for (let i = 1; i <= STUDIO_COUNT; i++) {
       const n = String(i).padStart(2, '0');
       studios.push(
-        await createAccount(c, { name: `Acme Fitness Studio ${n}`, slug: `acme-studio-${n}`, parent: acme, routingKey: `studio-${n}` }, c.db),
+        await createAccount(c, { name: `Acme Fitness Studio ${n}`, slug: `acme-studio-${n}`, parent: acme, routingKey: `studio-${n}` }),
       );
     }
-    const boring = await createAccount(c, { name: 'Boring Co', slug: 'boring-co' }, c.db);
+    const boring = await createAccount(c, { name: 'Boring Co', slug: 'boring-co' });
     const [sandbox] = await tx.select().from(accounts).where(eq(accounts.slug, 'sandbox'));
 
     const people: Omit<DemoUser, 'token'>[] = [
@@ -56,7 +56,7 @@ export async function seedDemo(core: Core): Promise<DemoResult> {
     const bySlug = new Map([acme, boring, sandbox!, ...studios].map((a) => [a.slug, a]));
     const users: DemoUser[] = [];
     for (const p of people) {
-      const { token } = await createUser(c, { email: p.email, name: p.name, account: bySlug.get(p.home)!, role: p.role, permissions: p.permissions }, c.db);
+      const { token } = await createUser(c, { email: p.email, name: p.name, account: bySlug.get(p.home)!, role: p.role, permissions: p.permissions });
       users.push({ ...p, token });
     }
     return {

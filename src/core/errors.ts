@@ -11,7 +11,14 @@ export class UserError extends Error {
 
 /** The access guard said no. The message names what is missing, nothing of the target. */
 export class AccessDenied extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /**
+     * Set when the caller has no access at all to the account they named: its id, for the audit
+     * entry's target. Such an entry stays with the caller's account, not the target's.
+     */
+    readonly outsiderTarget?: string,
+  ) {
     super(message);
     this.name = 'AccessDenied';
   }

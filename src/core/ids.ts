@@ -22,10 +22,18 @@ export function encodeCursor(key: readonly (string | number)[]): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, shape: readonly ('string' | 'number')[]): (string | number)[] {
+type CursorPart = 'text' | 'uuid' | 'id';
+const CURSOR_CHECK: Record<CursorPart, (v: unknown) => boolean> = {
+  text: (v) => typeof v === 'string' && v.length <= 1000,
+  uuid: (v) => typeof v === 'string' && isUuid(v),
+  id: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0,
+};
+
+/** The sort key of a cursor, each part checked against its kind, or a clear error. */
+export function decodeCursor(cursor: string, shape: readonly CursorPart[]): (string | number)[] {
   try {
     const key: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(key) && key.length === shape.length && key.every((v, i) => typeof v === shape[i])) return key;
+    if (Array.isArray(key) && key.length === shape.length && key.every((v, i) => CURSOR_CHECK[shape[i]!](v))) return key;
   } catch {
     /* fall through */
   }

@@ -41,7 +41,7 @@ export async function initialize(
       .insert(accounts)
       .values({ tenantId: tenant!.id, slug: 'system', name: 'System setup', kind: 'system' })
       .returning();
-    const sandboxAccount = await createAccount(core, { name: 'Sandbox', slug: 'sandbox', kind: 'sandbox' }, core.db);
+    const sandboxAccount = await createAccount(core, { name: 'Sandbox', slug: 'sandbox', kind: 'sandbox' });
     const { user, token } = await createUser(
       core,
       {
@@ -52,7 +52,6 @@ export async function initialize(
         permissions: ['switch_account', 'admin'],
         password: opts.adminPassword,
       },
-      core.db,
     );
     await tx.insert(memberships).values({ userId: user.id, accountId: sandboxAccount.id, role: 'owner' });
     return { tenant: tenant!, systemAccount: systemAccount!, sandboxAccount, admin: user, token };

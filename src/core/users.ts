@@ -1,7 +1,6 @@
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import { apiTokens, memberships, users, type Permission, type Role } from '../db/schema/index.js';
 import type { Core } from './core.js';
-import type { Db } from '../db/client.js';
 import type { Account } from './accounts.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { hashPassword, hashToken, newToken } from './crypto.js';
@@ -40,14 +39,14 @@ export interface CreateUserInput {
 }
 
 /** Create a user at home in `account` with a membership there, and their first API token (shown once). */
-export async function createUser(core: Core, input: CreateUserInput, db: Db = core.db): Promise<{ user: User; token: string; tokenId: string }> {
+export async function createUser(core: Core, input: CreateUserInput): Promise<{ user: User; token: string; tokenId: string }> {
   const email = input.email.trim().toLowerCase();
   if (input.password !== undefined && input.password.length < MIN_PASSWORD_LENGTH) {
     throw new UserError(`The password must be at least ${MIN_PASSWORD_LENGTH} characters long.`);
   }
   const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
   try {
-    return await db.transaction(async (tx) => {
+    return await core.db.transaction(async (tx) => {
       const [user] = await tx
         .insert(users)
         .values({

@@ -38,7 +38,16 @@ export interface HttpHandle {
 export async function startHttp(opts: { core: Core; database: Database; port: number; host: string }): Promise<HttpHandle> {
   const sessions = new Map<string, HttpSession>();
 
+  const loopback = /^(127\.|::1$|localhost$)/.test(opts.host);
+  /** On a loopback address, a Host header naming anything else is a DNS-rebinding attempt from a browser. */
+  const hostAllowed = (req: IncomingMessage): boolean => {
+    if (!loopback) return true;
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+    return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  };
+
   async function handleMcp(req: IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> } }, res: ServerResponse) {
+    if (!hostAllowed(req)) return json(res, 403, { error: 'forbidden_host', message: 'This server answers only requests addressed to localhost.' });
     const token = bearer(req);
     const caller = token ? await authenticate(opts.core, token) : null;
     if (!caller || !token) {
@@ -54,7 +63,9 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
     let body: unknown;
     if (req.method === 'POST') {
       const raw = await readBody(req);
-      if (raw === null) return json(res, 413, { error: 'payload_too_large', message: `Request bodies are limited to ${MAX_BODY} bytes.` });
+      if (raw === null) {
+        return json(res, 413, { error: 'payload_too_large', message: `Request bodies are limited to ${MAX_BODY} bytes.` });
+      }
       try {
         body = JSON.parse(raw);
       } catch {
@@ -161,17 +172,21 @@ function bearer(req: IncomingMessage): string | undefined {
   return m?.[1];
 }
 
+/**
+ * The body as text, or null when it passes MAX_BODY. Past the limit the rest is discarded, so
+ * the client can finish sending and read the 413; a body past 4 × MAX_BODY is cut off.
+ */
 function readBody(req: IncomingMessage): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let tooBig = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) tooBig = true;
-      else chunks.push(c);
+      if (size <= MAX_BODY) chunks.push(c);
+      else if (size > 4 * MAX_BODY) req.destroy();
     });
-    req.on('end', () => resolve(tooBig ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(size > MAX_BODY ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('close', () => resolve(null));
     req.on('error', reject);
   });
 }

@@ -5,7 +5,8 @@ import type { Account } from '../core/accounts.js';
 import { getAccountById } from '../core/accounts.js';
 import type { Caller } from '../core/users.js';
 import { authorize, grantIn, requirePermission, resolveAccountFor, type Grant } from '../core/access.js';
-import { scrubText, writeAudit } from '../core/audit.js';
+import { writeAudit, type AuditEntryInput } from '../core/audit.js';
+import { scrubText } from '../core/crypto.js';
 import { endSwitch } from '../core/switches.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { withAccount, type Tx } from '../db/scope.js';
@@ -16,9 +17,13 @@ import { log, errorFields } from '../log.js';
 /**
  * The registration wrapper: the only way a tool exists. Every call goes through `run` below:
  *
- *   authenticate the token (fresh, every call) → validate arguments (strict) → resolve the acting
- *   account (explicit argument > switched account > home) → check permission and role (core/access)
- *   → handler → audit entry (always, allowed or not) → tool result (errors become isError).
+ *   authenticate the token (fresh, every call) → validate arguments (strict) → check the tenant
+ *   permission → resolve the acting account (explicit argument > switched account > home) → check
+ *   the role there and in any other named account (core/access) → handler → audit entry (always,
+ *   allowed or not) → tool result (errors become isError).
+ *
+ * A tool that changes something runs its handler and its audit entry in one transaction: a change
+ * is never committed without its entry. Read-only tools write the entry after the handler.
  *
  * Handlers receive a ToolContext, never the SDK server, so none can skip the guard.
  */
@@ -92,6 +97,20 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchem
   return rest as Tool['inputSchema'];
 }
 
+/** The path of the first string (value or key) PostgreSQL could not store: lone surrogates, NUL. */
+export function badText(value: unknown, path = ''): string | null {
+  const bad = (s: string) => !s.isWellFormed() || s.includes('\0');
+  if (typeof value === 'string') return bad(value) ? path || '(value)' : null;
+  if (value === null || typeof value !== 'object') return null;
+  for (const [k, v] of Object.entries(value)) {
+    const p = path ? `${path}.${k}` : k;
+    if (bad(k)) return p;
+    const found = badText(v, p);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 /** One readable sentence for the first problem zod found. */
 export function describeZodError(err: z.ZodError): string {
   const issue = err.issues[0]!;
@@ -121,34 +140,58 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       annotations: { title: spec.title, openWorldHint: false, ...spec.annotations },
     });
 
+  const atomic = !spec.annotations.readOnlyHint;
+
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
     const started = performance.now();
     const { core, session } = env;
     let caller: Caller | null = null;
-    let auditAccountId: string | null = null;
     let outcome: AuditOutcome = 'ok';
     let message: string | null = null;
     let result: CallToolResult;
+    let audited = false;
+    // what the audit entry records; filled in as the call is resolved
+    const entry = { accountId: null as string | null, targetAccountId: null as string | null, switchId: null as string | null };
+    const auditEntry = (): AuditEntryInput => ({
+      actorUserId: caller?.user.id ?? null,
+      actorEmail: caller?.user.email ?? null,
+      homeAccountId: caller?.user.homeAccountId ?? null,
+      ...entry,
+      sessionId: session.id,
+      tool: spec.name,
+      arguments: rawArgs ?? {},
+      outcome,
+      message: message ?? (outcome === 'error' ? 'internal error' : null),
+      durationMs: Math.round(performance.now() - started),
+    });
+
     try {
       caller = await env.authenticate();
       if (!caller) {
         throw new AccessDenied('Access denied: the API token is missing, unknown, expired or revoked; ask an admin for a new token.');
       }
       const who = caller;
-      auditAccountId = session.switch?.accountId ?? who.user.homeAccountId;
+      entry.accountId = session.switch?.accountId ?? who.user.homeAccountId;
+      entry.switchId = session.switch?.id ?? null;
 
+      const unstorable = badText(rawArgs);
+      if (unstorable !== null) {
+        throw new UserError(`Invalid argument '${unstorable}': text must be valid Unicode without NUL characters.`);
+      }
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
+      // a missing permission is decided before any account is looked up: the answer must not depend on what exists
+      if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
 
       // the acting account: the explicit argument, else the session's (switch re-validated now), else home
       const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
-      const { account, grant: known } =
-        explicit !== undefined
-          ? { account: await resolveAccountFor(core, who, explicit), grant: undefined }
-          : await defaultAccount(core, who, session, spec.access.role !== null);
-      auditAccountId = account.id;
-      if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
+      const fromSession = explicit === undefined;
+      const { account, grant: known } = fromSession
+        ? await defaultAccount(core, who, session, spec.access.role !== null)
+        : { account: await resolveAccountFor(core, who, explicit), grant: undefined };
+      entry.accountId = account.id;
+      entry.switchId = fromSession && session.switch?.accountId === account.id ? session.switch.id : null;
       const grant =
         spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, explicit ?? account.slug, known);
 
@@ -161,30 +204,56 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
         named[arg] = other;
       }
 
-      const ctx: ToolContext = {
-        core,
-        caller: who,
-        session,
-        account,
-        grant,
-        named,
-        scoped: (fn) => withAccount(core.db, [account.id], fn),
-        async authorizeAccount(key, role) {
-          const target = await resolveAccountFor(core, who, key);
-          auditAccountId = target.id;
-          return { account: target, grant: await authorize(core, who, target, role, key) };
-        },
-        auditAccount(id) {
-          auditAccountId = id;
-        },
+      const handle = async (c: Core): Promise<CallToolResult> => {
+        const ctx: ToolContext = {
+          core: c,
+          caller: who,
+          session,
+          account,
+          grant,
+          named,
+          scoped: (fn) => withAccount(c.db, [account.id], fn),
+          async authorizeAccount(key, role) {
+            const target = await resolveAccountFor(c, who, key);
+            entry.accountId = target.id;
+            return { account: target, grant: await authorize(c, who, target, role, key) };
+          },
+          auditAccount(id) {
+            entry.accountId = id;
+          },
+        };
+        const out = await spec.handler(ctx, parsed.data as z.infer<z.ZodObject<I>>);
+        return { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };
       };
-      const out = await spec.handler(ctx, parsed.data as z.infer<z.ZodObject<I>>);
-      result = { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };
+      if (atomic) {
+        // everything inside uses the transaction: on PGlite a query outside it would wait for it forever
+        const before = session.switch;
+        result = await core.db
+          .transaction(async (tx) => {
+            const c: Core = { ...core, db: tx as unknown as Core['db'] };
+            const r = await handle(c);
+            await writeAudit(c, auditEntry());
+            return r;
+          })
+          .catch((err: unknown) => {
+            session.switch = before; // the session follows the database: nothing happened
+            throw err;
+          });
+        audited = true;
+      } else {
+        result = await handle(core);
+      }
     } catch (err) {
       // messages may echo what the caller typed: never echo anything shaped like a secret
       if (err instanceof AccessDenied) {
         outcome = 'denied';
         message = scrubText(err.message);
+        if (err.outsiderTarget) {
+          // the caller has no access to the target: the entry stays with the caller's own account
+          entry.targetAccountId = err.outsiderTarget;
+          entry.accountId = session.switch?.accountId ?? caller?.user.homeAccountId ?? null;
+          entry.switchId = session.switch?.id ?? null;
+        }
       } else if (err instanceof UserError) {
         outcome = 'error';
         message = scrubText(err.message);
@@ -196,27 +265,17 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       result = { content: [{ type: 'text', text: message ?? '' }], isError: true };
     }
 
-    try {
-      const id = await writeAudit(core, {
-        actorUserId: caller?.user.id ?? null,
-        actorEmail: caller?.user.email ?? null,
-        homeAccountId: caller?.user.homeAccountId ?? null,
-        accountId: auditAccountId,
-        switchId: session.switch?.id ?? null,
-        sessionId: session.id,
-        tool: spec.name,
-        arguments: rawArgs ?? {},
-        outcome,
-        message: message ?? (outcome === 'error' ? 'internal error' : null),
-        durationMs: Math.round(performance.now() - started),
-      });
-      if (outcome === 'error' && message === null) {
-        result.content = [{ type: 'text', text: `Internal error in ${spec.name} (audit entry ${id}); it may not have completed: check its effect before retrying, or report the entry number.` }];
+    if (!audited) {
+      try {
+        const id = await writeAudit(core, auditEntry());
+        if (outcome === 'error' && message === null) {
+          result.content = [{ type: 'text', text: `Internal error in ${spec.name} (audit entry ${id}); nothing was changed. Try again, or report the entry number.` }];
+        }
+      } catch (err) {
+        // a call that cannot be audited is not acknowledged (a changing tool's work was rolled back with it)
+        log.error('audit write failed', { tool: spec.name, session: session.id, ...errorFields(err) });
+        result = { content: [{ type: 'text', text: `The call to ${spec.name} could not be recorded in the audit log, so it was not done; try again.` }], isError: true };
       }
-    } catch (err) {
-      // an action that cannot be audited is not acknowledged
-      log.error('audit write failed', { tool: spec.name, session: session.id, ...errorFields(err) });
-      result = { content: [{ type: 'text', text: `The call to ${spec.name} could not be recorded in the audit log; treat it as failed and retry.` }], isError: true };
     }
     return result;
   }

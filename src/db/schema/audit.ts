@@ -6,8 +6,11 @@ export const AUDIT_OUTCOMES = ['ok', 'denied', 'error'] as const;
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
 
 /**
- * One row per tool call, allowed or not. `account_id` is the acting account (null when the call
- * never resolved one, e.g. an unknown account); arguments are stored with secrets redacted.
+ * One row per tool call, allowed or not; arguments are stored with secrets redacted.
+ * `account_id` is the account the entry belongs to: the acting account, except for a call denied
+ * because the caller has no access at all to its target — that entry stays with the caller's home
+ * account (the target's admins must not learn who probed them) and names the target in
+ * `target_account_id`, which only tenant admins read.
  */
 export const auditLog = pgTable('audit_log', {
   id: bigserial('id', { mode: 'number' }).primaryKey(),
@@ -17,6 +20,7 @@ export const auditLog = pgTable('audit_log', {
   actorEmail: text('actor_email'),
   homeAccountId: uuid('home_account_id').references(() => accounts.id, { onDelete: 'set null' }),
   accountId: uuid('account_id').references(() => accounts.id, { onDelete: 'set null' }),
+  targetAccountId: uuid('target_account_id').references(() => accounts.id, { onDelete: 'set null' }),
   switchId: uuid('switch_id'),
   sessionId: text('session_id'),
   tool: text('tool').notNull(),
@@ -27,5 +31,6 @@ export const auditLog = pgTable('audit_log', {
 }, (t) => [
   index('audit_log_account_at').on(t.accountId, t.id),
   index('audit_log_actor_at').on(t.actorUserId, t.id),
+  index('audit_log_target_at').on(t.targetAccountId, t.id).where(sql`${t.targetAccountId} is not null`),
   check('audit_log_outcome_check', sql`${t.outcome} in ('ok', 'denied', 'error')`),
 ]);

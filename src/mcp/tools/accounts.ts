@@ -4,7 +4,7 @@ import { accountArg, accountRefOut, accountSummaryOut, cursorArg, limitArg, refO
 import {
   childrenOf, createAccount, getAccountById, linkAccount, listAccounts, unlinkAccount,
 } from '../../core/accounts.js';
-import { grantIn, noAccess, resolveAccountFor } from '../../core/access.js';
+import { atLeast, authorize, grantIn, noAccess, resolveAccountFor } from '../../core/access.js';
 import { hasPermission } from '../../core/users.js';
 import { UserError } from '../../core/errors.js';
 
@@ -73,10 +73,11 @@ const getAccountTool = defineTool({
   access: { role: 'viewer' },
   async handler(ctx) {
     const a = ctx.account;
-    const [parent, kids] = await Promise.all([
-      a.parentAccountId ? getAccountById(ctx.core, a.parentAccountId) : Promise.resolve(null),
-      childrenOf(ctx.core, a.id),
-    ]);
+    // children are listed to those who may act in them (admins of this account); others get the count
+    const seesChildren = atLeast(ctx.grant!.role, 'admin');
+    const parent = a.parentAccountId ? await getAccountById(ctx.core, a.parentAccountId) : null;
+    const kids = await childrenOf(ctx.core, a.id);
+    if (!seesChildren) kids.children = [];
     return {
       data: {
         account: {
@@ -134,7 +135,7 @@ const linkAccountTool = defineTool({
   name: 'link_account',
   title: 'Link account',
   description:
-    'Links an existing account as a child of a parent account (admin permission), addressed within the parent by routing_key. ' +
+    'Links an unlinked account as a child of a parent account (admin permission), addressed within the parent by routing_key. ' +
     'Admins of the parent then act as admins of the child. One level only.',
   input: {
     child: accountArg('The account to link'),
@@ -161,6 +162,10 @@ const unlinkAccountTool = defineTool({
   access: { role: 'admin', accountArg: 'child', permission: 'admin' },
   async handler(ctx) {
     const formerParent = ctx.account.parentAccountId;
+    if (!formerParent) throw new UserError(`'${ctx.account.slug}' is not linked to a parent account.`);
+    // admin of both sides, like link_account
+    const parent = await getAccountById(ctx.core, formerParent);
+    await authorize(ctx.core, ctx.caller, parent!, 'admin');
     const a = await unlinkAccount(ctx.core, ctx.account);
     return { data: { account: summary(a), former_parent_id: formerParent! }, text: `Unlinked ${a.name} from its parent.` };
   },

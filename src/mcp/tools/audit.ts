@@ -2,8 +2,7 @@ import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
 import { accountArg, cursorArg, limitArg } from './shapes.js';
 import { listAudit } from '../../core/audit.js';
-import { findUser } from '../../core/users.js';
-import { UserError } from '../../core/errors.js';
+import { findUser, hasPermission } from '../../core/users.js';
 import { AUDIT_OUTCOMES } from '../../db/schema/index.js';
 
 const auditLogTool = defineTool({
@@ -11,7 +10,8 @@ const auditLogTool = defineTool({
   title: 'Audit log',
   description:
     'Lists the audit entries of an account, newest first: every tool call made in it, allowed, denied or failed, with its actor ' +
-    'and arguments (secrets redacted). Needs the admin role in the account.',
+    'and arguments (secrets redacted). Needs the admin role in the account; tenant admins also see calls from outside ' +
+    'the account that were denied there.',
   input: {
     account: accountArg('The account whose entries to list (default: the account you act in)').optional(),
     actor: z.string().min(1).max(254).optional().describe('Only calls by this user (id or email).'),
@@ -29,6 +29,7 @@ const auditLogTool = defineTool({
         actor: z.object({ id: z.string().nullable(), email: z.string().nullable() }),
         home_account_id: z.string().nullable(),
         account_id: z.string().nullable(),
+        target_account_id: z.string().nullable().describe('For a call denied to a caller without access: the account it tried to reach.'),
         switch_id: z.string().nullable(),
         session_id: z.string().nullable(),
         tool: z.string(),
@@ -45,12 +46,14 @@ const auditLogTool = defineTool({
   async handler(ctx, args) {
     let actorUserId: string | undefined;
     if (args.actor !== undefined) {
+      // an unknown actor is an empty page, not an error: whether a user exists is not this account's business
       const u = await findUser(ctx.core, args.actor);
-      if (!u) throw new UserError(`No user matches '${args.actor}'.`, 'not_found');
+      if (!u) return { data: { entries: [], next_cursor: null }, text: `No audit entries by '${args.actor}' in ${ctx.account.name}.` };
       actorUserId = u.id;
     }
     const page = await listAudit(ctx.core, {
       accountId: ctx.account.id,
+      includeTargeted: hasPermission(ctx.caller.user, 'admin'),
       actorUserId,
       tool: args.tool,
       outcome: args.outcome,
@@ -66,6 +69,7 @@ const auditLogTool = defineTool({
           actor: { id: e.actorUserId, email: e.actorEmail },
           home_account_id: e.homeAccountId,
           account_id: e.accountId,
+          target_account_id: e.targetAccountId,
           switch_id: e.switchId,
           session_id: e.sessionId,
           tool: e.tool,

@@ -34,6 +34,7 @@ const createUserTool = defineTool({
   async handler(ctx, args) {
     const tenantAdmin = hasPermission(ctx.caller.user, 'admin');
     if (args.permissions?.length) requirePermission(ctx.caller, 'admin', 'granting permissions');
+    if (ctx.account.kind === 'system') requirePermission(ctx.caller, 'admin', 'adding users to the system setup account');
     if (!tenantAdmin && !atLeast(ctx.grant!.role, args.role)) {
       throw new AccessDenied(`Access denied: you cannot grant the ${args.role} role, which is above your own in account '${ctx.account.slug}'.`);
     }
@@ -82,6 +83,8 @@ const revokeTokenTool = defineTool({
     const mayRevoke = t && (t.userId === ctx.caller.user.id || hasPermission(ctx.caller.user, 'admin'));
     if (!mayRevoke) throw new UserError(`No token of yours has the id ${args.token_id}.`, 'not_found');
     await revokeToken(ctx.core, t.id);
+    const owner = await findUser(ctx.core, t.userId);
+    if (owner) ctx.auditAccount(owner.homeAccountId); // the owner's account keeps the record
     return { data: { token: { id: t.id, name: t.name, prefix: t.prefix, user_id: t.userId } }, text: `Revoked token ${t.prefix}….` };
   },
 });
