@@ -3,6 +3,7 @@ import { tenants, accounts, memberships } from '../db/schema/index.js';
 import type { Db } from '../db/client.js';
 import type { Core } from './core.js';
 import { UserError } from './errors.js';
+import { withAccount } from '../db/scope.js';
 import { createAccount, type Account } from './accounts.js';
 import { createUser, type User } from './users.js';
 
@@ -53,7 +54,9 @@ export async function initialize(
         password: opts.adminPassword,
       },
     );
-    await tx.insert(memberships).values({ userId: user.id, accountId: sandboxAccount.id, role: 'owner' });
+    await withAccount(tx, [sandboxAccount.id], (scoped) =>
+      scoped.insert(memberships).values({ userId: user.id, accountId: sandboxAccount.id, role: 'owner' }),
+    );
     return { tenant: tenant!, systemAccount: systemAccount!, sandboxAccount, admin: user, token };
   });
 }

@@ -5,6 +5,7 @@ import type { Account } from './accounts.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { hashPassword, hashToken, newToken } from './crypto.js';
 import { isUuid } from './ids.js';
+import { withAccount } from '../db/scope.js';
 
 export type User = Omit<typeof users.$inferSelect, 'passwordHash'>;
 
@@ -58,7 +59,10 @@ export async function createUser(core: Core, input: CreateUserInput): Promise<{ 
           permissions: [...new Set(input.permissions ?? [])],
         })
         .returning(userColumns);
-      await tx.insert(memberships).values({ userId: user!.id, accountId: input.account.id, role: input.role });
+      // account data: written inside the account's row-level-security scope
+      await withAccount(tx, [input.account.id], (scoped) =>
+        scoped.insert(memberships).values({ userId: user!.id, accountId: input.account.id, role: input.role }),
+      );
       const t = newToken();
       const [tok] = await tx
         .insert(apiTokens)
