@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { isAlive } from '../src/db/client.js';
 
 /**
  * Throwaway PostgreSQL databases for the benchmarks. The server is BENCH_DATABASE_URL, default
@@ -68,13 +69,4 @@ export async function createDatabase(label: string): Promise<BenchDatabase> {
       }
     },
   };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
