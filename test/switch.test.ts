@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import { buildWorld, connect, data, text, type World } from './helpers/world.js';
 import { accountSwitches, apiTokens, memberships } from '../src/db/schema/index.js';
 import { createUser } from '../src/core/users.js';
@@ -71,6 +71,21 @@ describe('switch_account', () => {
     const r = data<Who>(await s.call('switch_account', { account: 'acme-studio-02', reason: 'studio onboarding', minutes: 5 }));
     expect(r.acting_account.slug).toBe('acme-studio-02');
     expect(new Date(r.switched!.until).getTime() - Date.now()).toBeLessThan(5 * 60_000 + 1000);
+    await s.close();
+  });
+
+  it('keeps one open switch per session, even when switches race', async () => {
+    const s = await connect(w.core, w.tokens.switcher);
+    await Promise.all([
+      s.call('switch_account', { account: 'acme-fitness', reason: 'race one' }),
+      s.call('switch_account', { account: 'boring-co', reason: 'race two' }),
+    ]);
+    const open = await w.database.db
+      .select()
+      .from(accountSwitches)
+      .where(and(eq(accountSwitches.sessionId, s.session.id), isNull(accountSwitches.endedAt)));
+    expect(open).toHaveLength(1);
+    expect(data<Who>(await s.call('whoami')).acting_account.slug).toBe(open[0]!.accountId === w.accounts.acme.id ? 'acme-fitness' : 'boring-co');
     await s.close();
   });
 

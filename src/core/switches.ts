@@ -10,11 +10,18 @@ export interface ActiveSwitch {
   until: Date;
 }
 
-/** Record entering an account: both identities, the reason and the time box. */
+/**
+ * Record entering an account: both identities, the reason and the time box. Any switch still
+ * open in the same session ends now (one session, one switch, even under concurrent calls); that
+ * spans accounts, so it runs on the privileged path.
+ */
 export async function startSwitch(
   core: Core,
   s: { userId: string; homeAccountId: string; accountId: string; sessionId: string; reason: string; minutes: number },
 ): Promise<ActiveSwitch> {
+  // serialize switches of one session; held until the calling transaction ends (call inside one)
+  await core.db.execute(sql`select pg_advisory_xact_lock(hashtext(${'switchboard:switch:' + s.sessionId}))`);
+  await endSessionSwitches(core, s.sessionId);
   const [row] = await withAccount(core.db, [s.accountId], (tx) =>
     tx
       .insert(accountSwitches)
@@ -39,4 +46,12 @@ export async function endSwitch(core: Core, sw: Pick<ActiveSwitch, 'id' | 'accou
       .set({ endedAt: sql`least(now(), ${accountSwitches.expiresAt})` })
       .where(and(eq(accountSwitches.id, sw.id), isNull(accountSwitches.endedAt))),
   );
+}
+
+/** End every open switch of a session (returning home). */
+export async function endSessionSwitches(core: Core, sessionId: string): Promise<void> {
+  await core.db
+    .update(accountSwitches)
+    .set({ endedAt: sql`least(now(), ${accountSwitches.expiresAt})` })
+    .where(and(eq(accountSwitches.sessionId, sessionId), isNull(accountSwitches.endedAt)));
 }

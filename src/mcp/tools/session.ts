@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
 import { accountArg, accountRefOut, refOf } from './shapes.js';
 import { getAccountById } from '../../core/accounts.js';
-import { startSwitch, endSwitch } from '../../core/switches.js';
+import { endSessionSwitches, startSwitch } from '../../core/switches.js';
 import { UserError } from '../../core/errors.js';
 import { PERMISSIONS } from '../../db/schema/index.js';
 
@@ -60,7 +60,7 @@ const switchAccountTool = defineTool({
     const home = (await getAccountById(ctx.core, u.homeAccountId))!;
     const previous = ctx.session.switch;
     if (args.account.trim().toLowerCase() === 'home') {
-      if (previous) await endSwitch(ctx.core, previous);
+      await endSessionSwitches(ctx.core, ctx.session.id);
       ctx.session.switch = null;
       ctx.auditAccount(previous?.accountId ?? home.id);
       return {
@@ -70,7 +70,6 @@ const switchAccountTool = defineTool({
     }
     if (!args.reason?.trim()) throw new UserError('A reason is required to enter an account: say why (it goes into the audit log).');
     const { account } = await ctx.authorizeAccount(args.account, 'viewer');
-    if (previous) await endSwitch(ctx.core, previous);
     ctx.session.switch = null;
     const sw = await startSwitch(ctx.core, {
       userId: u.id,
