@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -7,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { buildWorld, data, type World } from './helpers/world.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
-import { cliEnv, runCli, spawnStdio, tempDataDir } from './helpers/spawn.js';
+import { CLI, cliEnv, repoRoot, runCli, spawnStdio, tempDataDir } from './helpers/spawn.js';
 import { testDbKind } from './helpers/db.js';
 import { revokeToken } from '../src/core/users.js';
 import { createUser } from '../src/core/users.js';
@@ -132,6 +133,43 @@ describe('Streamable HTTP', () => {
     const ok = await httpClient(w.tokens.admin);
     data(await ok.call('whoami'));
     await ok.client.close();
+  });
+});
+
+describe('switchboard serve', () => {
+  it('starts (initializing a fresh embedded database), serves MCP over HTTP, and stops cleanly on SIGTERM', async () => {
+    const dataDir = tempDataDir();
+    const env =
+      testDbKind() === 'postgres'
+        ? cliEnv({ DATABASE_URL: w.database.url, PORT: '0', LOG_LEVEL: 'info' })
+        : cliEnv({ SWITCHBOARD_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' });
+    const child = spawn(process.execPath, [...CLI, 'serve'], { env, cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (c: Buffer) => {
+        stderr += c.toString();
+        const m = /Switchboard MCP endpoint: (\S+)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
+    });
+    const token = testDbKind() === 'postgres' ? w.tokens.boringAdmin : readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+    const client = new Client({ name: 'switchboard-test', version: '1.0.0' });
+    await client.connect(transport);
+    const who = data<{ user: { email: string } }>((await client.callTool({ name: 'whoami', arguments: {} })) as CallToolResult);
+    expect(who.user.email).toBe(testDbKind() === 'postgres' ? 'boringadmin@switchboard.test' : 'admin@switchboard.local');
+    if (testDbKind() === 'pglite') {
+      // the first start seeded the demo world
+      const acme = data<{ account: { children_total: number } }>((await client.callTool({ name: 'get_account', arguments: { account: 'acme-fitness' } })) as CallToolResult);
+      expect(acme.account.children_total).toBe(30);
+    }
+    await client.close();
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).not.toContain(token);
+    if (testDbKind() === 'pglite') expect(existsSync(join(dataDir, 'switchboard.lock'))).toBe(false);
   });
 });
 
