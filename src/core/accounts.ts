@@ -6,9 +6,6 @@ import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { isUuid, slugify, SLUG, encodeCursor, decodeCursor, likeEscape } from './ids.js';
 
 export type Account = typeof accounts.$inferSelect;
-export type AccountRef = { id: string; slug: string; name: string };
-
-export const ref = (a: Pick<Account, 'id' | 'slug' | 'name'>): AccountRef => ({ id: a.id, slug: a.slug, name: a.name });
 
 /**
  * Every account a caller's text could mean: the account with that id, or with that slug, or
@@ -32,15 +29,6 @@ export async function findAccounts(core: Core, key: string): Promise<Account[]> 
 export async function getAccountById(core: Core, id: string): Promise<Account | null> {
   const [a] = await core.db.select().from(accounts).where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.id, id)));
   return a ?? null;
-}
-
-export async function getAccountsByIds(core: Core, ids: string[]): Promise<Map<string, Account>> {
-  if (ids.length === 0) return new Map();
-  const rows = await core.db
-    .select()
-    .from(accounts)
-    .where(and(eq(accounts.tenantId, core.tenantId), inArray(accounts.id, [...new Set(ids)])));
-  return new Map(rows.map((a) => [a.id, a]));
 }
 
 /** Slugs that mean something else where an account is expected. */

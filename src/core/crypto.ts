@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type sodiumType from 'libsodium-wrappers-sumo';
 
 let sodiumPromise: Promise<typeof sodiumType> | undefined;
@@ -38,9 +38,3 @@ export const REDACTED = '[redacted]';
 export const scrubText = (s: string): string => s.replace(TOKEN_LIKE, REDACTED);
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
-
-export function constantTimeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
