@@ -36,10 +36,11 @@ const RESERVED_SLUGS = new Set(['home']);
 
 export const CHILDREN_SHOWN = 100;
 
-export async function childrenOf(core: Core, parentId: string): Promise<{ children: Account[]; total: number }> {
+/** The first CHILDREN_SHOWN children of a parent (none when `list` is false) and how many there are. */
+export async function childrenOf(core: Core, parentId: string, list = true): Promise<{ children: Account[]; total: number }> {
   const where = and(eq(accounts.tenantId, core.tenantId), eq(accounts.parentAccountId, parentId));
   const [children, [total]] = await Promise.all([
-    core.db.select().from(accounts).where(where).orderBy(asc(accounts.routingKey), asc(accounts.slug)).limit(CHILDREN_SHOWN),
+    list ? core.db.select().from(accounts).where(where).orderBy(asc(accounts.routingKey), asc(accounts.slug)).limit(CHILDREN_SHOWN) : [],
     core.db.select({ n: count() }).from(accounts).where(where),
   ]);
   return { children, total: total?.n ?? 0 };

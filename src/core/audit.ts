@@ -59,11 +59,11 @@ export interface AuditEntryInput {
 }
 
 /**
- * Written on the privileged path (a denied call has no scope to write in), or with `db` inside
- * the transaction of the call it records, so that the change and its entry commit together.
+ * Written on the privileged path (a denied call has no scope to write in); given a core whose
+ * db is the transaction of the call it records, the change and its entry commit together.
  */
-export async function writeAudit(core: Core, e: AuditEntryInput, db: Db = core.db): Promise<number> {
-  const [row] = await db
+export async function writeAudit(core: Core, e: AuditEntryInput): Promise<number> {
+  const [row] = await core.db
     .insert(auditLog)
     .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message ? storable(scrubText(e.message), 500) : null })
     .returning({ id: auditLog.id });

@@ -76,8 +76,7 @@ const getAccountTool = defineTool({
     // children are listed to those who may act in them (admins of this account); others get the count
     const seesChildren = atLeast(ctx.grant!.role, 'admin');
     const parent = a.parentAccountId ? await getAccountById(ctx.core, a.parentAccountId) : null;
-    const kids = await childrenOf(ctx.core, a.id);
-    if (!seesChildren) kids.children = [];
+    const kids = await childrenOf(ctx.core, a.id, seesChildren);
     return {
       data: {
         account: {
