@@ -6,6 +6,7 @@ import { openDatabase } from '../src/db/client.js';
 import { accounts } from '../src/db/schema/index.js';
 import { initialize } from '../src/core/tenants.js';
 import { startHttp } from '../src/http/server.js';
+import { Keyring, newMasterKey } from '../src/core/keyring.js';
 import type { Core } from '../src/core/core.js';
 import { seedAccounts, type SeedResult } from './seed.js';
 import { note, percentile, timeEach } from './stats.js';
@@ -42,7 +43,7 @@ export async function httpLatency(opts: { url?: string | undefined; accounts: nu
   try {
     await database.migrate();
     const init = await initialize(database.db, { adminEmail: 'bench@switchboard.test', switchMinutes: 30 });
-    const core: Core = { db: database.db, tenantId: init.tenant.id, switchMinutes: 30 };
+    const core: Core = { db: database.db, tenantId: init.tenant.id, switchMinutes: 30, keys: new Keyring(newMasterKey()), secretArgs: true };
 
     note(`seeding ${opts.accounts} accounts (${database.kind})`);
     const seed = await seedAccounts(database.db, core.tenantId, opts.accounts);

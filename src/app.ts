@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { openDatabase, type Database } from './db/client.js';
@@ -6,6 +6,10 @@ import type { Config } from './config.js';
 import type { Core } from './core/core.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { log, errorFields } from './log.js';
+import { Keyring, foreignFingerprints, newMasterKey, parseMasterKey, shortFingerprint } from './core/keyring.js';
+import { UserError } from './core/errors.js';
+import { dataKeys } from './db/schema/index.js';
+import type { Db } from './db/client.js';
 
 export interface App {
   database: Database;
@@ -30,6 +34,54 @@ export async function openConfiguredDatabase(config: Config): Promise<Database> 
 }
 
 export const adminTokenFile = (config: Config): string => join(config.dataDir, 'admin-token');
+export const masterKeyFile = (config: Config): string => join(config.dataDir, 'master.key');
+
+/**
+ * The master key: SWITCHBOARD_MASTER_KEY, else the key file of the data directory. A database
+ * that has never encrypted anything gets a new key file (0600) with a loud note to back it up; a
+ * database that has, and a key that is not the one it was encrypted with, refuse to start here,
+ * with a message that says which key is expected (by fingerprint), not at a later decrypt.
+ */
+export async function loadKeyring(config: Config, db: Db): Promise<Keyring> {
+  const file = masterKeyFile(config);
+  let key: Buffer;
+  if (config.masterKey) key = parseMasterKey(config.masterKey, 'SWITCHBOARD_MASTER_KEY');
+  else if (existsSync(file)) key = parseMasterKey(readFileSync(file, 'utf8'), `the master key file ${file}`);
+  else {
+    const [used] = await db.select({ fp: dataKeys.masterFingerprint }).from(dataKeys).limit(1);
+    if (used) {
+      throw new UserError(
+        `No master key: this database holds credentials encrypted with the master key of fingerprint ${shortFingerprint(used.fp)}. ` +
+          `Set SWITCHBOARD_MASTER_KEY to that key, or restore its key file to ${file}.`,
+      );
+    }
+    key = newMasterKey();
+    mkdirSync(config.dataDir, { recursive: true });
+    writeSecretFile(file, key.toString('base64') + '\n');
+    process.stderr.write(
+      `\n*** Generated a new master key in ${file} (mode 0600). BACK IT UP NOW: every stored credential is encrypted with it, ` +
+        'and without it they cannot be decrypted. In production, set SWITCHBOARD_MASTER_KEY from your secret store instead. ***\n\n',
+    );
+  }
+  const keyring = new Keyring(key);
+  const foreign = await foreignFingerprints(db, keyring.fingerprint);
+  if (foreign.length) {
+    throw new UserError(
+      `The configured master key (fingerprint ${shortFingerprint(keyring.fingerprint)}) is not the one this database's credentials were encrypted with ` +
+        `(fingerprint ${foreign.map(shortFingerprint).join(', ')}). Set SWITCHBOARD_MASTER_KEY to that key${config.masterKey ? '' : `, or restore its key file to ${file}`}; ` +
+        'refusing to start rather than fail on every decrypt.',
+    );
+  }
+  return keyring;
+}
+
+export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring): Core => ({
+  db,
+  tenantId,
+  switchMinutes: config.switchMinutes,
+  keys,
+  secretArgs: config.secretArgs,
+});
 
 /**
  * Open the database and the core. On the embedded database a first start initializes the tenant
@@ -39,6 +91,7 @@ export const adminTokenFile = (config: Config): string => join(config.dataDir, '
 export async function openApp(config: Config): Promise<App> {
   const database = await openConfiguredDatabase(config);
   try {
+    const keys = await loadKeyring(config, database.db);
     let tenant = await getMainTenant(database.db);
     if (!tenant) {
       if (config.databaseUrl) {
@@ -46,7 +99,7 @@ export async function openApp(config: Config): Promise<App> {
       }
       const init = await initialize(database.db, { adminEmail: config.adminEmail, switchMinutes: config.switchMinutes });
       tenant = init.tenant;
-      const core: Core = { db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes };
+      const core = coreOf(config, database.db, tenant.id, keys);
       const { seedDemo } = await import('./core/demo.js'); // first start only
       const demo = await seedDemo(core);
       writeSecretFile(adminTokenFile(config), init.token + '\n');
@@ -57,7 +110,7 @@ export async function openApp(config: Config): Promise<App> {
         demo_tokens_file: join(config.dataDir, 'demo-tokens.json'),
       });
     }
-    return { database, core: { db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes } };
+    return { database, core: coreOf(config, database.db, tenant.id, keys) };
   } catch (err) {
     await database.close();
     throw err;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
-import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile } from './app.js';
+import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring } from './app.js';
+import { NO_KEYRING } from './core/keyring.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { seedDemo } from './core/demo.js';
 import { authenticate, findUser, issueToken } from './core/users.js';
@@ -20,6 +21,8 @@ Usage:
   switchboard issue-token --email E [--name N] [--json]
                                        a new API token for a user (recovery by whoever runs the server)
   switchboard migrate                  apply database migrations
+  switchboard rotate-key [--batch-size N] [--json]
+                                       new data key; re-encrypt every connection in batches (resumable)
 
 Without DATABASE_URL the embedded database lives in SWITCHBOARD_DATA_DIR (default ./.switchboard).`;
 
@@ -38,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return demo(config, rest);
     case 'issue-token':
       return issueTokenCommand(config, rest);
+    case 'rotate-key':
+      return rotateKeyCommand(config, rest);
     case 'migrate': {
       const database = await openConfiguredDatabase(config);
       await database.close();
@@ -58,7 +63,7 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: Config): Promise<number> {
   const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
-  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
+  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host, publicUrl: config.publicUrl }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
     throw err;
@@ -156,7 +161,7 @@ async function demo(config: Config, args: string[]): Promise<number> {
   try {
     const tenant = await getMainTenant(database.db);
     if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
-    const r = await seedDemo({ db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes });
+    const r = await seedDemo(coreOf(config, database.db, tenant.id, await loadKeyring(config, database.db)));
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
     else {
       process.stdout.write(`Seeded ${r.accounts.map((a) => a.name + (a.children ? ` (${a.children} linked studios)` : '')).join(', ')}.\nUsers (tokens shown once):\n`);
@@ -180,7 +185,7 @@ async function issueTokenCommand(config: Config, args: string[]): Promise<number
   try {
     const tenant = await getMainTenant(database.db);
     if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
-    const core = { db: database.db, tenantId: tenant.id, switchMinutes: config.switchMinutes };
+    const core = coreOf(config, database.db, tenant.id, NO_KEYRING);
     const user = await findUser(core, values.email);
     if (!user) throw new UserError(`No user has the email '${values.email}'.`);
     const name = values.name ?? `cli ${new Date().toISOString().slice(0, 10)}`;
@@ -204,6 +209,50 @@ async function issueTokenCommand(config: Config, args: string[]): Promise<number
     return 0;
   } finally {
     await database.close();
+  }
+}
+
+/** Rotate the data key: a new key, then every connection re-encrypted in batches, with progress on stderr. */
+async function rotateKeyCommand(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { 'batch-size': { type: 'string' }, json: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  const batchSize = values['batch-size'] === undefined ? undefined : Number(values['batch-size']);
+  if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= 10_000)) {
+    throw new UserError('--batch-size must be a whole number from 1 to 10000.');
+  }
+  const app = await openApp(config);
+  try {
+    const { rotateDataKey } = await import('./core/rotation.js');
+    const started = performance.now();
+    const p = await rotateDataKey(app.core, {
+      ...(batchSize ? { batchSize } : {}),
+      onProgress: (q) => {
+        if (!values.json) process.stderr.write(`${q.resumed ? 'resuming' : 'rotating'} to key ${q.keyId}: ${q.rotated + q.skipped}/${q.total}\n`);
+      },
+    });
+    await writeAudit(app.core, {
+      actorUserId: null,
+      actorEmail: null,
+      homeAccountId: null,
+      accountId: null,
+      targetAccountId: null,
+      switchId: null,
+      sessionId: null,
+      tool: 'cli:rotate-key',
+      arguments: { batch_size: batchSize ?? null },
+      outcome: 'ok',
+      message: `data key ${p.keyId}: ${p.rotated} re-encrypted, ${p.skipped} changed meanwhile, ${p.retiredKeys} keys retired`,
+      durationMs: Math.round(performance.now() - started),
+    });
+    const out = { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, retired_keys: p.retiredKeys };
+    if (values.json) process.stdout.write(JSON.stringify(out) + '\n');
+    else process.stdout.write(`Active data key ${p.keyId}: re-encrypted ${p.rotated} of ${p.total} connections (${p.skipped} changed meanwhile), retired ${p.retiredKeys} old key(s).\n`);
+    return 0;
+  } finally {
+    await app.database.close();
   }
 }
 

@@ -12,6 +12,8 @@ const schema = z.object({
   SWITCHBOARD_ADMIN_EMAIL: z.string().email().default('admin@switchboard.local'),
   SWITCHBOARD_SWITCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  SWITCHBOARD_MASTER_KEY: z.string().optional(),
+  SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
 });
 
 export type Config = {
@@ -24,6 +26,10 @@ export type Config = {
   adminEmail: string;
   switchMinutes: number;
   logLevel: z.infer<typeof schema>['LOG_LEVEL'];
+  /** base64 of 32 bytes; unset → the key file in the data directory (src/app.ts) */
+  masterKey: string | undefined;
+  /** whether credentials and passwords may be passed as tool arguments */
+  secretArgs: boolean;
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -43,5 +49,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminEmail: e.SWITCHBOARD_ADMIN_EMAIL,
     switchMinutes: e.SWITCHBOARD_SWITCH_MINUTES,
     logLevel: e.LOG_LEVEL,
+    masterKey: e.SWITCHBOARD_MASTER_KEY,
+    secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
   };
 }

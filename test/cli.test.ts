@@ -1,3 +1,4 @@
+import { NO_KEYRING } from '../src/core/keyring.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliEnv, runCli, tempDataDir } from './helpers/spawn.js';
 import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
@@ -69,7 +70,7 @@ describe('switchboard CLI', () => {
     const database = db ?? (await openDatabase({ dataDir: env.SWITCHBOARD_DATA_DIR }));
     try {
       const tenant = (await getMainTenant(database.db))!;
-      const caller = await authenticate({ db: database.db, tenantId: tenant.id, switchMinutes: 30 }, out.token);
+      const caller = await authenticate({ db: database.db, tenantId: tenant.id, switchMinutes: 30, keys: NO_KEYRING, secretArgs: false }, out.token);
       expect(caller?.user.email).toBe('ops@integrator.test');
     } finally {
       if (!db) await database.close();

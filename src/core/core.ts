@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import type { Keyring } from './keyring.js';
 
 /** What every core function needs: the database and the tenant it serves. */
 export interface Core {
@@ -6,4 +7,11 @@ export interface Core {
   tenantId: string;
   /** default length of a Switch Account session, in minutes */
   switchMinutes: number;
+  /** the master key's keyring: seals and opens credentials (src/core/keyring.ts) */
+  keys: Keyring;
+  /**
+   * Whether credentials and passwords may be passed as tool arguments (clients without URL-mode
+   * elicitation, scripts). Off: they can only be entered on the server's pages.
+   */
+  secretArgs: boolean;
 }

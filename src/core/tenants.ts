@@ -6,6 +6,7 @@ import { UserError } from './errors.js';
 import { withAccount } from '../db/scope.js';
 import { createAccount, type Account } from './accounts.js';
 import { createUser, type User } from './users.js';
+import { NO_KEYRING } from './keyring.js';
 
 export type Tenant = typeof tenants.$inferSelect;
 
@@ -37,7 +38,8 @@ export async function initialize(
       throw new UserError('This database is already initialized: it has a tenant and an admin. Use the existing admin token, or start from an empty database.', 'conflict');
     }
     const [tenant] = await tx.insert(tenants).values({ slug: 'main', name: 'Main tenant', kind: 'main' }).returning();
-    const core: Core = { db: tx as unknown as Db, tenantId: tenant!.id, switchMinutes: opts.switchMinutes };
+    // nothing here encrypts: the keyring is loaded by the commands that serve
+    const core: Core = { db: tx as unknown as Db, tenantId: tenant!.id, switchMinutes: opts.switchMinutes, keys: NO_KEYRING, secretArgs: false };
     const [systemAccount] = await tx
       .insert(accounts)
       .values({ tenantId: tenant!.id, slug: 'system', name: 'System setup', kind: 'system' })

@@ -10,6 +10,7 @@ import { authenticate, type Caller } from '../core/users.js';
 import { createMcpServer } from '../mcp/server.js';
 import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
+import { handlePage } from './pages.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;
@@ -35,8 +36,10 @@ export interface HttpHandle {
  * /healthz and /readyz. Each MCP session has its own server and its own switch state, and is
  * bound to the user who opened it.
  */
-export async function startHttp(opts: { core: Core; database: Database; port: number; host: string }): Promise<HttpHandle> {
+export async function startHttp(opts: { core: Core; database: Database; port: number; host: string; publicUrl?: string | undefined }): Promise<HttpHandle> {
   const sessions = new Map<string, HttpSession>();
+  /** where people open the credential and password pages (set once listening) */
+  let pagesUrl: string | null = null;
 
   const loopback = /^(127\.|::1$|localhost$)/.test(opts.host);
   /** On a loopback address, a Host header naming anything else is a DNS-rebinding attempt from a browser. */
@@ -91,6 +94,7 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
     const server = createMcpServer({
       core: opts.core,
       session,
+      pagesUrl,
       authenticate: async (extra) => (extra.authInfo?.extra?.caller as Caller | undefined) ?? null,
     });
     const transport = new StreamableHTTPServerTransport({
@@ -132,6 +136,10 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
       );
     }
     if (path === '/mcp') return done(handleMcp(req, res));
+    if (path?.startsWith('/connect/') || path?.startsWith('/verify/')) {
+      if (!hostAllowed(req)) return json(res, 403, { error: 'forbidden_host', message: 'This server answers only requests addressed to localhost.' });
+      return done(handlePage(opts.core, req, res, path).then(() => {}));
+    }
     json(res, 404, { error: 'not_found', message: 'MCP is served at /mcp.' });
   });
 
@@ -152,6 +160,7 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
   });
   const addr = http.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  pagesUrl = opts.publicUrl ? new URL('/', opts.publicUrl).toString() : `http://${host}:${addr.port}/`;
   return {
     url: `http://${host}:${addr.port}/mcp`,
     server: http,

@@ -12,6 +12,7 @@ import { AccessDenied, UserError } from '../core/errors.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Permission, Role, AuditOutcome } from '../db/schema/index.js';
 import type { SessionState } from './session.js';
+import type { Interaction } from './interaction.js';
 import { log, errorFields } from '../log.js';
 
 /**
@@ -55,6 +56,8 @@ export interface ToolContext {
   authorizeAccount(key: string, role: Role): Promise<{ account: Account; grant: Grant }>;
   /** Record a different acting account in the audit entry (e.g. the account just created). */
   auditAccount(accountId: string | null): void;
+  /** The client and transport, for asking the person (URL-mode elicitation); null when there is none. */
+  interaction: Interaction | null;
 }
 
 export interface ToolOutput<O> {
@@ -63,7 +66,7 @@ export interface ToolOutput<O> {
   text: string;
 }
 
-export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape> {
+export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape, P = undefined> {
   name: string;
   title: string;
   description: string;
@@ -71,7 +74,19 @@ export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape> {
   output: O;
   annotations: { readOnlyHint: boolean; destructiveHint?: boolean; idempotentHint?: boolean; openWorldHint?: boolean };
   access: AccessSpec;
-  handler(ctx: ToolContext, args: z.infer<z.ZodObject<I>>): Promise<ToolOutput<z.infer<z.ZodObject<O>>>>;
+  /**
+   * Optional first step, after the guard and outside any transaction: for work that waits on a
+   * person (a page they fill in) and must not hold a transaction open meanwhile. What it returns
+   * is handed to the handler.
+   */
+  prepare?(ctx: ToolContext, args: z.infer<z.ZodObject<I>>): Promise<P>;
+  /**
+   * Whether handler and audit entry run in one transaction. Default: tools that change something
+   * (readOnlyHint false). A tool that commits in steps of its own (a batched re-encryption) sets
+   * false; its audit entry is written when it ends.
+   */
+  transactional?: boolean;
+  handler(ctx: ToolContext, args: z.infer<z.ZodObject<I>>, prepared: P): Promise<ToolOutput<z.infer<z.ZodObject<O>>>>;
 }
 
 /** What a call needs from its transport: the core, the session, and who is calling. */
@@ -83,6 +98,8 @@ export interface CallEnv {
    * request (and hands over that result); stdio and in-memory transports authenticate per call.
    */
   authenticate(): Promise<Caller | null>;
+  /** The client and transport, for asking the person; absent for transports that cannot. */
+  interaction?: Interaction;
 }
 
 export interface ToolDef {
@@ -124,7 +141,7 @@ export function describeZodError(err: z.ZodError): string {
   return path ? `Invalid argument '${path}': ${issue.message}.` : `Invalid arguments: ${issue.message}.`;
 }
 
-export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spec: ToolSpec<I, O>): ToolDef {
+export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P = undefined>(spec: ToolSpec<I, O, P>): ToolDef {
   const input = z.strictObject(spec.input);
   const output = z.object(spec.output);
   const accountArg = spec.access.accountArg === undefined ? ('account' in spec.input ? 'account' : null) : spec.access.accountArg;
@@ -140,7 +157,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       annotations: { title: spec.title, openWorldHint: false, ...spec.annotations },
     });
 
-  const atomic = !spec.annotations.readOnlyHint;
+  const atomic = spec.transactional ?? !spec.annotations.readOnlyHint;
 
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
     const started = performance.now();
@@ -204,8 +221,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
         named[arg] = other;
       }
 
-      const handle = async (c: Core): Promise<CallToolResult> => {
-        const ctx: ToolContext = {
+      const contextOn = (c: Core): ToolContext => ({
           core: c,
           caller: who,
           session,
@@ -221,8 +237,13 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
           auditAccount(id) {
             entry.accountId = id;
           },
-        };
-        const out = await spec.handler(ctx, parsed.data as z.infer<z.ZodObject<I>>);
+          interaction: env.interaction ?? null,
+      });
+      const typed = parsed.data as z.infer<z.ZodObject<I>>;
+      // a person may take minutes on a page: that wait happens here, never inside the transaction
+      const prepared = spec.prepare ? await spec.prepare(contextOn(core), typed) : (undefined as P);
+      const handle = async (c: Core): Promise<CallToolResult> => {
+        const out = await spec.handler(contextOn(c), typed, prepared);
         return { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };
       };
       if (atomic) {

@@ -10,17 +10,22 @@ import { accountTools } from './tools/accounts.js';
 import { userTools } from './tools/users.js';
 import { sessionTools } from './tools/session.js';
 import { auditTools } from './tools/audit.js';
+import { appTools } from './tools/apps.js';
+import { connectionTools } from './tools/connections.js';
+import { interactionFor } from './interaction.js';
 
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools];
+export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +
   'argument when given, else the account this session switched into (switch_account, with a reason; time-boxed), else ' +
   'your home account. Use list_accounts to find accounts, switch_account to work inside one, and switch_account with ' +
-  'account "home" when done. Access is checked on every call and every call is audited.';
+  'account "home" when done. Access is checked on every call and every call is audited. Credentials of app connections ' +
+  'never need to pass through the conversation: add_connection, reconnect_connection and view_connection_info send the ' +
+  'person a link to a page when the client supports URL elicitation.';
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -30,6 +35,8 @@ export interface ServerOptions {
   /** Authenticate the caller of the request being served (stdio: the configured token; HTTP: the request's). */
   authenticate(extra: Extra): Promise<Caller | null>;
   tools?: ToolDef[];
+  /** Base URL of the pages served beside this server (`switchboard serve`); null or absent for none. */
+  pagesUrl?: string | null;
 }
 
 /**
@@ -48,7 +55,12 @@ export function createMcpServer(opts: ServerOptions): Server {
   server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     const tool = byName.get(req.params.name);
     if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool '${req.params.name.slice(0, 100)}'; tools/list shows the tools.`);
-    return tool.run(req.params.arguments, { core: opts.core, session: opts.session, authenticate: () => opts.authenticate(extra) });
+    return tool.run(req.params.arguments, {
+      core: opts.core,
+      session: opts.session,
+      authenticate: () => opts.authenticate(extra),
+      interaction: interactionFor(server, extra, opts.pagesUrl ?? null),
+    });
   });
   return server;
 }

@@ -9,6 +9,10 @@ import { createMcpServer } from '../../src/mcp/server.js';
 import { newSession, type SessionState } from '../../src/mcp/session.js';
 import type { Permission, Role } from '../../src/db/schema/index.js';
 import { testDatabase, type TestDatabase } from './db.js';
+import { Keyring, newMasterKey } from '../../src/core/keyring.js';
+
+/** A keyring under a master key made for this test run (never a committed key). */
+export const testKeyring = (): Keyring => new Keyring(newMasterKey());
 
 /**
  * A small world for access tests:
@@ -39,7 +43,7 @@ export type Persona =
 export async function buildWorld(): Promise<World> {
   const database = await testDatabase();
   const init = await initialize(database.db, { adminEmail: 'admin@switchboard.test', switchMinutes: 30 });
-  const core: Core = { db: database.db, tenantId: init.tenant.id, switchMinutes: 30 };
+  const core: Core = { db: database.db, tenantId: init.tenant.id, switchMinutes: 30, keys: testKeyring(), secretArgs: true };
   const acme = await createAccount(core, { name: 'Acme Fitness', slug: 'acme-fitness' });
   const studio1 = await createAccount(core, { name: 'Acme Studio 01', slug: 'acme-studio-01', parent: acme, routingKey: 'studio-01' });
   const studio2 = await createAccount(core, { name: 'Acme Studio 02', slug: 'acme-studio-02', parent: acme, routingKey: 'studio-02' });

@@ -1,2 +1,3 @@
 export * from './tenancy.js';
 export * from './audit.js';
+export * from './connections.js';

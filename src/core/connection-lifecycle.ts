@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { accounts, automationConnections, automations, connections } from '../db/schema/index.js';
+import { withAccount } from '../db/scope.js';
+import type { Core } from './core.js';
+import type { Account } from './accounts.js';
+import { getApp, maskCredentials, validateCredentials } from './apps.js';
+import { sealCredentials, setConnectionFields, type ConnectionRow } from './connections.js';
+import { UserError } from './errors.js';
+
+/**
+ * What happens to a connection over its life: which automations use it, disconnecting (pauses
+ * them), reconnecting (resumes the ones it paused), sharing with linked children.
+ *
+ * An automation may use a connection of another account (a parent's or the system account's
+ * shared connection), so the usage of a connection spans accounts. Those reads and the pausing
+ * run on the privileged path, filtered by the connection the caller was authorized for as admin
+ * of its owner account.
+ */
+
+export interface UsageItem {
+  id: string;
+  name: string;
+  status: 'active' | 'paused';
+  pausedByThis: boolean;
+  account: Pick<Account, 'id' | 'slug' | 'name'>;
+}
+
+export const USAGE_SHOWN = 200;
+
+/**
+ * The automations that use a connection, first USAGE_SHOWN by account and name, and the total:
+ * in every account, or only in `onlyAccountId` (a child looking at its parent's shared connection).
+ */
+export async function connectionUsage(core: Core, connectionId: string, onlyAccountId?: string): Promise<{ items: UsageItem[]; total: number }> {
+  const rows = await core.db
+    .select({
+      id: automations.id,
+      name: automations.name,
+      status: automations.status,
+      pausedBy: automations.pausedByConnectionId,
+      accountId: accounts.id,
+      slug: accounts.slug,
+      accountName: accounts.name,
+      total: sql<number>`count(*) over ()`,
+    })
+    .from(automationConnections)
+    .innerJoin(automations, eq(automations.id, automationConnections.automationId))
+    .innerJoin(accounts, eq(accounts.id, automations.accountId))
+    .where(
+      and(
+        eq(automationConnections.connectionId, connectionId),
+        eq(automations.tenantId, core.tenantId),
+        onlyAccountId ? eq(automations.accountId, onlyAccountId) : undefined,
+      ),
+    )
+    .orderBy(asc(accounts.slug), asc(automations.name), asc(automations.id))
+    .limit(USAGE_SHOWN);
+  return {
+    items: rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      status: r.status,
+      pausedByThis: r.pausedBy === connectionId,
+      account: { id: r.accountId, slug: r.slug, name: r.accountName },
+    })),
+    total: Number(rows[0]?.total ?? 0),
+  };
+}
+
+/**
+ * The confirm token of a disconnect plan: it changes when the connection or the set of
+ * automations it would pause changes, so a stale plan cannot be applied.
+ */
+export function disconnectToken(row: ConnectionRow, affectedIds: string[]): string {
+  const h = createHash('sha256').update(JSON.stringify([row.id, row.status, row.updatedAt.toISOString(), [...affectedIds].sort()]));
+  return `disc_${h.digest('hex').slice(0, 20)}`;
+}
+
+/** The automations a disconnect would pause: active ones using the connection (every one, not just the shown page). */
+async function activeUsers(core: Core, connectionId: string): Promise<string[]> {
+  const rows = await core.db
+    .select({ id: automations.id })
+    .from(automationConnections)
+    .innerJoin(automations, eq(automations.id, automationConnections.automationId))
+    .where(and(eq(automationConnections.connectionId, connectionId), eq(automations.status, 'active')));
+  return rows.map((r) => r.id);
+}
+
+export async function disconnectPlan(core: Core, row: ConnectionRow): Promise<{ token: string; pauses: string[] }> {
+  const pauses = await activeUsers(core, row.id);
+  return { token: disconnectToken(row, pauses), pauses };
+}
+
+/**
+ * Disconnect: status `disconnected`, and every active automation using the connection is paused
+ * (marked as paused by it, so reconnecting resumes exactly those). Requires the plan's token.
+ */
+export async function disconnect(core: Core, row: ConnectionRow, confirm: string): Promise<{ row: ConnectionRow; paused: number }> {
+  // lock the row: a concurrent disconnect or reconnect waits, then sees the new state and a stale token
+  await core.db.execute(sql`select 1 from ${connections} where ${connections.id} = ${row.id} for update`);
+  const [current] = await core.db.select().from(connections).where(eq(connections.id, row.id));
+  const plan = await disconnectPlan(core, current!);
+  if (confirm !== plan.token) {
+    throw new UserError('The confirm token does not match the current plan (the connection or its automations changed): call disconnect_connection without confirm to see the impact again.', 'conflict');
+  }
+  if (plan.pauses.length) {
+    await core.db
+      .update(automations)
+      .set({ status: 'paused', pausedByConnectionId: row.id })
+      .where(and(inArray(automations.id, plan.pauses), eq(automations.status, 'active')));
+  }
+  const updated = await setConnectionFields(core, current!, { status: 'disconnected' });
+  return { row: updated, paused: plan.pauses.length };
+}
+
+/**
+ * New credentials for a connection (expired, disconnected, or active with a rotated secret):
+ * status back to active, and the automations it paused resume.
+ */
+export async function reconnect(core: Core, row: ConnectionRow, credentials: Record<string, unknown>): Promise<{ row: ConnectionRow; resumed: number }> {
+  const app = await getApp(core, row.app);
+  const input = { auth_kind: row.authKind, ...credentials };
+  const { authKind, values } = validateCredentials(app, input);
+  const { sealed, dataKeyId } = await sealCredentials(core, row.accountId, row.id, authKind, values);
+  const updated = await setConnectionFields(core, row, {
+    status: 'active',
+    credentials: sealed,
+    dataKeyId,
+    authKind,
+    masked: maskCredentials(app, authKind, values),
+  });
+  const resumed = await core.db
+    .update(automations)
+    .set({ status: 'active', pausedByConnectionId: null })
+    .where(and(eq(automations.pausedByConnectionId, row.id), eq(automations.status, 'paused')))
+    .returning({ id: automations.id });
+  return { row: updated, resumed: resumed.length };
+}
+
+/** Mark an own connection shared (or not): only accounts that are not themselves linked children share. */
+export async function shareConnection(core: Core, account: Account, row: ConnectionRow, shared: boolean): Promise<ConnectionRow> {
+  if (shared && account.parentAccountId) {
+    throw new UserError(`'${account.slug}' is a linked child account: only a parent account (or the system setup account) shares connections.`);
+  }
+  return setConnectionFields(core, row, { shared });
+}
+
+/** An automation that uses connections: the automations issue builds on this; tests and the demo use it now. */
+export async function createAutomation(core: Core, account: Account, name: string, connectionIds: string[]): Promise<string> {
+  return withAccount(core.db, [account.id], async (tx) => {
+    const [a] = await tx.insert(automations).values({ tenantId: core.tenantId, accountId: account.id, name }).returning({ id: automations.id });
+    if (connectionIds.length) {
+      await tx.insert(automationConnections).values(connectionIds.map((connectionId) => ({ automationId: a!.id, connectionId, accountId: account.id })));
+    }
+    return a!.id;
+  });
+}

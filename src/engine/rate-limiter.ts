@@ -1,0 +1,69 @@
+import { sql } from 'drizzle-orm';
+import { connections, rateLimitBuckets } from '../db/schema/index.js';
+import { withAccount } from '../db/scope.js';
+import type { Core } from '../core/core.js';
+
+/**
+ * A token bucket per connection, kept in PostgreSQL so that it holds across processes: the
+ * bucket holds at most one minute's worth of calls (`perMinute`) and refills continuously at
+ * perMinute / 60 per second. Taking is one statement: the row lock of the upsert serializes
+ * concurrent takers, so N processes together never get more than the bucket allows.
+ */
+
+export interface TakeResult {
+  allowed: boolean;
+  /** tokens left after this take (allowed), or available now (refused) */
+  remaining: number;
+  /** when refused: milliseconds until `cost` tokens are available */
+  retryAfterMs: number;
+}
+
+export interface BucketTarget {
+  connectionId: string;
+  accountId: string;
+  perMinute: number;
+}
+
+export async function takeToken(core: Core, t: BucketTarget, cost = 1): Promise<TakeResult> {
+  const cap = t.perMinute;
+  const perSecond = t.perMinute / 60;
+  // refilled level at clock_timestamp(); the first take starts from a full bucket
+  const level = sql`least(${cap}::float8, ${rateLimitBuckets.tokens} + extract(epoch from (clock_timestamp() - ${rateLimitBuckets.refilledAt})) * ${perSecond}::float8)`;
+  return withAccount(core.db, [t.accountId], async (tx) => {
+    const taken = await tx
+      .insert(rateLimitBuckets)
+      .values({ connectionId: t.connectionId, accountId: t.accountId, tokens: sql`${cap}::float8 - ${cost}::float8`, refilledAt: sql`clock_timestamp()` })
+      .onConflictDoUpdate({
+        target: rateLimitBuckets.connectionId,
+        set: { tokens: sql`${level} - ${cost}::float8`, refilledAt: sql`clock_timestamp()` },
+        setWhere: sql`${level} >= ${cost}::float8`,
+      })
+      .returning({ tokens: rateLimitBuckets.tokens });
+    if (taken.length && taken[0]!.tokens >= 0) return { allowed: true, remaining: taken[0]!.tokens, retryAfterMs: 0 };
+    if (taken.length) {
+      // cost above capacity on a fresh bucket: never allowed; undo the insert
+      await tx.delete(rateLimitBuckets).where(sql`${rateLimitBuckets.connectionId} = ${t.connectionId}`);
+      return { allowed: false, remaining: cap, retryAfterMs: Number.POSITIVE_INFINITY };
+    }
+    const [now] = await tx.select({ level }).from(rateLimitBuckets).where(sql`${rateLimitBuckets.connectionId} = ${t.connectionId}`);
+    const available = Number(now?.level ?? 0);
+    return { allowed: false, remaining: available, retryAfterMs: Math.ceil(((cost - available) / perSecond) * 1000) };
+  });
+}
+
+/**
+ * What the execution engine calls before each request to an app: take a token from the
+ * connection's bucket and, when allowed, stamp last_used_at (at most once a minute per connection).
+ */
+export async function acquireConnection(core: Core, t: BucketTarget): Promise<TakeResult> {
+  const r = await takeToken(core, t);
+  if (r.allowed) {
+    await withAccount(core.db, [t.accountId], (tx) =>
+      tx
+        .update(connections)
+        .set({ lastUsedAt: sql`now()` })
+        .where(sql`${connections.id} = ${t.connectionId} and (${connections.lastUsedAt} is null or ${connections.lastUsedAt} < now() - interval '1 minute')`),
+    );
+  }
+  return r;
+}

@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { defineTool, type ToolDef } from '../define-tool.js';
+import { connectionArg, connectionOut, credentialsArg, maskedOut } from './connection-shapes.js';
+import { ownView, obtainCredentials } from './connections.js';
+import { askPerson, pageUnavailable } from '../human.js';
+import { openCredentials, resolveOwnConnection } from '../../core/connections.js';
+import { connectionUsage, disconnect, disconnectPlan, reconnect } from '../../core/connection-lifecycle.js';
+import { getApp, validateCredentials } from '../../core/apps.js';
+import { reverifyPassword } from '../../core/reverify.js';
+import { rotateDataKey } from '../../core/rotation.js';
+import { UserError } from '../../core/errors.js';
+
+const accountIn = z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.');
+
+const disconnectTool = defineTool({
+  name: 'disconnect_connection',
+  title: 'Disconnect connection',
+  description:
+    'Disconnects a connection of the account. Without confirm it only returns the impact (the automations that would be paused) ' +
+    'and a confirm token; call again with that token to disconnect. Those automations are paused, not deleted.',
+  input: {
+    account: accountIn,
+    connection: connectionArg,
+    confirm: z.string().max(100).optional().describe('The confirm_token of the plan, to carry it out.'),
+  },
+  output: {
+    connection: connectionOut,
+    applied: z.boolean(),
+    confirm_token: z.string().nullable().describe('Pass as confirm to disconnect (plan only).'),
+    automations_to_pause: z.array(z.object({ id: z.string(), name: z.string(), account: z.object({ id: z.string(), slug: z.string(), name: z.string() }) })),
+    automations_paused: z.number().int(),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  access: { role: 'admin' },
+  async handler(ctx, args) {
+    const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
+    if (args.confirm === undefined) {
+      if (row.status === 'disconnected') throw new UserError(`${row.app}/${row.name} is already disconnected; reconnect_connection brings it back.`);
+      const plan = await disconnectPlan(ctx.core, row);
+      const usage = await connectionUsage(ctx.core, row.id);
+      const pausing = usage.items.filter((u) => plan.pauses.includes(u.id)).map((u) => ({ id: u.id, name: u.name, account: u.account }));
+      return {
+        data: { connection: await ownView(ctx, row), applied: false, confirm_token: plan.token, automations_to_pause: pausing, automations_paused: 0 },
+        text:
+          `Disconnecting ${row.app}/${row.name} would pause ${plan.pauses.length} automation${plan.pauses.length === 1 ? '' : 's'}; ` +
+          'call again with confirm set to confirm_token to do it.',
+      };
+    }
+    const done = await disconnect(ctx.core, row, args.confirm);
+    return {
+      data: { connection: await ownView(ctx, done.row), applied: true, confirm_token: null, automations_to_pause: [], automations_paused: done.paused },
+      text: `Disconnected ${row.app}/${row.name}; paused ${done.paused} automation${done.paused === 1 ? '' : 's'} (reconnecting resumes them).`,
+    };
+  },
+});
+
+const reconnectTool = defineTool({
+  name: 'reconnect_connection',
+  title: 'Reconnect connection',
+  description:
+    'Gives a connection new credentials (expired, disconnected, or a rotated secret): its status returns to active and the ' +
+    'automations its disconnect paused resume. Leave credentials out and the person enters them on a one-time page.',
+  input: { account: accountIn, connection: connectionArg, credentials: credentialsArg.optional() },
+  output: { connection: connectionOut, credentials: maskedOut, automations_resumed: z.number().int(), entered_via: z.enum(['arguments', 'page']) },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  access: { role: 'member' },
+  async prepare(ctx, args) {
+    const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
+    if (args.credentials) validateCredentials(await getApp(ctx.core, row.app), { auth_kind: row.authKind, ...args.credentials });
+    return obtainCredentials(
+      ctx,
+      args.credentials,
+      { app: row.app, connectionName: row.name, connectionId: row.id },
+      `Enter new credentials for the connection ${row.app}/${row.name} of ${ctx.account.name}.`,
+    );
+  },
+  async handler(ctx, args, got) {
+    const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
+    const done = await reconnect(ctx.core, row, got.credentials);
+    return {
+      data: { connection: await ownView(ctx, done.row), credentials: done.row.masked, automations_resumed: done.resumed, entered_via: got.via },
+      text: `Reconnected ${row.app}/${row.name}; ${done.resumed} paused automation${done.resumed === 1 ? '' : 's'} resumed.`,
+    };
+  },
+});
+
+const viewInfoTool = defineTool({
+  name: 'view_connection_info',
+  title: 'View connection info',
+  description:
+    "Shows a connection's decrypted credentials to a person who re-verifies their password, for troubleshooting (admins; audited). " +
+    'Leave password out: the person gets a one-time page, and the values are shown there, not in this conversation.',
+  input: {
+    account: accountIn,
+    connection: connectionArg,
+    password: z.string().min(1).max(1024).optional().describe('Your password, only for clients without URL elicitation; the values then come back in the result.'),
+  },
+  output: {
+    connection: connectionOut,
+    credentials: maskedOut,
+    decrypted: z.record(z.string(), z.string()).nullable().describe('The decrypted values (password mode only); null when shown on the page.'),
+    shown_on: z.enum(['page', 'result']),
+  },
+  // reads, and its password failures must commit on their own: no call-wide transaction
+  annotations: { readOnlyHint: true, idempotentHint: false },
+  access: { role: 'admin' },
+  async handler(ctx, args) {
+    const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
+    const view = await ownView(ctx, row);
+    if (args.password !== undefined) {
+      if (!ctx.core.secretArgs) {
+        throw new UserError('This server does not take passwords as arguments (SWITCHBOARD_SECRET_ARGS=off): leave password out to get a page.');
+      }
+      await reverifyPassword(ctx.core, ctx.caller.user.id, args.password);
+      const creds = await openCredentials(ctx.core, row);
+      return {
+        data: { connection: view, credentials: row.masked, decrypted: creds.values, shown_on: 'result' as const },
+        text: `Decrypted credentials of ${row.app}/${row.name}, after password re-verification (audited).`,
+      };
+    }
+    const why = pageUnavailable(ctx);
+    if (why) throw new UserError(`The credentials can only be shown after password re-verification on a page, and ${why}. Pass password instead.`);
+    await askPerson(ctx, 'view_credentials', { app: row.app, authKind: row.authKind, connectionName: row.name, connectionId: row.id }, `Verify your password to view the credentials of ${row.app}/${row.name}.`);
+    return {
+      data: { connection: view, credentials: row.masked, decrypted: null, shown_on: 'page' as const },
+      text: `The credentials of ${row.app}/${row.name} were shown to the person on the page after password re-verification.`,
+    };
+  },
+});
+
+const rotateTool = defineTool({
+  name: 'rotate_encryption_key',
+  title: 'Rotate encryption key',
+  description:
+    'Creates a new data key and re-encrypts every connection of the tenant with it, in batches (admin permission). ' +
+    'Safe under concurrent writes; if it stops, calling it again resumes instead of starting over.',
+  input: {},
+  output: {
+    key_id: z.string(),
+    resumed: z.boolean(),
+    total: z.number().int(),
+    rotated: z.number().int(),
+    changed_meanwhile: z.number().int().describe('Rows rewritten by someone else during the run (already on the new key).'),
+    retired_keys: z.number().int(),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  access: { role: null, accountArg: null, permission: 'admin' },
+  transactional: false,
+  async handler(ctx) {
+    const p = await rotateDataKey(ctx.core);
+    return {
+      data: { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, retired_keys: p.retiredKeys },
+      text: `${p.resumed ? 'Resumed the rotation' : 'Rotated to a new data key'}: re-encrypted ${p.rotated} of ${p.total} connection${p.total === 1 ? '' : 's'}.`,
+    };
+  },
+});
+
+export const credentialTools: ToolDef[] = [disconnectTool, reconnectTool, viewInfoTool, rotateTool];
