@@ -12,7 +12,10 @@ const schema = z.object({
   SWITCHBOARD_ADMIN_EMAIL: z.string().email().default('admin@switchboard.local'),
   SWITCHBOARD_SWITCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  SWITCHBOARD_MASTER_KEY: z.string().optional(),
+  SWITCHBOARD_MASTER_KEY: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 random bytes in base64 (44 characters); make one with: openssl rand -base64 32')
+    .optional(),
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
 });
 

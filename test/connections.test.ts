@@ -297,3 +297,29 @@ describe('secrets as arguments can be switched off', () => {
     await strict.close();
   });
 });
+
+describe("another account's connection", () => {
+  it('is invisible and unusable by id, by app/name and by app, even after a switch elsewhere', async () => {
+    const theirs = data<Listing>(await boring.call('list_connections', { query: 'stripe' })).own[0]!;
+    for (const key of [theirs.id, `stripe/${theirs.name}`]) {
+      for (const [tool, extra] of [
+        ['list_connection_usage', {}],
+        ['update_connection', { notes: 'x' }],
+        ['set_connection_rate_limit', { per_minute: 1 }],
+        ['view_connection_info', { password: 'x' }],
+      ] as const) {
+        const r = await acme.call(tool, { connection: key, ...extra });
+        expect(r.isError, `${tool} ${key}`).toBe(true);
+        expect(text(r)).toMatch(/^No connection '.*' in account 'acme-fitness'/);
+        expect(text(r)).not.toContain('Boring');
+      }
+    }
+    // Switch Account into acme: the call acts in acme, where boring's connection does not exist
+    const sw = await connect(w.core, w.tokens.switcher);
+    data(await sw.call('switch_account', { account: 'acme-fitness', reason: 'isolation check' }));
+    expect(text(await sw.call('update_connection', { connection: theirs.id, notes: 'x' }))).toMatch(/^No connection/);
+    await sw.close();
+    const unchanged = data<Listing>(await boring.call('list_connections', { query: 'stripe' })).own[0]!;
+    expect(unchanged.notes).toBe(theirs.notes);
+  });
+});

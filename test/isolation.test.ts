@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildWorld, connect, data, text, type Persona, type Session, type World } from './helpers/world.js';
 import type { Role } from '../src/db/schema/index.js';
+import { addConnection } from '../src/core/connections.js';
 
 /**
  * The isolation matrix: every account-taking tool × {a linked parent, a linked child, another
@@ -40,7 +41,18 @@ const CASES: Case[] = [
   { tool: 'audit_log', args: (s) => ({ account: s }), need: 'admin' },
   { tool: 'create_user', args: (s) => ({ account: s, email: `m${++n}@matrix.test`, name: 'Matrix', role: 'viewer' }), need: 'admin' },
   { tool: 'create_account', args: (s) => ({ name: `Matrix ${++n}`, parent: s, routing_key: `m-${n}` }), need: 'admin', tenantAdmin: true },
+  // app connections: each target account holds a stripe connection (beforeAll)
+  { tool: 'list_connections', args: (s) => ({ account: s }), need: 'viewer' },
+  { tool: 'list_connection_usage', args: (s) => ({ account: s, connection: 'stripe' }), need: 'viewer' },
+  { tool: 'add_connection', args: (s) => ({ account: s, app: 'stripe', name: `Matrix ${++n}`, credentials: { secret_key: MATRIX_KEY } }), need: 'member' },
+  { tool: 'update_connection', args: (s) => ({ account: s, connection: 'stripe', notes: `matrix ${++n}` }), need: 'member' },
+  { tool: 'reconnect_connection', args: (s) => ({ account: s, connection: 'stripe', credentials: { secret_key: MATRIX_KEY } }), need: 'member' },
+  { tool: 'set_connection_rate_limit', args: (s) => ({ account: s, connection: 'stripe', per_minute: 100 }), need: 'admin' },
+  { tool: 'share_connection', args: (s) => ({ account: s, connection: 'stripe', shared: false }), need: 'admin' },
+  { tool: 'disconnect_connection', args: (s) => ({ account: s, connection: 'stripe' }), need: 'admin' },
+  { tool: 'view_connection_info', args: (s) => ({ account: s, connection: 'stripe', password: 'not-anyones-password' }), need: 'admin' },
 ];
+const MATRIX_KEY = 'sk_test_matrix_0123456789abcdef';
 
 let w: World;
 const sessions = new Map<Persona, Session>();
@@ -48,6 +60,9 @@ const sessions = new Map<Persona, Session>();
 beforeAll(async () => {
   w = await buildWorld();
   for (const p of PERSONAS) sessions.set(p, await connect(w.core, w.tokens[p]));
+  for (const t of TARGETS) {
+    await addConnection(w.core, w.accounts[t], { app: 'stripe', credentials: { secret_key: MATRIX_KEY }, createdBy: w.userIds.admin });
+  }
 });
 afterAll(async () => {
   for (const s of sessions.values()) await s.close();
@@ -96,6 +111,8 @@ describe('isolation matrix', () => {
             expect(text(r)).not.toContain(account.id);
             expect(text(r)).not.toContain(account.name);
           }
+          // no tool ever returns a stored secret in clear, allowed or not (view_connection_info needs a password)
+          expect(JSON.stringify(r)).not.toContain(MATRIX_KEY);
         });
       }
     }

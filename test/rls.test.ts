@@ -95,3 +95,31 @@ describe('row-level security under withAccount', () => {
     expect(r[0]!.role).not.toBe('switchboard_app');
   });
 });
+
+describe('row-level security on connections', () => {
+  it("a scope sees its own connections, and of another account only the shared ones it names, even without a filter", async () => {
+    const { addConnection } = await import('../src/core/connections.js');
+    const { connections } = await import('../src/db/schema/index.js');
+    const mk = (account: typeof w.accounts.acme, name: string) =>
+      addConnection(w.core, account, { app: 'slack', name, credentials: { bot_token: 'xoxb-rls-000000000000' }, createdBy: w.userIds.admin });
+    const shared = (await mk(w.accounts.acme, 'Shared')).row;
+    const hidden = (await mk(w.accounts.acme, 'Private')).row;
+    await w.core.db.update(connections).set({ shared: true }).where(eq(connections.id, shared.id));
+    const own = (await mk(w.accounts.studio1, 'Mine')).row;
+    await mk(w.accounts.boring, 'Other');
+
+    const seen = await withAccount(w.core.db, [w.accounts.studio1.id], (tx) => tx.select().from(connections), [w.accounts.acme.id]);
+    expect(seen.map((r) => r.id).sort()).toEqual([own.id, shared.id].sort());
+    expect(seen.map((r) => r.id)).not.toContain(hidden.id);
+    // the parent's shared row is readable, never writable, from the child's scope
+    const updated = await withAccount(
+      w.core.db,
+      [w.accounts.studio1.id],
+      (tx) => tx.update(connections).set({ notes: 'hijack' }).where(eq(connections.id, shared.id)).returning(),
+      [w.accounts.acme.id],
+    );
+    expect(updated).toEqual([]);
+    const alone = await withAccount(w.core.db, [w.accounts.studio1.id], (tx) => tx.select().from(connections));
+    expect(alone.map((r) => r.id)).toEqual([own.id]);
+  });
+});

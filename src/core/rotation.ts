@@ -29,7 +29,14 @@ export const ROTATION_BATCH = 500;
 
 export async function rotateDataKey(
   core: Core,
-  opts: { batchSize?: number; onProgress?: (p: RotationProgress) => void; maxBatches?: number } = {},
+  opts: {
+    batchSize?: number;
+    onProgress?: (p: RotationProgress) => void;
+    /** stop after this many batches (a rotation cut short, as by a crash) */
+    maxBatches?: number;
+    /** called between reading a batch and writing it back: where a concurrent writer can strike */
+    afterRead?: (ids: string[]) => Promise<void>;
+  } = {},
 ): Promise<RotationProgress> {
   const batchSize = opts.batchSize ?? ROTATION_BATCH;
   const pending = async (keyId: string) =>
@@ -64,6 +71,7 @@ export async function rotateDataKey(
         return { id: r.id, old: r.credentials, sealed: await core.keys.sealWith(key, aad, plain) };
       }),
     );
+    await opts.afterRead?.(rows.map((r) => r.id));
     const values = sql.join(
       resealed.map((r) => sql`(${r.id}::uuid, ${r.old}, ${r.sealed})`),
       sql`, `,

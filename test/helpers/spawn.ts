@@ -22,6 +22,8 @@ export function cliEnv(extra: Record<string, string | undefined>): Record<string
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   env.LOG_LEVEL ??= 'warn';
+  // never the repository's own ./.switchboard (the master key file lives there)
+  env.SWITCHBOARD_DATA_DIR ??= tempDataDir();
   return env;
 }
 

@@ -9,6 +9,8 @@ import { getApp, validateCredentials } from '../../core/apps.js';
 import { reverifyPassword } from '../../core/reverify.js';
 import { rotateDataKey } from '../../core/rotation.js';
 import { UserError } from '../../core/errors.js';
+import { DecryptError } from '../../core/keyring.js';
+import { log } from '../../log.js';
 
 const accountIn = z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.');
 
@@ -112,7 +114,14 @@ const viewInfoTool = defineTool({
         throw new UserError('This server does not take passwords as arguments (SWITCHBOARD_SECRET_ARGS=off): leave password out to get a page.');
       }
       await reverifyPassword(ctx.core, ctx.caller.user.id, args.password);
-      const creds = await openCredentials(ctx.core, row);
+      const creds = await openCredentials(ctx.core, row).catch((err: unknown) => {
+        if (!(err instanceof DecryptError)) throw err;
+        // a ciphertext that is not this row's: damage or tampering, worth an operator's look
+        log.warn('credentials did not decrypt', { connection: row.id, account: row.accountId });
+        throw new UserError(
+          `The stored credentials of ${row.app}/${row.name} could not be decrypted (they were not written for this connection, or are damaged): give it new ones with reconnect_connection.`,
+        );
+      });
       return {
         data: { connection: view, credentials: row.masked, decrypted: creds.values, shown_on: 'result' as const },
         text: `Decrypted credentials of ${row.app}/${row.name}, after password re-verification (audited).`,
