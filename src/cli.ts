@@ -5,7 +5,7 @@ import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreO
 import { NO_KEYRING } from './core/keyring.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { seedDemo } from './core/demo.js';
-import { authenticate, findUser, issueToken } from './core/users.js';
+import { authenticate, findUser, issueToken, setPassword } from './core/users.js';
 import { writeAudit } from './core/audit.js';
 import { UserError } from './core/errors.js';
 import { log, setLogLevel, errorFields } from './log.js';
@@ -21,6 +21,8 @@ Usage:
   switchboard issue-token --email E [--name N] [--json]
                                        a new API token for a user (recovery by whoever runs the server)
   switchboard migrate                  apply database migrations
+  switchboard set-password --email E   read a password from stdin and set it for a user (re-verification
+                                       before viewing credentials)
   switchboard rotate-key [--batch-size N] [--json]
                                        new data key; re-encrypt every connection in batches (resumable)
 
@@ -41,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
       return demo(config, rest);
     case 'issue-token':
       return issueTokenCommand(config, rest);
+    case 'set-password':
+      return setPasswordCommand(config, rest);
     case 'rotate-key':
       return rotateKeyCommand(config, rest);
     case 'migrate': {
@@ -206,6 +210,34 @@ async function issueTokenCommand(config: Config, args: string[]): Promise<number
     });
     if (values.json) process.stdout.write(JSON.stringify({ user: { id: user.id, email: user.email }, token_id: tokenId, token }) + '\n');
     else process.stdout.write(`New API token for ${user.email} (id ${tokenId}), shown once:\n\n  ${token}\n\n`);
+    return 0;
+  } finally {
+    await database.close();
+  }
+}
+
+/** Operators set a user's password from stdin: it never appears in a command line or a log. */
+async function setPasswordCommand(config: Config, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { email: { type: 'string' } }, strict: true });
+  if (!values.email) throw new UserError('set-password needs --email.');
+  if (process.stdin.isTTY) process.stderr.write('Password (input is not hidden; pipe it in to keep it off the screen): ');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const database = await openConfiguredDatabase(config);
+  try {
+    const tenant = await getMainTenant(database.db);
+    if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
+    const core = coreOf(config, database.db, tenant.id, NO_KEYRING);
+    const user = await findUser(core, values.email);
+    if (!user) throw new UserError(`No user has the email '${values.email}'.`);
+    await setPassword(core, user.id, password);
+    await writeAudit(core, {
+      actorUserId: null, actorEmail: null, homeAccountId: null, accountId: user.homeAccountId, targetAccountId: null,
+      switchId: null, sessionId: null, tool: 'cli:set-password', arguments: { email: user.email }, outcome: 'ok',
+      message: 'password set from the command line', durationMs: 0,
+    });
+    process.stderr.write(`Password set for ${user.email}.\n`);
     return 0;
   } finally {
     await database.close();

@@ -2,7 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cliEnv, runCli, spawnStdio, tempDataDir } from './helpers/spawn.js';
+import { spawn } from 'node:child_process';
+import { CLI, cliEnv, repoRoot, runCli, spawnStdio, tempDataDir } from './helpers/spawn.js';
 import { testDbKind } from './helpers/db.js';
 
 /**
@@ -17,11 +18,11 @@ const keyFile = join(dir, 'master.key');
 const SECRET = `sk_live_${randomBytes(12).toString('hex')}`;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe.runIf(testDbKind() === 'pglite')('master key (embedded database, real CLI)', () => {
+describe.runIf(testDbKind() === 'pglite')('master key (embedded database, real CLI)', { timeout: 60_000 }, () => {
   it('first start generates a 0600 key file, says to back it up, and credentials are stored with it', async () => {
     const s = await spawnStdio(base);
     try {
-      const r = await s.client.callTool({ name: 'add_connection', arguments: { account: 'boring-co', app: 'stripe', credentials: { secret_key: SECRET } } });
+      const r = await s.client.callTool({ name: 'add_connection', arguments: { account: 'boring-co', app: 'stripe', name: 'Test', credentials: { secret_key: SECRET } } });
       expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
       expect(JSON.stringify(r)).not.toContain(SECRET);
     } finally {
@@ -55,16 +56,36 @@ describe.runIf(testDbKind() === 'pglite')('master key (embedded database, real C
   it('the same key given in SWITCHBOARD_MASTER_KEY works as well as the file', async () => {
     const r = await runCli(['rotate-key', '--json'], { ...base, SWITCHBOARD_MASTER_KEY: readFileSync(keyFile, 'utf8').trim() });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ resumed: false, total: 1, rotated: 1, changed_meanwhile: 0, retired_keys: 1 });
+    expect(JSON.parse(r.stdout)).toMatchObject({ resumed: false, total: 3, rotated: 3, changed_meanwhile: 0, retired_keys: 1 }) // with the demo's two;
   });
 
   it('rotate-key reports progress, and the credentials still open afterwards', async () => {
     const r = await runCli(['rotate-key', '--batch-size', '1'], base);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/rotating to key [0-9a-f-]{36}: 1\/1/);
-    expect(r.stdout).toMatch(/re-encrypted 1 of 1 connections/);
+    expect(r.stderr).toMatch(/rotating to key [0-9a-f-]{36}: 3\/3/);
+    expect(r.stdout).toMatch(/re-encrypted 3 of 3 connections/);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
     const bad = await runCli(['rotate-key', '--batch-size', '0'], base);
     expect(bad.stderr).toMatch(/--batch-size must be a whole number/);
+  });
+
+  it('set-password reads the password from stdin; then the admin sees the credentials they stored, after all rotations', async () => {
+    const PASSWORD = 'operator-chosen password';
+    const child = spawn(process.execPath, [...CLI, 'set-password', '--email', 'admin@switchboard.local'], { env: base, cwd: repoRoot });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdin.end(PASSWORD + '\n');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/Password set for admin@switchboard.local/);
+    const s = await spawnStdio(base);
+    try {
+      const r = await s.client.callTool({ name: 'view_connection_info', arguments: { account: 'boring-co', connection: 'stripe/Test', password: PASSWORD } });
+      expect((r.structuredContent as { decrypted: Record<string, string> }).decrypted).toEqual({ secret_key: SECRET });
+    } finally {
+      await s.close();
+    }
+    expect(s.stderr()).not.toContain(SECRET);
+    expect(s.stderr()).not.toContain(PASSWORD);
   });
 });

@@ -77,7 +77,8 @@ export interface AddConnectionInput {
   name?: string | undefined;
   credentials: Record<string, unknown>;
   notes?: string | undefined;
-  createdBy: string;
+  /** the user who added it; null for seeded data */
+  createdBy: string | null;
 }
 
 /**

@@ -5,6 +5,9 @@ import { UserError } from './errors.js';
 import { createAccount, type Account } from './accounts.js';
 import { createUser } from './users.js';
 import type { Permission, Role } from '../db/schema/index.js';
+import { randomBytes } from 'node:crypto';
+import { addConnection } from './connections.js';
+import { createAutomation, shareConnection } from './connection-lifecycle.js';
 
 export const STUDIO_COUNT = 30;
 
@@ -59,6 +62,19 @@ export async function seedDemo(core: Core): Promise<DemoResult> {
       const { token } = await createUser(c, { email: p.email, name: p.name, account: bySlug.get(p.home)!, role: p.role, permissions: p.permissions });
       users.push({ ...p, token });
     }
+
+    // connections with made-up credentials (random, so nothing here is a real or reused key)
+    const fake = (prefix: string) => `${prefix}${randomBytes(12).toString('hex')}`;
+    const mindbody = await addConnection(c, acme, {
+      app: 'mindbody',
+      credentials: { api_key: fake('demo-'), site_id: '-99' },
+      notes: 'One Mindbody site for the whole chain; shared with every studio.',
+      createdBy: null,
+    });
+    await shareConnection(c, acme, mindbody.row, true);
+    const stripe = await addConnection(c, boring, { app: 'stripe', credentials: { secret_key: fake('sk_test_demo_') }, notes: 'Test mode.', createdBy: null });
+    await createAutomation(c, boring, 'Sync Stripe invoices to the ledger', [stripe.row.id]);
+    for (const studio of studios.slice(0, 3)) await createAutomation(c, studio, `New Mindbody bookings → welcome email (${studio.routingKey})`, [mindbody.row.id]);
     return {
       accounts: [
         { slug: acme.slug, name: acme.name, children: studios.length },

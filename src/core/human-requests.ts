@@ -87,8 +87,19 @@ export type WaitOutcome = { status: 'submitted'; credentials: Record<string, str
  * Wait (polling) until the person has acted on the page, the link expired, or `signal` aborted.
  * Submitted credentials are taken exactly once: the row is cleared as they are read.
  */
-export async function waitForHuman(core: Core, id: string, signal: AbortSignal, pollMs = 200): Promise<WaitOutcome> {
+export async function waitForHuman(
+  core: Core,
+  id: string,
+  signal: AbortSignal,
+  opts: { pollMs?: number; onWaiting?: () => Promise<void>; everyMs?: number } = {},
+): Promise<WaitOutcome> {
+  const pollMs = opts.pollMs ?? 200;
+  let lastTick = Date.now();
   for (;;) {
+    if (opts.onWaiting && Date.now() - lastTick >= (opts.everyMs ?? 10_000)) {
+      lastTick = Date.now();
+      await opts.onWaiting().catch(() => {});
+    }
     const [row] = await core.db
       .select({ status: humanRequests.status, sealed: humanRequests.sealed, expired: sql<boolean>`${humanRequests.expiresAt} <= now()` })
       .from(humanRequests)

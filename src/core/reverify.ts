@@ -24,7 +24,10 @@ export async function reverifyPassword(core: Core, userId: string, password: str
       .where(and(eq(passwordFailures.userId, userId), gt(passwordFailures.at, sql`now() - make_interval(mins => ${PASSWORD_WINDOW_MINUTES})`)));
     const failures = Number(recent?.n ?? 0);
     if (failures >= MAX_PASSWORD_FAILURES) return { ok: false as const, locked: true, left: 0 };
-    const [u] = await tx.select({ hash: users.passwordHash }).from(users).where(and(eq(users.id, userId), eq(users.tenantId, core.tenantId)));
+    const [u] = await tx
+      .select({ hash: users.passwordHash })
+      .from(users)
+      .where(and(eq(users.id, userId), eq(users.tenantId, core.tenantId), eq(users.status, 'active')));
     if (!u?.hash) return { ok: false as const, noPassword: true };
     if (await verifyPassword(u.hash, password)) return { ok: true as const };
     await tx.insert(passwordFailures).values({ userId });
@@ -32,7 +35,9 @@ export async function reverifyPassword(core: Core, userId: string, password: str
   });
   if (outcome.ok) return;
   if ('noPassword' in outcome) {
-    throw new UserError('Viewing credentials needs your password, and your user has none: ask an admin to set one (create_user takes a password).');
+    throw new UserError(
+      'Viewing credentials needs your password, and your user has none (or is disabled): an operator sets one with `switchboard set-password --email <you>`.',
+    );
   }
   if (outcome.locked) {
     throw new AccessDenied(`Access denied: too many wrong passwords; try again in ${PASSWORD_WINDOW_MINUTES} minutes.`);

@@ -170,3 +170,10 @@ export async function getToken(core: Core, tokenId: string): Promise<TokenRow | 
 export async function revokeToken(core: Core, tokenId: string): Promise<void> {
   await core.db.update(apiTokens).set({ revokedAt: sql`now()` }).where(and(eq(apiTokens.id, tokenId), isNull(apiTokens.revokedAt)));
 }
+
+/** Set (or replace) a user's password, used to re-verify before viewing secrets. */
+export async function setPassword(core: Core, userId: string, password: string): Promise<void> {
+  if (password.length < MIN_PASSWORD_LENGTH) throw new UserError(`The password must be at least ${MIN_PASSWORD_LENGTH} characters long.`);
+  const passwordHash = await hashPassword(password);
+  await core.db.update(users).set({ passwordHash }).where(and(eq(users.tenantId, core.tenantId), eq(users.id, userId)));
+}

@@ -36,7 +36,7 @@ export async function askPerson(
     await finishHumanRequest(ctx.core, req.id, 'cancelled');
     throw new UserError(`The person ${answer === 'decline' ? 'declined' : 'cancelled'} opening the page; nothing was done.`);
   }
-  const outcome = await waitForHuman(ctx.core, req.id, i.signal);
+  const outcome = await waitForHuman(ctx.core, req.id, i.signal, { onWaiting: () => i.progress('Waiting for the person to finish on the page…') });
   await i.complete(req.id).catch(() => {});
   if (outcome.status === 'expired') throw new UserError('The link expired before the person used it; nothing was done. Call the tool again for a new link.');
   if (outcome.status === 'cancelled') throw new UserError('The request was cancelled before the person finished; nothing was done.');

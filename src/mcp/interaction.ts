@@ -18,9 +18,12 @@ export interface Interaction {
   complete(elicitationId: string): Promise<void>;
   /** Aborted when the client cancels the call or goes away. */
   signal: AbortSignal;
+  /** A progress notification, when the client asked for them (keeps its request timeout from firing while a person acts). */
+  progress(message: string): Promise<void>;
 }
 
 export function interactionFor(server: Server, extra: Extra, pagesUrl: string | null): Interaction {
+  let ticks = 0;
   return {
     pagesUrl,
     urlElicitation: Boolean(server.getClientCapabilities()?.elicitation?.url),
@@ -36,5 +39,11 @@ export function interactionFor(server: Server, extra: Extra, pagesUrl: string | 
       await extra.sendNotification({ method: 'notifications/elicitation/complete', params: { elicitationId } });
     },
     signal: extra.signal,
+    async progress(message) {
+      const token = extra._meta?.progressToken;
+      if (token === undefined) return;
+      ticks++;
+      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ticks, message } });
+    },
   };
 }
