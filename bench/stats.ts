@@ -27,6 +27,12 @@ export function ms(v: number, width = 0): string {
   return `${text.padStart(width)} ms`;
 }
 
+/** Microseconds, same precision rules as ms(): "412 µs", "23.5 µs", "0.84 µs". */
+export function us(v: number, width = 0): string {
+  const text = !Number.isFinite(v) ? 'n/a' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return `${text.padStart(width)} µs`;
+}
+
 /** "met" / "MISSED" beside a target; a figure, not a test. */
 export function verdict(value: number, target: number): string {
   return value < target ? 'met' : 'MISSED';
