@@ -121,9 +121,14 @@ export async function waitForHuman(
       await finishHumanRequest(core, id, 'cancelled');
       return { status: signal.aborted ? 'cancelled' : 'expired' };
     }
-    await new Promise((resolve) => {
-      const t = setTimeout(resolve, pollMs);
-      signal.addEventListener('abort', () => { clearTimeout(t); resolve(undefined); }, { once: true });
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, pollMs);
+      signal.addEventListener('abort', done, { once: true });
     });
   }
 }

@@ -8,6 +8,7 @@ import { writeAudit } from '../core/audit.js';
 import { findUser } from '../core/users.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { connections } from '../db/schema/index.js';
+import { getAccountById } from '../core/accounts.js';
 import { and, eq } from 'drizzle-orm';
 import { log, errorFields } from '../log.js';
 
@@ -111,12 +112,13 @@ export async function handlePage(core: Core, req: IncomingMessage, res: ServerRe
   return true;
 }
 
-function credentialForm(app: App, hr: HumanRequest, kind: string | null, error: string | null, kept: Record<string, string>): string {
-  const title = `${app.name} credentials${hr.subject.connectionName ? ` for “${esc(hr.subject.connectionName)}”` : ''}`;
+function credentialForm(app: App, hr: HumanRequest, accountName: string, kind: string | null, error: string | null, kept: Record<string, string>): string {
+  // already HTML: every piece escaped here (a custom app's name is free text an admin typed)
+  const title = `${esc(app.name)} credentials${hr.subject.connectionName ? ` for “${esc(hr.subject.connectionName)}”` : ''}`;
   const auth = kind ? app.auth.find((a) => a.kind === kind) : app.auth.length === 1 ? app.auth[0] : undefined;
   if (!auth) {
     const choices = app.auth.map((a) => `<li><a href="?kind=${esc(a.kind)}">${esc(a.kind.replace('_', ' '))}</a></li>`).join('');
-    return `<h1>${title}</h1><p>How does this ${esc(app.name)} connection authenticate?</p><ul>${choices}</ul>`;
+    return `<h1>${title}</h1><p class="note">Account: ${esc(accountName)}</p><p>How does this ${esc(app.name)} connection authenticate?</p><ul>${choices}</ul>`;
   }
   const fields = auth.fields
     .map((f) => {
@@ -126,7 +128,7 @@ function credentialForm(app: App, hr: HumanRequest, kind: string | null, error: 
     })
     .join('');
   return (
-    `<h1>${title}</h1>` +
+    `<h1>${title}</h1><p class="note">Account: ${esc(accountName)}</p>` +
     (error ? `<p class="error" role="alert">${esc(error)}</p>` : '') +
     `<form method="post" autocomplete="off"><input type="hidden" name="auth_kind" value="${esc(auth.kind)}">${fields}` +
     `<button type="submit">Save credentials</button></form>` +
@@ -136,8 +138,9 @@ function credentialForm(app: App, hr: HumanRequest, kind: string | null, error: 
 
 async function connectPage(core: Core, req: IncomingMessage, res: ServerResponse, hr: HumanRequest): Promise<void> {
   const app = await getApp(core, hr.subject.app);
+  const accountName = (await getAccountById(core, hr.accountId))?.name ?? '';
   const url = new URL(req.url ?? '/', 'http://localhost');
-  if (req.method === 'GET') return page(res, 200, `${app.name} credentials`, credentialForm(app, hr, url.searchParams.get('kind'), null, {}));
+  if (req.method === 'GET') return page(res, 200, `${app.name} credentials`, credentialForm(app, hr, accountName, url.searchParams.get('kind'), null, {}));
   const form = await readForm(req);
   if (!form) return page(res, 413, 'Too large', '<h1>The form was too large</h1>');
   const input: Record<string, string> = {};
@@ -150,7 +153,7 @@ async function connectPage(core: Core, req: IncomingMessage, res: ServerResponse
   } catch (err) {
     if (!(err instanceof UserError)) throw err;
     const kept = Object.fromEntries(Object.entries(input).filter(([k]) => k !== 'auth_kind'));
-    page(res, 400, `${app.name} credentials`, credentialForm(app, hr, input.auth_kind ?? null, err.message, kept));
+    page(res, 400, `${app.name} credentials`, credentialForm(app, hr, accountName, input.auth_kind ?? null, err.message, kept));
   }
 }
 
