@@ -5,7 +5,8 @@ import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreO
 import { NO_KEYRING } from './core/keyring.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { seedDemo } from './core/demo.js';
-import { authenticate, findUser, issueToken, setPassword } from './core/users.js';
+import { authenticate, findUser, issueToken, setPassword, type User } from './core/users.js';
+import type { Core } from './core/core.js';
 import { writeAudit } from './core/audit.js';
 import { UserError } from './core/errors.js';
 import { log, setLogLevel, errorFields } from './log.js';
@@ -185,35 +186,47 @@ async function issueTokenCommand(config: Config, args: string[]): Promise<number
     strict: true,
   });
   if (!values.email) throw new UserError('issue-token needs --email.');
+  return asOperatorOn(config, values.email, async (core, user) => {
+    const name = values.name ?? `cli ${new Date().toISOString().slice(0, 10)}`;
+    const { token, tokenId } = await issueToken(core, user.id, name);
+    await cliAudit(core, { accountId: user.homeAccountId, tool: 'cli:issue-token', arguments: { email: user.email, name }, message: `token ${tokenId} issued from the command line` });
+    if (values.json) process.stdout.write(JSON.stringify({ user: { id: user.id, email: user.email }, token_id: tokenId, token }) + '\n');
+    else process.stdout.write(`New API token for ${user.email} (id ${tokenId}), shown once:\n\n  ${token}\n\n`);
+    return 0;
+  });
+}
+
+/**
+ * Commands run by whoever holds the database (no token): open it, find the user by email, run
+ * `fn`, close. They never decrypt anything.
+ */
+async function asOperatorOn(config: Config, email: string, fn: (core: Core, user: User) => Promise<number>): Promise<number> {
   const database = await openConfiguredDatabase(config);
   try {
     const tenant = await getMainTenant(database.db);
     if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
     const core = coreOf(config, database.db, tenant.id, NO_KEYRING);
-    const user = await findUser(core, values.email);
-    if (!user) throw new UserError(`No user has the email '${values.email}'.`);
-    const name = values.name ?? `cli ${new Date().toISOString().slice(0, 10)}`;
-    const { token, tokenId } = await issueToken(core, user.id, name);
-    await writeAudit(core, {
-      actorUserId: null,
-      actorEmail: null,
-      homeAccountId: null,
-      accountId: user.homeAccountId,
-      targetAccountId: null,
-      switchId: null,
-      sessionId: null,
-      tool: 'cli:issue-token',
-      arguments: { email: user.email, name },
-      outcome: 'ok',
-      message: `token ${tokenId} issued from the command line`,
-      durationMs: 0,
-    });
-    if (values.json) process.stdout.write(JSON.stringify({ user: { id: user.id, email: user.email }, token_id: tokenId, token }) + '\n');
-    else process.stdout.write(`New API token for ${user.email} (id ${tokenId}), shown once:\n\n  ${token}\n\n`);
-    return 0;
+    const user = await findUser(core, email);
+    if (!user) throw new UserError(`No user has the email '${email}'.`);
+    return await fn(core, user);
   } finally {
     await database.close();
   }
+}
+
+/** The audit entry of an operator's command (no acting user: it ran from the command line). */
+function cliAudit(core: Core, e: { accountId: string | null; tool: string; arguments: Record<string, unknown>; message: string; durationMs?: number }) {
+  return writeAudit(core, {
+    actorUserId: null,
+    actorEmail: null,
+    homeAccountId: null,
+    targetAccountId: null,
+    switchId: null,
+    sessionId: null,
+    outcome: 'ok',
+    durationMs: 0,
+    ...e,
+  });
 }
 
 /** Operators set a user's password from stdin: it never appears in a command line or a log. */
@@ -224,24 +237,12 @@ async function setPasswordCommand(config: Config, args: string[]): Promise<numbe
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   const password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-  const database = await openConfiguredDatabase(config);
-  try {
-    const tenant = await getMainTenant(database.db);
-    if (!tenant) throw new UserError('The database is not initialized: run `switchboard init --admin-email you@example.com` first.');
-    const core = coreOf(config, database.db, tenant.id, NO_KEYRING);
-    const user = await findUser(core, values.email);
-    if (!user) throw new UserError(`No user has the email '${values.email}'.`);
+  return asOperatorOn(config, values.email, async (core, user) => {
     await setPassword(core, user.id, password);
-    await writeAudit(core, {
-      actorUserId: null, actorEmail: null, homeAccountId: null, accountId: user.homeAccountId, targetAccountId: null,
-      switchId: null, sessionId: null, tool: 'cli:set-password', arguments: { email: user.email }, outcome: 'ok',
-      message: 'password set from the command line', durationMs: 0,
-    });
+    await cliAudit(core, { accountId: user.homeAccountId, tool: 'cli:set-password', arguments: { email: user.email }, message: 'password set from the command line' });
     process.stderr.write(`Password set for ${user.email}.\n`);
     return 0;
-  } finally {
-    await database.close();
-  }
+  });
 }
 
 /** Rotate the data key: a new key, then every connection re-encrypted in batches, with progress on stderr. */
@@ -265,17 +266,10 @@ async function rotateKeyCommand(config: Config, args: string[]): Promise<number>
         if (!values.json) process.stderr.write(`${q.resumed ? 'resuming' : 'rotating'} to key ${q.keyId}: ${q.rotated + q.skipped}/${q.total}\n`);
       },
     });
-    await writeAudit(app.core, {
-      actorUserId: null,
-      actorEmail: null,
-      homeAccountId: null,
+    await cliAudit(app.core, {
       accountId: null,
-      targetAccountId: null,
-      switchId: null,
-      sessionId: null,
       tool: 'cli:rotate-key',
       arguments: { batch_size: batchSize ?? null },
-      outcome: 'ok',
       message: `data key ${p.keyId}: ${p.rotated} re-encrypted, ${p.skipped} changed meanwhile, ${p.retiredKeys} keys retired`,
       durationMs: Math.round(performance.now() - started),
     });

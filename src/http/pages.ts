@@ -11,6 +11,7 @@ import { connections } from '../db/schema/index.js';
 import { getAccountById } from '../core/accounts.js';
 import { and, eq } from 'drizzle-orm';
 import { log, errorFields } from '../log.js';
+import { readBody } from './body.js';
 
 /**
  * The pages a person opens from a URL-mode elicitation link (src/mcp/human.ts):
@@ -55,19 +56,9 @@ code{font-family:ui-monospace,monospace}
 const invalid = (res: ServerResponse) =>
   page(res, 404, 'Link not valid', '<h1>This link is no longer valid</h1><p>It was used already, has expired, or never existed. Ask the assistant for a new one.</p>');
 
-function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_FORM) chunks.push(c);
-      else req.destroy();
-    });
-    req.on('end', () => resolve(size > MAX_FORM ? null : new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('close', () => resolve(null));
-    req.on('error', reject);
-  });
+async function readForm(req: IncomingMessage): Promise<URLSearchParams | null> {
+  const raw = await readBody(req, MAX_FORM);
+  return raw === null ? null : new URLSearchParams(raw);
 }
 
 async function audit(core: Core, hr: HumanRequest, tool: string, outcome: 'ok' | 'denied' | 'error', message: string): Promise<void> {

@@ -11,6 +11,7 @@ import { createMcpServer } from '../mcp/server.js';
 import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
+import { readBody } from './body.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;
@@ -65,7 +66,7 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
 
     let body: unknown;
     if (req.method === 'POST') {
-      const raw = await readBody(req);
+      const raw = await readBody(req, MAX_BODY);
       if (raw === null) {
         return json(res, 413, { error: 'payload_too_large', message: `Request bodies are limited to ${MAX_BODY} bytes.` });
       }
@@ -179,25 +180,6 @@ function bearer(req: IncomingMessage): string | undefined {
   const h = req.headers.authorization;
   const m = h ? /^Bearer\s+(\S+)$/i.exec(h) : null;
   return m?.[1];
-}
-
-/**
- * The body as text, or null when it passes MAX_BODY. Past the limit the rest is discarded, so
- * the client can finish sending and read the 413; a body past 4 × MAX_BODY is cut off.
- */
-function readBody(req: IncomingMessage): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_BODY) chunks.push(c);
-      else if (size > 4 * MAX_BODY) req.destroy();
-    });
-    req.on('end', () => resolve(size > MAX_BODY ? null : Buffer.concat(chunks).toString('utf8')));
-    req.on('close', () => resolve(null));
-    req.on('error', reject);
-  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
