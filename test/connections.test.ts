@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { createAutomation } from '../src/core/connection-lifecycle.js';
+import { createAutomation, expireConnection } from '../src/core/connection-lifecycle.js';
 import { createUser } from '../src/core/users.js';
-import { auditLog } from '../src/db/schema/index.js';
+import { auditLog, connections } from '../src/db/schema/index.js';
 
 /**
  * App connections through a real MCP client: naming, validation, search and grouping, notes,
@@ -241,6 +241,23 @@ describe('notes, usage, disconnect and reconnect', () => {
     expect(text(await viewer.call('set_connection_rate_limit', { connection: 'stripe', per_minute: 5 }))).toMatch(/^Access denied/);
     expect(data<Listing>(await viewer.call('list_connections', {})).own.length).toBeGreaterThan(0);
     await viewer.close();
+  });
+});
+
+describe('an expired connection', () => {
+  it('shows as expired until reconnected; a basic-auth password is masked whole', async () => {
+    const added = data<{ connection: Conn; credentials: Record<string, string> }>(
+      await boring.call('add_connection', { app: 'mailchimp', credentials: { username: 'ops', password: 'a-very-long-mailchimp-api-key-us1' } }),
+    );
+    expect(added.credentials).toEqual({ username: 'ops', password: '••••••••' });
+    const [row] = await w.database.db.select().from(connections).where(sql`${connections.id} = ${added.connection.id}`);
+    await expireConnection(w.core, row!);
+    const listed = data<Listing>(await boring.call('list_connections', { query: 'mailchimp' }));
+    expect(listed.own[0]!.status).toBe('expired');
+    const back = data<{ connection: Conn }>(
+      await boring.call('reconnect_connection', { connection: 'mailchimp', credentials: { username: 'ops', password: 'a-new-mailchimp-api-key-us1' } }),
+    );
+    expect(back.connection.status).toBe('active');
   });
 });
 

@@ -233,7 +233,8 @@ export function maskCredentials(app: App, authKind: AuthKind, values: Record<str
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(values)) {
     const field = auth?.fields.find((f) => f.name === k);
-    out[k] = field && !field.secret ? v : maskValue(v);
+    // a password keeps nothing, not even its last characters
+    out[k] = field && !field.secret ? v : /password/i.test(k) ? '••••••••' : maskValue(v);
   }
   return out;
 }

@@ -138,6 +138,14 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
   return { row: updated, resumed: resumed.length };
 }
 
+/**
+ * The app refused the credentials (expired token, revoked key): the execution engine marks the
+ * connection expired; reconnecting with new credentials makes it active again.
+ */
+export async function expireConnection(core: Core, row: ConnectionRow): Promise<ConnectionRow> {
+  return setConnectionFields(core, row, { status: 'expired' });
+}
+
 /** Mark an own connection shared (or not): only accounts that are not themselves linked children share. */
 export async function shareConnection(core: Core, account: Account, row: ConnectionRow, shared: boolean): Promise<ConnectionRow> {
   if (shared && account.parentAccountId) {
