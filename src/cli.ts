@@ -273,9 +273,10 @@ async function rotateKeyCommand(config: Config, args: string[]): Promise<number>
       message: `data key ${p.keyId}: ${p.rotated} re-encrypted, ${p.skipped} changed meanwhile, ${p.retiredKeys} keys retired`,
       durationMs: Math.round(performance.now() - started),
     });
-    const out = { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, retired_keys: p.retiredKeys };
+    const out = { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, unreadable: p.unreadable, retired_keys: p.retiredKeys };
     if (values.json) process.stdout.write(JSON.stringify(out) + '\n');
-    else process.stdout.write(`Active data key ${p.keyId}: re-encrypted ${p.rotated} of ${p.total} connections (${p.skipped} changed meanwhile), retired ${p.retiredKeys} old key(s).\n`);
+    else process.stdout.write(`Active data key ${p.keyId}: re-encrypted ${p.rotated} of ${p.total} connections (${p.skipped} changed meanwhile), retired ${p.retiredKeys} old key(s).\n` +
+          (p.unreadable ? `${p.unreadable} connection(s) do not decrypt and were left on their old key: reconnect them, then run rotate-key again.\n` : ''));
     return 0;
   } finally {
     await app.database.close();

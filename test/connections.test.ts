@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { createAutomation, expireConnection } from '../src/core/connection-lifecycle.js';
+import { createAutomation, expireConnection, shareConnection } from '../src/core/connection-lifecycle.js';
+import { addConnection } from '../src/core/connections.js';
+import { linkAccount, unlinkAccount } from '../src/core/accounts.js';
+import { maskValue } from '../src/core/apps.js';
 import { createUser } from '../src/core/users.js';
-import { auditLog, connections } from '../src/db/schema/index.js';
+import { auditLog, automations, connections } from '../src/db/schema/index.js';
 
 /**
  * App connections through a real MCP client: naming, validation, search and grouping, notes,
@@ -87,7 +90,7 @@ describe('add_connection', () => {
         credentials: { auth_kind: 'api_key', base_url: 'https://api.example.test', header_name: 'X-Key', api_key: 'key-ABCDEFGHIJKLMNOP' },
       }),
     );
-    expect(http.credentials).toEqual({ base_url: 'https://api.example.test', header_name: 'X-Key', api_key: 'key-…MNOP' });
+    expect(http.credentials).toEqual({ base_url: 'https://api.example.test', header_name: 'X-Key', api_key: '…MNOP' }); // 'key-' is no known prefix
   });
 
   it('refuses an unknown app, oversized notes, and a name with a slash, clearly', async () => {
@@ -338,5 +341,50 @@ describe("another account's connection", () => {
     await sw.close();
     const unchanged = data<Listing>(await boring.call('list_connections', { query: 'stripe' })).own[0]!;
     expect(unchanged.notes).toBe(theirs.notes);
+  });
+});
+
+describe('usage across accounts', () => {
+  it("lists automations only in accounts the caller may see, and never pauses a former child's", async () => {
+    const { row: shared } = await addConnection(w.core, w.accounts.acme, { app: 'hubspot', name: 'Chain CRM', credentials: { access_token: 'pat-na1-usage-000000000000' }, createdBy: null });
+    await shareConnection(w.core, w.accounts.acme, shared, true);
+    await createAutomation(w.core, w.accounts.acme, 'Chain report', [shared.id]);
+    await createAutomation(w.core, w.accounts.studio2, 'Studio two private flow', [shared.id]);
+    // a member of the parent cannot enter the studios: they see the count, not the studio's automation
+    const member = await connect(w.core, w.tokens.acmeMember);
+    const seen = data<{ automations: { name: string }[]; total: number; hidden: number }>(await member.call('list_connection_usage', { connection: 'hubspot/Chain CRM' }));
+    expect(seen).toMatchObject({ total: 2, hidden: 1 });
+    expect(seen.automations.map((a) => a.name)).toEqual(['Chain report']);
+    expect(JSON.stringify(seen)).not.toContain('Studio two');
+    await member.close();
+    // the parent's admin sees both
+    expect(data<{ total: number; hidden: number }>(await acme.call('list_connection_usage', { connection: 'hubspot/Chain CRM' }))).toMatchObject({ total: 2, hidden: 0 });
+    // once studio2 is unlinked its automation no longer counts, and a disconnect leaves it alone
+    await unlinkAccount(w.core, w.accounts.studio2);
+    expect(data<{ total: number }>(await acme.call('list_connection_usage', { connection: 'hubspot/Chain CRM' })).total).toBe(1);
+    const plan = data<{ confirm_token: string; automations_to_pause_total: number }>(await acme.call('disconnect_connection', { connection: 'hubspot/Chain CRM' }));
+    expect(plan.automations_to_pause_total).toBe(1);
+    expect(data<{ automations_paused: number }>(await acme.call('disconnect_connection', { connection: 'hubspot/Chain CRM', confirm: plan.confirm_token })).automations_paused).toBe(1);
+    const [studioFlow] = await w.database.db.select().from(automations).where(sql`${automations.name} = 'Studio two private flow'`);
+    expect(studioFlow!.status).toBe('active');
+    await linkAccount(w.core, w.accounts.studio2, w.accounts.acme, 'studio-02');
+  });
+});
+
+describe('masking', () => {
+  it('keeps only a well-known prefix and, for long values, the last 4 characters', () => {
+    expect(maskValue('sk_live_0123456789abcdefWXYZ')).toBe('sk_live_…WXYZ');
+    expect(maskValue('xoxb-1234-5678-abcdefghijkl')).toBe('xoxb-…ijkl');
+    expect(maskValue('Ab3dE_g7h9JkLmNoPqRs')).toBe('…PqRs'); // a random key with an '_' keeps no head
+    expect(maskValue('Ab3dE_g7h9JkLmNo')).toBe('••••••••'); // short: nothing at all
+  });
+
+  it('refuses custom app fields that would clash with auth_kind or Object.prototype', async () => {
+    for (const name of ['auth_kind', 'constructor', 'valueof']) {
+      const app = { slug: `odd-${name.replace('_', '-')}`, name: 'Odd', default_rate_per_minute: 5, auth: [{ kind: 'bearer', fields: [{ name, label: 'x', secret: true }] }] };
+      const r = await admin.call('create_app', app);
+      expect(r.isError === true, name).toBe(name !== 'valueof'); // valueOf is reserved, valueof is just a name
+      if (r.isError) expect(text(r)).toMatch(/is reserved|not a usable field name/);
+    }
   });
 });

@@ -169,3 +169,23 @@ it('two keyrings on one database (two processes) create one first data key betwe
   expect(await fresh.database.db.select().from(dataKeys)).toHaveLength(1);
   await fresh.close();
 });
+
+it('a row that does not decrypt is counted and left, and the rest still rotates', async () => {
+  const fresh = await buildWorld();
+  const made = [];
+  for (let i = 0; i < 5; i++) {
+    made.push((await addConnection(fresh.core, fresh.accounts.boring, { app: 'stripe', name: `D${i}`, credentials: { secret_key: secretFor(i) }, createdBy: null })).row);
+  }
+  // row 2 gets row 1's ciphertext: it no longer opens
+  await fresh.database.db.update(connections).set({ credentials: made[1]!.credentials }).where(eq(connections.id, made[2]!.id));
+  const p = await rotateDataKey(fresh.core, { batchSize: 2 });
+  expect(p).toMatchObject({ total: 5, rotated: 4, unreadable: 1, retiredKeys: 0 }); // the old key stays: a row still needs it
+  const rows = await fresh.database.db.select().from(connections);
+  expect(rows.filter((r) => r.dataKeyId === p.keyId)).toHaveLength(4);
+  // reconnecting the damaged one repairs it; the next rotation then finishes and retires the old key
+  await reconnect(fresh.core, rows.find((r) => r.id === made[2]!.id)!, { secret_key: secretFor(2, 9) });
+  const again = await rotateDataKey(fresh.core);
+  expect(again.unreadable).toBe(0);
+  expect(again.retiredKeys).toBeGreaterThanOrEqual(1);
+  await fresh.close();
+});

@@ -4,7 +4,7 @@ import { getEventListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -15,7 +15,8 @@ import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { createUser } from '../src/core/users.js';
 import { createHumanRequest, waitForHuman } from '../src/core/human-requests.js';
 import { createApp } from '../src/core/apps.js';
-import { auditLog, connections, humanRequests } from '../src/db/schema/index.js';
+import { addConnection } from '../src/core/connections.js';
+import { auditLog, connections, humanRequests, memberships } from '../src/db/schema/index.js';
 
 /**
  * The credential pages end to end: a real MCP client over Streamable HTTP that supports URL-mode
@@ -249,7 +250,7 @@ describe('the credential page (/connect/…)', () => {
     }));
     const r = await c.call('add_connection', { app: 'mindbody' });
     const got = data<Added>(r);
-    expect(got).toMatchObject({ entered_via: 'page', credentials: { api_key: 'mb-key-…7777', site_id: '-99' } });
+    expect(got).toMatchObject({ entered_via: 'page', credentials: { api_key: '…7777', site_id: '-99' } });
     expect(JSON.stringify(r)).not.toContain(SECRET);
     await expect.poll(() => c.completed).toEqual([c.elicited[0]!.elicitationId]);
     await c.close();
@@ -283,7 +284,7 @@ describe('the credential page (/connect/…)', () => {
     expect(data<Added>(r)).toMatchObject({
       entered_via: 'page',
       connection: { app: 'http', name: 'Default' },
-      credentials: { base_url: 'https://api.example.test', header_name: 'X-Key', api_key: 'key-…MNOP' },
+      credentials: { base_url: 'https://api.example.test', header_name: 'X-Key', api_key: '…MNOP' },
     });
     expect(JSON.stringify(r)).not.toContain(KEY);
     await c.close();
@@ -487,5 +488,47 @@ describe('waiting for the person', () => {
       abort.abort();
       expect(await waiting).toEqual({ status: 'cancelled' });
     }
+  });
+});
+
+describe('access that changes while the page is open', () => {
+  it('a user removed from the account meanwhile saves nothing, and a demoted admin sees nothing', async () => {
+    const u = await createUser(w.core, { email: `leaver-${hex(3)}@boring.test`, name: 'Leaver', account: w.accounts.boring, role: 'admin', password: 'leaver password 123' });
+    const removeFromBoring = () =>
+      w.database.db.delete(memberships).where(and(eq(memberships.userId, u.user.id), eq(memberships.accountId, w.accounts.boring.id)));
+    const KEY = `sk_live_${hex(12)}0001`;
+    const c = await urlClient(u.token, () => ({
+      async drive(page, e) {
+        await page.goto(e.url);
+        await page.locator('input[name=secret_key]').fill(KEY);
+        await removeFromBoring(); // while the person types
+        expect((await submit(page)).status()).toBe(200);
+      },
+    }));
+    const r = await c.call('add_connection', { account: 'boring-co', app: 'stripe', name: `Leaver ${hex(2)}` });
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/^Access denied/);
+    expect(await w.database.db.select().from(connections).where(sql`${connections.name} like 'Leaver %'`)).toEqual([]);
+    await c.close();
+
+    // viewing: demoted between the link and the password
+    const viewMe = `View ${hex(2)}`;
+    await addConnection(w.core, w.accounts.boring, { app: 'stripe', name: viewMe, credentials: { secret_key: `sk_live_${hex(12)}` }, createdBy: null });
+    await w.database.db.insert(memberships).values({ userId: u.user.id, accountId: w.accounts.boring.id, role: 'admin' });
+    const v = await urlClient(u.token, () => ({
+      async drive(page, e) {
+        await page.goto(e.url);
+        await w.database.db.update(memberships).set({ role: 'viewer' }).where(eq(memberships.userId, u.user.id));
+        await page.fill('input[name=password]', 'leaver password 123');
+        const resp = await submit(page);
+        expect(resp.status()).toBe(403);
+        expect(await page.innerText('h1')).toBe('You may no longer view these credentials');
+      },
+    }));
+    const shown = await v.call('view_connection_info', { account: 'boring-co', connection: `stripe/${viewMe}` });
+    expect(v.elicited).toHaveLength(1); // the person did reach the page
+    expect(shown.isError).toBe(true);
+    expect(JSON.stringify(shown)).not.toContain('sk_live_');
+    await v.close();
   });
 });

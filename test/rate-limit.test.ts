@@ -14,7 +14,7 @@ import { testDbKind } from './helpers/db.js';
  */
 let w: World;
 let conn: ConnectionRow;
-const target = (perMinute: number) => ({ connectionId: conn.id, accountId: conn.accountId, perMinute });
+const target = (perMinute: number) => ({ connectionId: conn.id, perMinute });
 const ageBucket = (seconds: number) =>
   w.database.db
     .update(rateLimitBuckets)

@@ -115,12 +115,6 @@ export async function listApps(core: Core, query?: string): Promise<App[]> {
   return hits.sort((a, b) => a.slug.localeCompare(b.slug));
 }
 
-/** Slugs of apps whose slug or name contains `query`: list_connections searches by app name. */
-export async function appSlugsMatching(core: Core, query: string): Promise<string[]> {
-  const q = query.trim().toLowerCase();
-  return (await listApps(core)).filter((a) => a.slug.includes(q) || a.name.toLowerCase().includes(q)).map((a) => a.slug);
-}
-
 export interface CreateAppInput {
   slug: string;
   name: string;
@@ -132,6 +126,8 @@ export interface CreateAppInput {
 }
 
 const FIELD_NAME = /^[a-z][a-z0-9_]{0,39}$/;
+/** names a field may not take: auth_kind chooses the auth kind; the rest are Object.prototype's */
+const RESERVED_FIELDS = new Set(['auth_kind', ...Object.getOwnPropertyNames(Object.prototype)]);
 
 export async function createApp(core: Core, input: CreateAppInput): Promise<App> {
   const slug = input.slug.trim().toLowerCase();
@@ -144,6 +140,7 @@ export async function createApp(core: Core, input: CreateAppInput): Promise<App>
     const names = new Set<string>();
     for (const f of a.fields) {
       if (!FIELD_NAME.test(f.name)) throw new UserError(`'${f.name}' is not a usable field name: use lowercase letters, digits and underscores.`);
+      if (RESERVED_FIELDS.has(f.name)) throw new UserError(`'${f.name}' is reserved: pick another field name.`);
       if (names.has(f.name)) throw new UserError(`The field '${f.name}' is listed twice in auth kind '${a.kind}'.`);
       names.add(f.name);
     }
@@ -194,7 +191,7 @@ export function validateCredentials(app: App, input: Record<string, unknown>): {
   }
   const values: Record<string, string> = {};
   for (const f of auth!.fields) {
-    const v = rest[f.name];
+    const v = Object.hasOwn(rest, f.name) ? rest[f.name] : undefined;
     if (v === undefined || v === null || (typeof v === 'string' && v.trim() === '')) {
       if (f.optional) continue;
       throw new UserError(`The credentials for ${app.name} miss the field '${f.name}' (${f.label}).`);
@@ -217,15 +214,20 @@ export function validateCredentials(app: App, input: Record<string, unknown>): {
 }
 
 /**
- * A value as it may be shown: secret fields keep a recognisable prefix (up to the last '_' or
- * '-' in the first 8 characters, like `sk_live_`) and their last 4 characters when they are long
- * enough to spare them; short secrets are hidden whole. Non-secret fields are shown as they are.
+ * Well-known prefixes that name a credential's kind, not its secret part (Stripe, Slack,
+ * HubSpot, GitHub…): kept when masking so that a person recognises which key it is.
+ */
+const KNOWN_PREFIX = /^(?:(?:sk|pk|rk)_(?:live|test)_|whsec_|xox[abpers]-|pat-(?:na|eu)\d-|gh[pousr]_|glpat-|AKIA)/;
+
+/**
+ * A secret as it may be shown: a well-known prefix (sk_live_…) and, for values of 20 characters
+ * or more, the last 4; anything shorter is hidden whole. Random keys that happen to contain a '_'
+ * keep nothing of their random part but those 4 characters.
  */
 export function maskValue(value: string): string {
-  if (value.length < 16) return '••••••••';
-  const head = value.slice(0, 8);
-  const cut = Math.max(head.lastIndexOf('_'), head.lastIndexOf('-'));
-  return `${cut > 0 ? value.slice(0, cut + 1) : ''}…${value.slice(-4)}`;
+  if (value.length < 20) return '••••••••';
+  const prefix = KNOWN_PREFIX.exec(value)?.[0] ?? '';
+  return `${prefix}…${value.slice(-4)}`;
 }
 
 export function maskCredentials(app: App, authKind: AuthKind, values: Record<string, string>): Record<string, string> {

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { accounts, automationConnections, automations, connections } from '../db/schema/index.js';
 import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
-import type { Account } from './accounts.js';
+import { visibleToUser, type Account } from './accounts.js';
 import { getApp, maskCredentials, validateCredentials } from './apps.js';
-import { sealCredentials, setConnectionFields, type ConnectionRow } from './connections.js';
+import { sealCredentials, setConnectionFields, systemAccountId, type ConnectionRow } from './connections.js';
 import { UserError } from './errors.js';
 
 /**
@@ -13,9 +13,15 @@ import { UserError } from './errors.js';
  * them), reconnecting (resumes the ones it paused), sharing with linked children.
  *
  * An automation may use a connection of another account (a parent's or the system account's
- * shared connection), so the usage of a connection spans accounts. Those reads and the pausing
- * run on the privileged path, filtered by the connection the caller was authorized for as admin
- * of its owner account.
+ * shared connection), so the usage of a connection spans accounts. Two limits apply to every
+ * such read and change:
+ *   - only accounts that may use the connection *now* count: its owner, and while it is shared,
+ *     the owner's current linked children (or every account, for the system setup account) — an
+ *     automation left over from an unlinked child or an unshared connection is neither listed,
+ *     paused nor resumed;
+ *   - a caller is shown only automations of accounts they may see (core/accounts.visibleToUser),
+ *     and a count of the rest.
+ * They run on the privileged path, filtered by the connection the caller was authorized for.
  */
 
 export interface UsageItem {
@@ -28,43 +34,76 @@ export interface UsageItem {
 
 export const USAGE_SHOWN = 200;
 
-/**
- * The automations that use a connection, first USAGE_SHOWN by account and name, and the total:
- * in every account, or only in `onlyAccountId` (a child looking at its parent's shared connection).
- */
-export async function connectionUsage(core: Core, connectionId: string, onlyAccountId?: string): Promise<{ items: UsageItem[]; total: number }> {
-  const rows = await core.db
-    .select({
-      id: automations.id,
-      name: automations.name,
-      status: automations.status,
-      pausedBy: automations.pausedByConnectionId,
-      accountId: accounts.id,
-      slug: accounts.slug,
-      accountName: accounts.name,
-      total: sql<number>`count(*) over ()`,
-    })
-    .from(automationConnections)
-    .innerJoin(automations, eq(automations.id, automationConnections.automationId))
-    .innerJoin(accounts, eq(accounts.id, automations.accountId))
-    .where(
-      and(
-        eq(automationConnections.connectionId, connectionId),
-        eq(automations.tenantId, core.tenantId),
-        onlyAccountId ? eq(automations.accountId, onlyAccountId) : undefined,
-      ),
-    )
-    .orderBy(asc(accounts.slug), asc(automations.name), asc(automations.id))
-    .limit(USAGE_SHOWN);
+/** SQL: the automation's account may use `conn` now (owner, or a current sharer of it). */
+function usableIn(conn: Pick<ConnectionRow, 'accountId' | 'shared'>, ownerIsSystem: boolean): SQL {
+  if (!conn.shared) return eq(automations.accountId, conn.accountId);
+  if (ownerIsSystem) return sql`true`;
+  return or(
+    eq(automations.accountId, conn.accountId),
+    inArray(automations.accountId, sql`(select ${accounts.id} from ${accounts} where ${accounts.parentAccountId} = ${conn.accountId})`),
+  )!;
+}
+
+async function ownerIsSystem(core: Core, conn: Pick<ConnectionRow, 'accountId'>): Promise<boolean> {
+  return (await systemAccountId(core)) === conn.accountId;
+}
+
+export interface UsageView {
+  /** only automations of this account (a child looking at its parent's shared connection) */
+  onlyAccountId?: string | undefined;
+  /** the user whose visible accounts bound the list; null: every account (Switch Account) */
+  visibleTo: string | null;
+}
+
+/** The automations that use a connection: the first USAGE_SHOWN the caller may see, their total, and how many are hidden. */
+export async function connectionUsage(
+  core: Core,
+  conn: Pick<ConnectionRow, 'id' | 'accountId' | 'shared'>,
+  view: UsageView,
+): Promise<{ items: UsageItem[]; total: number; hidden: number }> {
+  const base = and(
+    eq(automationConnections.connectionId, conn.id),
+    eq(automations.tenantId, core.tenantId),
+    usableIn(conn, await ownerIsSystem(core, conn)),
+    view.onlyAccountId ? eq(automations.accountId, view.onlyAccountId) : undefined,
+  );
+  const visible = view.visibleTo ? visibleToUser(view.visibleTo) : undefined;
+  const [rows, [all]] = await Promise.all([
+    core.db
+      .select({
+        id: automations.id,
+        name: automations.name,
+        status: automations.status,
+        pausedBy: automations.pausedByConnectionId,
+        accountId: accounts.id,
+        slug: accounts.slug,
+        accountName: accounts.name,
+        total: sql<number>`count(*) over ()`,
+      })
+      .from(automationConnections)
+      .innerJoin(automations, eq(automations.id, automationConnections.automationId))
+      .innerJoin(accounts, eq(accounts.id, automations.accountId))
+      .where(and(base, visible))
+      .orderBy(asc(accounts.slug), asc(automations.name), asc(automations.id))
+      .limit(USAGE_SHOWN),
+    core.db
+      .select({ n: count() })
+      .from(automationConnections)
+      .innerJoin(automations, eq(automations.id, automationConnections.automationId))
+      .where(base),
+  ]);
+  const shown = Number(rows[0]?.total ?? 0);
+  const total = Number(all?.n ?? 0);
   return {
     items: rows.map((r) => ({
       id: r.id,
       name: r.name,
       status: r.status,
-      pausedByThis: r.pausedBy === connectionId,
+      pausedByThis: r.pausedBy === conn.id,
       account: { id: r.accountId, slug: r.slug, name: r.accountName },
     })),
-    total: Number(rows[0]?.total ?? 0),
+    total,
+    hidden: total - shown,
   };
 }
 
@@ -77,18 +116,18 @@ export function disconnectToken(row: ConnectionRow, affectedIds: string[]): stri
   return `disc_${h.digest('hex').slice(0, 20)}`;
 }
 
-/** The automations a disconnect would pause: active ones using the connection (every one, not just the shown page). */
-async function activeUsers(core: Core, connectionId: string): Promise<string[]> {
+/** The automations a disconnect would pause: active ones, in accounts that may use the connection now. */
+async function activeUsers(core: Core, row: ConnectionRow): Promise<string[]> {
   const rows = await core.db
     .select({ id: automations.id })
     .from(automationConnections)
     .innerJoin(automations, eq(automations.id, automationConnections.automationId))
-    .where(and(eq(automationConnections.connectionId, connectionId), eq(automations.status, 'active')));
+    .where(and(eq(automationConnections.connectionId, row.id), eq(automations.status, 'active'), usableIn(row, await ownerIsSystem(core, row))));
   return rows.map((r) => r.id);
 }
 
 export async function disconnectPlan(core: Core, row: ConnectionRow): Promise<{ token: string; pauses: string[] }> {
-  const pauses = await activeUsers(core, row.id);
+  const pauses = await activeUsers(core, row);
   return { token: disconnectToken(row, pauses), pauses };
 }
 
@@ -133,7 +172,7 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
   const resumed = await core.db
     .update(automations)
     .set({ status: 'active', pausedByConnectionId: null })
-    .where(and(eq(automations.pausedByConnectionId, row.id), eq(automations.status, 'paused')))
+    .where(and(eq(automations.pausedByConnectionId, row.id), eq(automations.status, 'paused'), usableIn(updated, await ownerIsSystem(core, updated))))
     .returning({ id: automations.id });
   return { row: updated, resumed: resumed.length };
 }

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { accounts, connections, type AuthKind, type ConnectionStatus } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
-import { appSlugsMatching, getApp, listApps, maskCredentials, validateCredentials, type App } from './apps.js';
+import { getApp, listApps, maskCredentials, validateCredentials, type App } from './apps.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { decodeCursor, encodeCursor, isUuid, likeEscape } from './ids.js';
 
@@ -43,12 +43,18 @@ export async function openCredentials(core: Core, row: Pick<ConnectionRow, 'id' 
   return JSON.parse(text) as CredentialPayload;
 }
 
+/** The system setup account of each tenant: made with the tenant, never changed, so cached per process. */
+const systemIds = new Map<string, string>();
+
 /** The system setup account's id (its shared connections are visible to every account). */
 export async function systemAccountId(core: Core): Promise<string | null> {
+  const cached = systemIds.get(core.tenantId);
+  if (cached) return cached;
   const [row] = await core.db
     .select({ id: accounts.id })
     .from(accounts)
     .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.kind, 'system')));
+  if (row) systemIds.set(core.tenantId, row.id);
   return row?.id ?? null;
 }
 
@@ -198,67 +204,85 @@ export interface ListConnectionsInput {
   cursor?: string | undefined;
 }
 
+/** A connection as listed: everything but its sealed credentials. */
+export type ListedConnection = Omit<ConnectionRow, 'credentials'>;
+
 export interface ConnectionPage {
-  items: VisibleConnection[];
+  items: { row: ListedConnection; source: ConnectionSource }[];
   apps: Map<string, App>;
   owners: Map<string, Pick<Account, 'id' | 'slug' | 'name'>>;
   nextCursor: string | null;
 }
 
+/** Every column but the sealed credentials: listing never needs them. */
+const { credentials: _sealed, ...listColumns } = getTableColumns(connections);
+const SOURCES: ConnectionSource[] = ['own', 'parent', 'system'];
+
 /**
  * The connections visible in an account, grouped (own, shared by the parent, shared by the
- * system account) and ordered by app and name within each group, with a keyset cursor. `query`
- * matches the app's slug or name, or the connection's name (case-insensitive, partial).
+ * system account) and ordered by app and name within each group, with a keyset cursor
+ * (group, app, lower(name)). `query` matches the app's slug or name, or the connection's name
+ * (case-insensitive, partial). Each group is one index-ordered query on (account_id, app,
+ * lower(name)) that stops at the page size, all in one scoped transaction.
  */
 export async function listConnections(core: Core, account: Account, input: ListConnectionsInput): Promise<ConnectionPage> {
   const sharing = input.includeShared ? await sharingAccounts(core, account) : { parent: null, system: null };
+  const groups = [account.id, sharing.parent, sharing.system];
   const sharedFrom = [sharing.parent, sharing.system].filter((x): x is string => x !== null);
-  const group = sql<number>`(case when ${connections.accountId} = ${account.id} then 0 when ${connections.accountId} = ${sharing.parent ?? account.id} then 1 else 2 end)`;
-  const conds: SQL[] = [eq(connections.tenantId, core.tenantId)];
-  conds.push(
-    sharedFrom.length
-      ? or(eq(connections.accountId, account.id), and(eq(connections.shared, true), inArray(connections.accountId, sharedFrom)))!
-      : eq(connections.accountId, account.id),
-  );
-  const q = input.query?.trim();
+  const catalog = await listApps(core);
+  const q = input.query?.trim().toLowerCase();
+  let search: SQL | undefined;
   if (q) {
-    const slugs = await appSlugsMatching(core, q);
-    const like = `%${likeEscape(q.toLowerCase())}%`;
-    conds.push(or(ilike(connections.app, like), ilike(connections.name, like), ...(slugs.length ? [inArray(connections.app, slugs)] : []))!);
+    const slugs = catalog.filter((a) => a.slug.includes(q) || a.name.toLowerCase().includes(q)).map((a) => a.slug);
+    const like = `%${likeEscape(q)}%`;
+    search = or(ilike(connections.app, like), ilike(connections.name, like), ...(slugs.length ? [inArray(connections.app, slugs)] : []))!;
   }
+  let from = 0;
+  let after: [string, string] | null = null;
   if (input.cursor) {
     const [g, app, name] = decodeCursor(input.cursor, ['id', 'text', 'text']) as [number, string, string];
-    conds.push(sql`(${group}, ${connections.app}, lower(${connections.name})) > (${g - 1}, ${app}, ${name})`);
+    if (g > SOURCES.length) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page, or omit it.');
+    from = g - 1;
+    after = [app, name];
   }
   const rows = await withAccount(
     core.db,
     [account.id],
-    (tx: Tx) =>
-      tx
-        .select({ row: connections, grp: group, lname: sql<string>`lower(${connections.name})` })
-        .from(connections)
-        .where(and(...conds))
-        .orderBy(group, asc(connections.app), sql`lower(${connections.name})`)
-        .limit(input.limit + 1),
+    async (tx: Tx) => {
+      const out: { row: ListedConnection; group: number; lname: string }[] = [];
+      for (let g = from; g < groups.length && out.length <= input.limit; g++) {
+        const owner = groups[g];
+        if (!owner) continue;
+        const conds: (SQL | undefined)[] = [eq(connections.tenantId, core.tenantId), eq(connections.accountId, owner), search];
+        if (g > 0) conds.push(eq(connections.shared, true));
+        if (after && g === from) conds.push(sql`(${connections.app}, lower(${connections.name})) > (${after[0]}, ${after[1]})`);
+        const found = await tx
+          .select({ ...listColumns, lname: sql<string>`lower(${connections.name})` })
+          .from(connections)
+          .where(and(...conds))
+          .orderBy(asc(connections.app), sql`lower(${connections.name})`)
+          .limit(input.limit + 1 - out.length);
+        for (const { lname, ...row } of found) out.push({ row, group: g, lname });
+      }
+      return out;
+    },
     sharedFrom,
   );
   const page = rows.slice(0, input.limit);
   const last = page[page.length - 1];
-  const sourceOf = (g: number): ConnectionSource => (g === 0 ? 'own' : g === 1 ? 'parent' : 'system');
-  const appsBySlug = new Map((await listApps(core)).map((a) => [a.slug, a]));
-  const ownerIds = [...new Set(page.map((r) => r.row.accountId))];
-  const owners = new Map(
-    (ownerIds.length
-      ? await core.db.select({ id: accounts.id, slug: accounts.slug, name: accounts.name }).from(accounts).where(inArray(accounts.id, ownerIds))
-      : []
-    ).map((a) => [a.id, a]),
-  );
+  const ownerIds = [...new Set(page.map((r) => r.row.accountId))].filter((id) => id !== account.id);
+  const owners = new Map<string, Pick<Account, 'id' | 'slug' | 'name'>>([[account.id, account]]);
+  if (ownerIds.length) {
+    for (const a of await core.db.select({ id: accounts.id, slug: accounts.slug, name: accounts.name }).from(accounts).where(inArray(accounts.id, ownerIds))) {
+      owners.set(a.id, a);
+    }
+  }
   return {
-    items: page.map((r) => ({ row: r.row, source: sourceOf(Number(r.grp)) })),
-    apps: appsBySlug,
+    items: page.map((r) => ({ row: r.row, source: SOURCES[r.group]! })),
+    apps: new Map(catalog.map((a) => [a.slug, a])),
     owners,
     // the group is stored +1 so that the cursor's first part is a positive id
-    nextCursor: rows.length > input.limit && last ? encodeCursor([Number(last.grp) + 1, last.row.app, last.lname]) : null,
+    nextCursor: rows.length > input.limit && last ? encodeCursor([last.group + 1, last.row.app, last.lname]) : null,
   };
 }
 

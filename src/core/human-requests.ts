@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { and, eq, gt, sql } from 'drizzle-orm';
+import { and, eq, gt, lt, sql } from 'drizzle-orm';
 import { humanRequests, type HumanRequestKind } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { hashToken } from './crypto.js';
@@ -28,6 +28,8 @@ export async function createHumanRequest(
 ): Promise<{ id: string; token: string }> {
   const id = randomUUID();
   const token = randomBytes(32).toString('base64url');
+  // housekeeping: requests an hour past their expiry are of no use to anyone (nor their sealed values)
+  await core.db.delete(humanRequests).where(and(eq(humanRequests.tenantId, core.tenantId), lt(humanRequests.expiresAt, sql`now() - interval '1 hour'`)));
   await core.db.insert(humanRequests).values({
     id,
     tenantId: core.tenantId,

@@ -1,4 +1,4 @@
-import { and, count, eq, gt, sql } from 'drizzle-orm';
+import { and, count, eq, gt, lt, sql } from 'drizzle-orm';
 import { passwordFailures, users } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { verifyPassword } from './crypto.js';
@@ -29,7 +29,11 @@ export async function reverifyPassword(core: Core, userId: string, password: str
       .from(users)
       .where(and(eq(users.id, userId), eq(users.tenantId, core.tenantId), eq(users.status, 'active')));
     if (!u?.hash) return { ok: false as const, noPassword: true };
-    if (await verifyPassword(u.hash, password)) return { ok: true as const };
+    if (await verifyPassword(u.hash, password)) {
+      // failures older than the window count for nothing: drop them
+      await tx.delete(passwordFailures).where(and(eq(passwordFailures.userId, userId), lt(passwordFailures.at, sql`now() - make_interval(mins => ${PASSWORD_WINDOW_MINUTES})`)));
+      return { ok: true as const };
+    }
     await tx.insert(passwordFailures).values({ userId });
     return { ok: false as const, locked: false, left: MAX_PASSWORD_FAILURES - failures - 1 };
   });

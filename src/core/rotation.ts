@@ -1,8 +1,9 @@
-import { and, asc, count, eq, gt, ne, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, ne, sql } from 'drizzle-orm';
 import { connections, dataKeys } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { connectionAad } from './connections.js';
-import type { ActiveKey } from './keyring.js';
+import { DecryptError, type ActiveKey } from './keyring.js';
+import { log } from '../log.js';
 
 /**
  * Data key rotation: a new data key becomes active (new writes use it at once), then every
@@ -11,7 +12,8 @@ import type { ActiveKey } from './keyring.js';
  * exact ciphertext that was read (compare-and-swap): a row changed meanwhile (a reconnect) keeps
  * its new value, which is already under the active key. Resumable: a rotation that stopped
  * leaves rows on old keys; the next run continues with them instead of making another key.
- * When no row uses an older key, those keys are retired.
+ * When no row uses an older key, those keys are retired. A row whose credentials do not decrypt
+ * is counted and left on its key (which then stays); reconnecting the connection repairs it.
  */
 
 export interface RotationProgress {
@@ -21,6 +23,8 @@ export interface RotationProgress {
   rotated: number;
   /** rows that changed between read and write (left as the concurrent writer wrote them) */
   skipped: number;
+  /** rows whose credentials do not decrypt (damaged, or not this row's): left on their old key */
+  unreadable: number;
   remaining: number;
   retiredKeys: number;
 }
@@ -39,58 +43,66 @@ export async function rotateDataKey(
   } = {},
 ): Promise<RotationProgress> {
   const batchSize = opts.batchSize ?? ROTATION_BATCH;
-  const pending = async (keyId: string) =>
-    Number(
-      (await core.db.select({ n: count() }).from(connections).where(and(eq(connections.tenantId, core.tenantId), ne(connections.dataKeyId, keyId))))[0]!.n,
-    );
+  // the keys rows may still be on: every key of the tenant but `keyId` (a handful); counted and
+  // walked through the (tenant_id, data_key_id, id) index, key by key
+  const olderKeys = async (keyId: string) =>
+    (await core.db.select({ id: dataKeys.id }).from(dataKeys).where(and(eq(dataKeys.tenantId, core.tenantId), ne(dataKeys.id, keyId)))).map((k) => k.id);
+  const pending = async (keyId: string) => {
+    const older = await olderKeys(keyId);
+    if (older.length === 0) return 0;
+    const [row] = await core.db.select({ n: count() }).from(connections).where(and(eq(connections.tenantId, core.tenantId), inArray(connections.dataKeyId, older)));
+    return Number(row!.n);
+  };
   let key: ActiveKey = await core.keys.activeKey(core);
   const unfinished = await pending(key.id);
   const resumed = unfinished > 0;
   if (!resumed) key = await core.keys.createKey(core);
   const total = resumed ? unfinished : await pending(key.id);
-  const p: RotationProgress = { keyId: key.id, resumed, total, rotated: 0, skipped: 0, remaining: total, retiredKeys: 0 };
+  const p: RotationProgress = { keyId: key.id, resumed, total, rotated: 0, skipped: 0, unreadable: 0, remaining: total, retiredKeys: 0 };
   opts.onProgress?.({ ...p });
+  const unreadable = new Set<string>();
 
-  let after = '00000000-0000-0000-0000-000000000000';
+  // passes over the rows not on the active key, until one changes nothing: a row skipped by the
+  // compare-and-swap, or written under an older key by a writer that read it just before the
+  // switch, is picked up by the next pass; a row that does not decrypt is left (and counted)
   let batches = 0;
   for (;;) {
-    if (opts.maxBatches !== undefined && batches >= opts.maxBatches) return p;
-    const rows = await core.db
-      .select({ id: connections.id, accountId: connections.accountId, credentials: connections.credentials })
-      .from(connections)
-      .where(and(eq(connections.tenantId, core.tenantId), ne(connections.dataKeyId, key.id), gt(connections.id, after)))
-      .orderBy(asc(connections.id))
-      .limit(batchSize);
-    if (rows.length === 0) break;
-    batches++;
-    after = rows[rows.length - 1]!.id;
-    const resealed = await Promise.all(
-      rows.map(async (r) => {
-        const aad = connectionAad(core.tenantId, r.accountId, r.id);
-        const plain = await core.keys.open(core, r.credentials, aad);
-        return { id: r.id, old: r.credentials, sealed: await core.keys.sealWith(key, aad, plain) };
-      }),
-    );
-    await opts.afterRead?.(rows.map((r) => r.id));
-    const values = sql.join(
-      resealed.map((r) => sql`(${r.id}::uuid, ${r.old}, ${r.sealed})`),
-      sql`, `,
-    );
-    const written = await core.db.execute<{ id: string }>(sql`
-      update ${connections} as c set credentials = v.sealed, data_key_id = ${key.id}::uuid
-      from (values ${values}) as v(id, old, sealed)
-      where c.id = v.id and c.credentials = v.old
-      returning c.id`);
-    const n = (Array.isArray(written) ? written : (written as { rows: unknown[] }).rows).length;
-    p.rotated += n;
-    p.skipped += rows.length - n;
-    p.remaining = Math.max(0, p.total - p.rotated - p.skipped);
-    opts.onProgress?.({ ...p });
-  }
-  // a concurrent writer that still sealed with an older key after our pass: go again
-  if ((await pending(key.id)) > 0) {
-    const again = await rotateDataKey(core, opts);
-    return { ...again, total: p.total, rotated: p.rotated + again.rotated, skipped: p.skipped + again.skipped, resumed };
+    let moved = 0;
+    for (const older of await olderKeys(key.id)) {
+      let after = '00000000-0000-0000-0000-000000000000';
+      for (;;) {
+        if (opts.maxBatches !== undefined && batches >= opts.maxBatches) return p;
+        const rows = await core.db
+          .select({ id: connections.id, accountId: connections.accountId, credentials: connections.credentials })
+          .from(connections)
+          .where(and(eq(connections.tenantId, core.tenantId), eq(connections.dataKeyId, older), gt(connections.id, after)))
+          .orderBy(asc(connections.id))
+          .limit(batchSize);
+        if (rows.length === 0) break;
+        batches++;
+        after = rows[rows.length - 1]!.id;
+        const resealed: { id: string; old: string; sealed: string }[] = [];
+        for (const r of rows) {
+          const aad = connectionAad(core.tenantId, r.accountId, r.id);
+          try {
+            resealed.push({ id: r.id, old: r.credentials, sealed: await core.keys.sealWith(key, aad, await core.keys.open(core, r.credentials, aad)) });
+          } catch (err) {
+            if (!(err instanceof DecryptError)) throw err;
+            if (!unreadable.has(r.id)) log.warn('rotation: credentials do not decrypt; left as they are', { connection: r.id, account: r.accountId });
+            unreadable.add(r.id);
+          }
+        }
+        await opts.afterRead?.(rows.map((r) => r.id));
+        const n = resealed.length ? await writeBack(core, key.id, resealed) : 0;
+        moved += n;
+        p.rotated += n;
+        p.skipped += resealed.length - n;
+        p.unreadable = unreadable.size;
+        p.remaining = Math.max(0, p.total - p.rotated - p.skipped - p.unreadable);
+        opts.onProgress?.({ ...p });
+      }
+    }
+    if (moved === 0 && (await pending(key.id)) <= unreadable.size) break;
   }
   const retired = await core.db
     .update(dataKeys)
@@ -99,11 +111,25 @@ export async function rotateDataKey(
       and(
         eq(dataKeys.tenantId, core.tenantId),
         eq(dataKeys.status, 'retiring'),
-        sql`not exists (select 1 from ${connections} where ${connections.dataKeyId} = ${dataKeys.id})`,
+        sql`not exists (select 1 from ${connections} where ${connections.tenantId} = ${dataKeys.tenantId} and ${connections.dataKeyId} = ${dataKeys.id})`,
       ),
     )
     .returning({ id: dataKeys.id });
   p.retiredKeys = retired.length;
   p.remaining = 0;
   return p;
+}
+
+/** Write re-sealed rows back in one statement, each only if it still holds what was read; the number written. */
+async function writeBack(core: Core, keyId: string, rows: { id: string; old: string; sealed: string }[]): Promise<number> {
+  const values = sql.join(
+    rows.map((r) => sql`(${r.id}::uuid, ${r.old}, ${r.sealed})`),
+    sql`, `,
+  );
+  const written = await core.db.execute<{ id: string }>(sql`
+    update ${connections} as c set credentials = v.sealed, data_key_id = ${keyId}::uuid
+    from (values ${values}) as v(id, old, sealed)
+    where c.id = v.id and c.credentials = v.old
+    returning c.id`);
+  return (Array.isArray(written) ? written : (written as { rows: unknown[] }).rows).length;
 }

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import { PgTransaction } from 'drizzle-orm/pg-core';
 import type { Db } from './client.js';
 
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
@@ -23,12 +24,14 @@ export async function withAccount<T>(
   fn: (tx: Tx) => Promise<T>,
   sharedFrom: readonly string[] = [],
 ): Promise<T> {
+  const nested = db instanceof PgTransaction;
   return db.transaction(async (tx) => {
     await tx.execute(
       sql`select set_config('app.account_ids', ${uuidArray(accountIds)}, true), set_config('app.shared_account_ids', ${uuidArray(sharedFrom)}, true), set_config('role', 'switchboard_app', true)`,
     );
     const result = await fn(tx);
-    await tx.execute(sql`select set_config('role', 'none', true), set_config('app.account_ids', '', true), set_config('app.shared_account_ids', '', true)`);
+    // a top-level transaction's SET LOCAL ends with it; a savepoint's must be undone by hand
+    if (nested) await tx.execute(sql`select set_config('role', 'none', true), set_config('app.account_ids', '', true), set_config('app.shared_account_ids', '', true)`);
     return result;
   });
 }

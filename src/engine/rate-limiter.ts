@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { connections, rateLimitBuckets } from '../db/schema/index.js';
 import { withAccount } from '../db/scope.js';
 import type { Core } from '../core/core.js';
@@ -20,11 +20,18 @@ export interface TakeResult {
 
 export interface BucketTarget {
   connectionId: string;
-  accountId: string;
   perMinute: number;
 }
 
-export async function takeToken(core: Core, t: BucketTarget, cost = 1): Promise<TakeResult> {
+/** The account that owns a connection: its bucket lives there, whichever account uses it (a shared connection). */
+async function ownerOf(core: Core, connectionId: string): Promise<string> {
+  const [row] = await core.db.select({ accountId: connections.accountId }).from(connections).where(and(eq(connections.id, connectionId), eq(connections.tenantId, core.tenantId)));
+  if (!row) throw new Error(`rate limiter: no connection ${connectionId}`);
+  return row.accountId;
+}
+
+export async function takeToken(core: Core, target: BucketTarget, cost = 1): Promise<TakeResult> {
+  const t = { ...target, accountId: await ownerOf(core, target.connectionId) };
   const cap = t.perMinute;
   const perSecond = t.perMinute / 60;
   // refilled level at clock_timestamp(); the first take starts from a full bucket
@@ -58,7 +65,7 @@ export async function takeToken(core: Core, t: BucketTarget, cost = 1): Promise<
 export async function acquireConnection(core: Core, t: BucketTarget): Promise<TakeResult> {
   const r = await takeToken(core, t);
   if (r.allowed) {
-    await withAccount(core.db, [t.accountId], (tx) =>
+    await withAccount(core.db, [await ownerOf(core, t.connectionId)], (tx) =>
       tx
         .update(connections)
         .set({ lastUsedAt: sql`now()` })

@@ -9,6 +9,7 @@ import { findUser } from '../core/users.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { connections } from '../db/schema/index.js';
 import { getAccountById } from '../core/accounts.js';
+import { atLeast, grantIn } from '../core/access.js';
 import { and, eq } from 'drizzle-orm';
 import { log, errorFields } from '../log.js';
 import { readBody } from './body.js';
@@ -113,7 +114,7 @@ function credentialForm(app: App, hr: HumanRequest, accountName: string, kind: s
   }
   const fields = auth.fields
     .map((f) => {
-      const value = !f.secret && kept[f.name] ? ` value="${esc(kept[f.name]!)}"` : '';
+      const value = !f.secret && Object.hasOwn(kept, f.name) ? ` value="${esc(kept[f.name]!)}"` : '';
       const type = f.secret ? 'password' : f.name === 'base_url' ? 'url' : 'text';
       return `<label for="f_${esc(f.name)}">${esc(f.label)}</label><input id="f_${esc(f.name)}" name="${esc(f.name)}" type="${type}" autocomplete="off"${f.optional ? '' : ' required'}${value}>`;
     })
@@ -168,6 +169,15 @@ async function verifyPage(core: Core, req: IncomingMessage, res: ServerResponse,
     if (!(err instanceof AccessDenied || err instanceof UserError)) throw err;
     await audit(core, hr, 'page:view_connection_info', err instanceof AccessDenied ? 'denied' : 'error', err.message);
     return page(res, 403, 'Verify your password', passwordForm(hr, err.message.replace(/^Access denied: /, '')));
+  }
+  // the link outlives the call's own checks: the user must still be active and an admin of the account
+  const user = await findUser(core, hr.userId);
+  const account = await getAccountById(core, hr.accountId);
+  const grant = user && user.status === 'active' && account ? await grantIn(core, { user, tokenId: '' }, account) : null;
+  if (!grant || !atLeast(grant.role, 'admin')) {
+    await finishHumanRequest(core, hr.id, 'cancelled');
+    await audit(core, hr, 'page:view_connection_info', 'denied', 'the user may no longer view credentials in this account');
+    return page(res, 403, 'Not allowed', '<h1>You may no longer view these credentials</h1><p>Your access to this account changed since the link was made.</p>');
   }
   const [row] = await core.db
     .select()

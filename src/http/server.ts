@@ -96,7 +96,8 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
       core: opts.core,
       session,
       pagesUrl,
-      authenticate: async (extra) => (extra.authInfo?.extra?.caller as Caller | undefined) ?? null,
+      authenticate: async (extra, fresh) =>
+        fresh && extra.authInfo ? authenticate(opts.core, extra.authInfo.token) : ((extra.authInfo?.extra?.caller as Caller | undefined) ?? null),
     });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
@@ -123,7 +124,8 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
     const path = (req.url ?? '/').split('?')[0];
     const done = (p: Promise<void>) =>
       p.catch((err) => {
-        log.error('http request failed', { path, ...errorFields(err) });
+        // a page path carries its one-time link token: never log it
+        log.error('http request failed', { path: path?.replace(/^\/(connect|verify)\/.*/, '/$1/…'), ...errorFields(err) });
         if (!res.headersSent) json(res, 500, { error: 'internal_error' });
         else res.end();
       });

@@ -95,9 +95,10 @@ export interface CallEnv {
   session: SessionState;
   /**
    * The caller of this call, read fresh from the database: the HTTP transport authenticates each
-   * request (and hands over that result); stdio and in-memory transports authenticate per call.
+   * request (and hands over that result, or reads it again when `fresh`); stdio and in-memory
+   * transports authenticate per call.
    */
-  authenticate(): Promise<Caller | null>;
+  authenticate(fresh?: boolean): Promise<Caller | null>;
   /** The client and transport, for asking the person; absent for transports that cannot. */
   interaction?: Interaction;
 }
@@ -242,6 +243,15 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       const typed = parsed.data as z.infer<z.ZodObject<I>>;
       // a person may take minutes on a page: that wait happens here, never inside the transaction
       const prepared = spec.prepare ? await spec.prepare(contextOn(core), typed) : (undefined as P);
+      if (spec.prepare) {
+        // minutes may have passed: the caller's token, permission and role are checked again
+        const again = await env.authenticate(true);
+        if (!again || again.user.id !== who.user.id) {
+          throw new AccessDenied('Access denied: your API token was revoked or expired while the page was open; nothing was saved.');
+        }
+        if (spec.access.permission) requirePermission(again, spec.access.permission, spec.name);
+        if (spec.access.role !== null) await authorize(core, again, account, spec.access.role, explicit ?? account.slug);
+      }
       const handle = async (c: Core): Promise<CallToolResult> => {
         const out = await spec.handler(contextOn(c), typed, prepared);
         return { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };

@@ -31,7 +31,11 @@ export async function askPerson(
   const i = ctx.interaction!;
   const req = await createHumanRequest(ctx.core, { accountId: ctx.account.id, userId: ctx.caller.user.id, kind, subject });
   const url = new URL(PAGE_PATHS[kind] + req.token, i.pagesUrl!).toString();
-  const answer = await i.elicitUrl({ message, url, elicitationId: req.id });
+  const answer = await i.elicitUrl({ message, url, elicitationId: req.id }).catch(async (err: unknown) => {
+    // the client never got the link (timeout, transport gone): close it rather than leave it open
+    await finishHumanRequest(ctx.core, req.id, 'cancelled');
+    throw err;
+  });
   if (answer !== 'accept') {
     await finishHumanRequest(ctx.core, req.id, 'cancelled');
     throw new UserError(`The person ${answer === 'decline' ? 'declined' : 'cancelled'} opening the page; nothing was done.`);

@@ -33,7 +33,7 @@ export interface ServerOptions {
   core: Core;
   session: SessionState;
   /** Authenticate the caller of the request being served (stdio: the configured token; HTTP: the request's). */
-  authenticate(extra: Extra): Promise<Caller | null>;
+  authenticate(extra: Extra, fresh?: boolean): Promise<Caller | null>;
   tools?: ToolDef[];
   /** Base URL of the pages served beside this server (`switchboard serve`); null or absent for none. */
   pagesUrl?: string | null;
@@ -58,7 +58,7 @@ export function createMcpServer(opts: ServerOptions): Server {
     return tool.run(req.params.arguments, {
       core: opts.core,
       session: opts.session,
-      authenticate: () => opts.authenticate(extra),
+      authenticate: (fresh) => opts.authenticate(extra, fresh),
       interaction: interactionFor(server, extra, opts.pagesUrl ?? null),
     });
   });

@@ -9,6 +9,7 @@ import { getApp, validateCredentials } from '../../core/apps.js';
 import { reverifyPassword } from '../../core/reverify.js';
 import { rotateDataKey } from '../../core/rotation.js';
 import { UserError } from '../../core/errors.js';
+import { hasPermission } from '../../core/users.js';
 import { DecryptError } from '../../core/keyring.js';
 import { log } from '../../log.js';
 
@@ -29,7 +30,10 @@ const disconnectTool = defineTool({
     connection: connectionOut,
     applied: z.boolean(),
     confirm_token: z.string().nullable().describe('Pass as confirm to disconnect (plan only).'),
-    automations_to_pause: z.array(z.object({ id: z.string(), name: z.string(), account: z.object({ id: z.string(), slug: z.string(), name: z.string() }) })),
+    automations_to_pause: z
+      .array(z.object({ id: z.string(), name: z.string(), account: z.object({ id: z.string(), slug: z.string(), name: z.string() }) }))
+      .describe('Those in accounts you may see; automations_paused / the text count them all.'),
+    automations_to_pause_total: z.number().int(),
     automations_paused: z.number().int(),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
@@ -39,10 +43,17 @@ const disconnectTool = defineTool({
     if (args.confirm === undefined) {
       if (row.status === 'disconnected') throw new UserError(`${row.app}/${row.name} is already disconnected; reconnect_connection brings it back.`);
       const plan = await disconnectPlan(ctx.core, row);
-      const usage = await connectionUsage(ctx.core, row.id);
+      const usage = await connectionUsage(ctx.core, row, { visibleTo: hasPermission(ctx.caller.user, 'switch_account') ? null : ctx.caller.user.id });
       const pausing = usage.items.filter((u) => plan.pauses.includes(u.id)).map((u) => ({ id: u.id, name: u.name, account: u.account }));
       return {
-        data: { connection: await ownView(ctx, row), applied: false, confirm_token: plan.token, automations_to_pause: pausing, automations_paused: 0 },
+        data: {
+          connection: await ownView(ctx, row),
+          applied: false,
+          confirm_token: plan.token,
+          automations_to_pause: pausing,
+          automations_to_pause_total: plan.pauses.length,
+          automations_paused: 0,
+        },
         text:
           `Disconnecting ${row.app}/${row.name} would pause ${plan.pauses.length} automation${plan.pauses.length === 1 ? '' : 's'}; ` +
           'call again with confirm set to confirm_token to do it.',
@@ -50,7 +61,14 @@ const disconnectTool = defineTool({
     }
     const done = await disconnect(ctx.core, row, args.confirm);
     return {
-      data: { connection: await ownView(ctx, done.row), applied: true, confirm_token: null, automations_to_pause: [], automations_paused: done.paused },
+      data: {
+        connection: await ownView(ctx, done.row),
+        applied: true,
+        confirm_token: null,
+        automations_to_pause: [],
+        automations_to_pause_total: 0,
+        automations_paused: done.paused,
+      },
       text: `Disconnected ${row.app}/${row.name}; paused ${done.paused} automation${done.paused === 1 ? '' : 's'} (reconnecting resumes them).`,
     };
   },
@@ -69,19 +87,21 @@ const reconnectTool = defineTool({
   async prepare(ctx, args) {
     const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
     if (args.credentials) validateCredentials(await getApp(ctx.core, row.app), { auth_kind: row.authKind, ...args.credentials });
-    return obtainCredentials(
+    const got = await obtainCredentials(
       ctx,
       args.credentials,
       { app: row.app, connectionName: row.name, connectionId: row.id },
       `Enter new credentials for the connection ${row.app}/${row.name} of ${ctx.account.name}.`,
     );
+    return { ...got, connectionId: row.id };
   },
-  async handler(ctx, args, got) {
-    const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
+  async handler(ctx, _args, got) {
+    // the connection the person entered credentials for, by id (it may have been renamed meanwhile)
+    const row = await resolveOwnConnection(ctx.core, ctx.account, got.connectionId);
     const done = await reconnect(ctx.core, row, got.credentials);
     return {
       data: { connection: await ownView(ctx, done.row), credentials: done.row.masked, automations_resumed: done.resumed, entered_via: got.via },
-      text: `Reconnected ${row.app}/${row.name}; ${done.resumed} paused automation${done.resumed === 1 ? '' : 's'} resumed.`,
+      text: `Reconnected ${done.row.app}/${done.row.name}; ${done.resumed} paused automation${done.resumed === 1 ? '' : 's'} resumed.`,
     };
   },
 });
@@ -150,6 +170,7 @@ const rotateTool = defineTool({
     total: z.number().int(),
     rotated: z.number().int(),
     changed_meanwhile: z.number().int().describe('Rows rewritten by someone else during the run (already on the new key).'),
+    unreadable: z.number().int().describe('Connections whose credentials do not decrypt: left on their old key; reconnect them, then rotate again.'),
     retired_keys: z.number().int(),
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
@@ -158,8 +179,10 @@ const rotateTool = defineTool({
   async handler(ctx) {
     const p = await rotateDataKey(ctx.core);
     return {
-      data: { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, retired_keys: p.retiredKeys },
-      text: `${p.resumed ? 'Resumed the rotation' : 'Rotated to a new data key'}: re-encrypted ${p.rotated} of ${p.total} connection${p.total === 1 ? '' : 's'}.`,
+      data: { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, unreadable: p.unreadable, retired_keys: p.retiredKeys },
+      text:
+        `${p.resumed ? 'Resumed the rotation' : 'Rotated to a new data key'}: re-encrypted ${p.rotated} of ${p.total} connection${p.total === 1 ? '' : 's'}` +
+        (p.unreadable ? `; ${p.unreadable} do not decrypt and were left as they are (reconnect them, then rotate again).` : '.'),
     };
   },
 });

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Account } from '../../core/accounts.js';
 import type { App } from '../../core/apps.js';
-import { effectiveRate, type ConnectionRow, type ConnectionSource } from '../../core/connections.js';
+import { effectiveRate, type ListedConnection, type ConnectionSource } from '../../core/connections.js';
 import { CONNECTION_STATUSES, AUTH_KINDS } from '../../db/schema/index.js';
 import { accountRefOut, iso, refOf } from './shapes.js';
 
@@ -38,7 +38,7 @@ export const connectionOut = z.object({
 export const maskedOut = z.record(z.string(), z.string()).describe('The credentials with secrets masked (e.g. sk_live_…4242).');
 
 export function connectionView(
-  row: ConnectionRow,
+  row: ListedConnection,
   source: ConnectionSource,
   app: App | undefined,
   owner: Pick<Account, 'id' | 'slug' | 'name'>,

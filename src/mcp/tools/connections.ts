@@ -11,6 +11,7 @@ import { connectionUsage, shareConnection } from '../../core/connection-lifecycl
 import { getApp, validateCredentials } from '../../core/apps.js';
 import { UserError } from '../../core/errors.js';
 import { getAccountById } from '../../core/accounts.js';
+import { hasPermission } from '../../core/users.js';
 import { credentialTools } from './connection-credentials.js';
 
 const notesArg = z.string().max(MAX_NOTES).describe(`Free-text notes for the people who maintain it (at most ${MAX_NOTES} characters).`);
@@ -164,13 +165,21 @@ const listUsageTool = defineTool({
     account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
     connection: connectionArg,
   },
-  output: { connection: connectionOut, automations: z.array(usageItemOut), total: z.number().int() },
+  output: {
+    connection: connectionOut,
+    automations: z.array(usageItemOut),
+    total: z.number().int(),
+    hidden: z.number().int().describe('How many of total are in accounts you may not see (listed to their admins only).'),
+  },
   annotations: { readOnlyHint: true, idempotentHint: true },
   access: { role: 'viewer' },
   async handler(ctx, args) {
     const found = await resolveConnection(ctx.core, ctx.account, args.connection);
     // a connection shared with this account: only this account's automations, not its siblings'
-    const usage = await connectionUsage(ctx.core, found.row.id, found.source === 'own' ? undefined : ctx.account.id);
+    const usage = await connectionUsage(ctx.core, found.row, {
+      onlyAccountId: found.source === 'own' ? undefined : ctx.account.id,
+      visibleTo: hasPermission(ctx.caller.user, 'switch_account') ? null : ctx.caller.user.id,
+    });
     const owner = found.source === 'own' ? ctx.account : (await getAccountById(ctx.core, found.row.accountId))!;
     const view = connectionView(found.row, found.source, await getApp(ctx.core, found.row.app).catch(() => undefined), owner);
     return {
@@ -178,6 +187,7 @@ const listUsageTool = defineTool({
         connection: view,
         automations: usage.items.map((u) => ({ id: u.id, name: u.name, status: u.status, paused_by_this_connection: u.pausedByThis, account: u.account })),
         total: usage.total,
+        hidden: usage.hidden,
       },
       text: `${usage.total} automation${usage.total === 1 ? '' : 's'} use${usage.total === 1 ? 's' : ''} ${found.row.app}/${found.row.name}.`,
     };
