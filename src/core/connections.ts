@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
-import { accounts, connections, type AuthKind, type ConnectionStatus } from '../db/schema/index.js';
+import { accounts, apps, connections, type AuthKind, type ConnectionStatus } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
-import { getApp, listApps, maskCredentials, validateCredentials, type App } from './apps.js';
+import { BUILTIN_APPS, getApp, listApps, maskCredentials, validateCredentials, type App } from './apps.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { decodeCursor, encodeCursor, isUuid, likeEscape } from './ids.js';
 
@@ -229,13 +229,18 @@ export async function listConnections(core: Core, account: Account, input: ListC
   const sharing = input.includeShared ? await sharingAccounts(core, account) : { parent: null, system: null };
   const groups = [account.id, sharing.parent, sharing.system];
   const sharedFrom = [sharing.parent, sharing.system].filter((x): x is string => x !== null);
-  const catalog = await listApps(core);
   const q = input.query?.trim().toLowerCase();
   let search: SQL | undefined;
   if (q) {
-    const slugs = catalog.filter((a) => a.slug.includes(q) || a.name.toLowerCase().includes(q)).map((a) => a.slug);
+    // app names: the built-in catalog here, custom apps in the same query (no extra round trip)
     const like = `%${likeEscape(q)}%`;
-    search = or(ilike(connections.app, like), ilike(connections.name, like), ...(slugs.length ? [inArray(connections.app, slugs)] : []))!;
+    const builtin = BUILTIN_APPS.filter((a) => a.slug.includes(q) || a.name.toLowerCase().includes(q)).map((a) => a.slug);
+    search = or(
+      ilike(connections.app, like),
+      ilike(connections.name, like),
+      ...(builtin.length ? [inArray(connections.app, builtin)] : []),
+      inArray(connections.app, sql`(select ${apps.slug} from ${apps} where ${apps.tenantId} = ${core.tenantId} and ${apps.name} ilike ${like})`),
+    )!;
   }
   let from = 0;
   let after: [string, string] | null = null;
@@ -245,38 +250,39 @@ export async function listConnections(core: Core, account: Account, input: ListC
     from = g - 1;
     after = [app, name];
   }
-  const rows = await withAccount(
-    core.db,
-    [account.id],
-    async (tx: Tx) => {
-      const out: { row: ListedConnection; group: number; lname: string }[] = [];
-      for (let g = from; g < groups.length && out.length <= input.limit; g++) {
-        const owner = groups[g];
-        if (!owner) continue;
-        const conds: (SQL | undefined)[] = [eq(connections.tenantId, core.tenantId), eq(connections.accountId, owner), search];
-        if (g > 0) conds.push(eq(connections.shared, true));
-        if (after && g === from) conds.push(sql`(${connections.app}, lower(${connections.name})) > (${after[0]}, ${after[1]})`);
-        const found = await tx
-          .select({ ...listColumns, lname: sql<string>`lower(${connections.name})` })
-          .from(connections)
-          .where(and(...conds))
-          .orderBy(asc(connections.app), sql`lower(${connections.name})`)
-          .limit(input.limit + 1 - out.length);
-        for (const { lname, ...row } of found) out.push({ row, group: g, lname });
-      }
-      return out;
-    },
-    sharedFrom,
-  );
+  // the page, the app names and the sharing accounts' names at once (a pool runs them side by side)
+  const [rows, catalog, sharers] = await Promise.all([
+    withAccount(
+      core.db,
+      [account.id],
+      async (tx: Tx) => {
+        const out: { row: ListedConnection; group: number; lname: string }[] = [];
+        for (let g = from; g < groups.length && out.length <= input.limit; g++) {
+          const owner = groups[g];
+          if (!owner) continue;
+          const conds: (SQL | undefined)[] = [eq(connections.tenantId, core.tenantId), eq(connections.accountId, owner), search];
+          if (g > 0) conds.push(eq(connections.shared, true));
+          if (after && g === from) conds.push(sql`(${connections.app}, lower(${connections.name})) > (${after[0]}, ${after[1]})`);
+          const found = await tx
+            .select({ ...listColumns, lname: sql<string>`lower(${connections.name})` })
+            .from(connections)
+            .where(and(...conds))
+            .orderBy(asc(connections.app), sql`lower(${connections.name})`)
+            .limit(input.limit + 1 - out.length);
+          for (const { lname, ...row } of found) out.push({ row, group: g, lname });
+        }
+        return out;
+      },
+      sharedFrom,
+    ),
+    listApps(core),
+    sharedFrom.length
+      ? core.db.select({ id: accounts.id, slug: accounts.slug, name: accounts.name }).from(accounts).where(inArray(accounts.id, sharedFrom))
+      : Promise.resolve([]),
+  ]);
   const page = rows.slice(0, input.limit);
   const last = page[page.length - 1];
-  const ownerIds = [...new Set(page.map((r) => r.row.accountId))].filter((id) => id !== account.id);
-  const owners = new Map<string, Pick<Account, 'id' | 'slug' | 'name'>>([[account.id, account]]);
-  if (ownerIds.length) {
-    for (const a of await core.db.select({ id: accounts.id, slug: accounts.slug, name: accounts.name }).from(accounts).where(inArray(accounts.id, ownerIds))) {
-      owners.set(a.id, a);
-    }
-  }
+  const owners = new Map<string, Pick<Account, 'id' | 'slug' | 'name'>>([[account.id, account], ...sharers.map((a) => [a.id, a] as const)]);
   return {
     items: page.map((r) => ({ row: r.row, source: SOURCES[r.group]! })),
     apps: new Map(catalog.map((a) => [a.slug, a])),
