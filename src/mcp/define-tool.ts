@@ -223,22 +223,22 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       }
 
       const contextOn = (c: Core): ToolContext => ({
-          core: c,
-          caller: who,
-          session,
-          account,
-          grant,
-          named,
-          scoped: (fn) => withAccount(c.db, [account.id], fn),
-          async authorizeAccount(key, role) {
-            const target = await resolveAccountFor(c, who, key);
-            entry.accountId = target.id;
-            return { account: target, grant: await authorize(c, who, target, role, key) };
-          },
-          auditAccount(id) {
-            entry.accountId = id;
-          },
-          interaction: env.interaction ?? null,
+        core: c,
+        caller: who,
+        session,
+        account,
+        grant,
+        named,
+        scoped: (fn) => withAccount(c.db, [account.id], fn),
+        async authorizeAccount(key, role) {
+          const target = await resolveAccountFor(c, who, key);
+          entry.accountId = target.id;
+          return { account: target, grant: await authorize(c, who, target, role, key) };
+        },
+        auditAccount(id) {
+          entry.accountId = id;
+        },
+        interaction: env.interaction ?? null,
       });
       const typed = parsed.data as z.infer<z.ZodObject<I>>;
       // a person may take minutes on a page: that wait happens here, never inside the transaction
