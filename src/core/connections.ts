@@ -235,11 +235,12 @@ export async function listConnections(core: Core, account: Account, input: ListC
     // app names: the built-in catalog here, custom apps in the same query (no extra round trip)
     const like = `%${likeEscape(q)}%`;
     const builtin = BUILTIN_APPS.filter((a) => a.slug.includes(q) || a.name.toLowerCase().includes(q)).map((a) => a.slug);
+    // cheapest first: PostgreSQL evaluates an OR's arms in order and stops at the first true one
     search = or(
-      ilike(connections.app, like),
-      ilike(connections.name, like),
       ...(builtin.length ? [inArray(connections.app, builtin)] : []),
       inArray(connections.app, sql`(select ${apps.slug} from ${apps} where ${apps.tenantId} = ${core.tenantId} and ${apps.name} ilike ${like})`),
+      ilike(connections.name, like),
+      ilike(connections.app, like),
     )!;
   }
   let from = 0;
