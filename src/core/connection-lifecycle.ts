@@ -137,8 +137,7 @@ export async function disconnectPlan(core: Core, row: ConnectionRow): Promise<{ 
  */
 export async function disconnect(core: Core, row: ConnectionRow, confirm: string): Promise<{ row: ConnectionRow; paused: number }> {
   // lock the row: a concurrent disconnect or reconnect waits, then sees the new state and a stale token
-  await core.db.execute(sql`select 1 from ${connections} where ${connections.id} = ${row.id} for update`);
-  const [current] = await core.db.select().from(connections).where(eq(connections.id, row.id));
+  const [current] = await core.db.select().from(connections).where(eq(connections.id, row.id)).for('update');
   const plan = await disconnectPlan(core, current!);
   if (confirm !== plan.token) {
     throw new UserError('The confirm token does not match the current plan (the connection or its automations changed): call disconnect_connection without confirm to see the impact again.', 'conflict');

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
-import { accounts, apps, connections, type AuthKind, type ConnectionStatus } from '../db/schema/index.js';
+import { accounts, apps, connections, type AuthKind } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
@@ -58,10 +58,11 @@ export async function systemAccountId(core: Core): Promise<string | null> {
   return row?.id ?? null;
 }
 
-/** Accounts whose shared connections `account` may read: its parent and the system setup account. */
-export async function sharingAccounts(core: Core, account: Account): Promise<{ parent: string | null; system: string | null }> {
-  const system = account.kind === 'system' ? null : await systemAccountId(core);
-  return { parent: account.parentAccountId, system: system === account.parentAccountId ? null : system };
+/** Accounts whose shared connections `account` may read: its parent and the system setup account (`ids`: both, as present). */
+export async function sharingAccounts(core: Core, account: Account): Promise<{ parent: string | null; system: string | null; ids: string[] }> {
+  const found = account.kind === 'system' ? null : await systemAccountId(core);
+  const system = found === account.parentAccountId ? null : found;
+  return { parent: account.parentAccountId, system, ids: [account.parentAccountId, system].filter((x): x is string => x !== null) };
 }
 
 function uniqueName(err: unknown, app: string, name: string): never {
@@ -141,15 +142,17 @@ export async function nameFor(core: Core, account: Account, app: App, given: str
 
 /**
  * Resolve what a caller typed as a connection, among those visible in `account` (its own, plus
- * the shared ones of its parent and the system account unless `ownOnly`): a connection id,
+ * the shared ones of its parent and the system account): a connection id,
  * "app/name", an app slug (its Default, or its only connection), or a name that fits one.
  * A connection of any other account is not found, whatever the caller typed.
  */
-export async function resolveConnection(core: Core, account: Account, key: string, opts: { ownOnly?: boolean } = {}): Promise<VisibleConnection> {
+export async function resolveConnection(core: Core, account: Account, key: string): Promise<VisibleConnection> {
   const k = key.trim();
-  const sharing = opts.ownOnly ? { parent: null, system: null } : await sharingAccounts(core, account);
-  const sharedFrom = [sharing.parent, sharing.system].filter((x): x is string => x !== null);
-  const visible = or(eq(connections.accountId, account.id), and(eq(connections.shared, true), inArray(connections.accountId, sharedFrom.length ? sharedFrom : [account.id])))!;
+  const sharing = await sharingAccounts(core, account);
+  const sharedFrom = sharing.ids;
+  const visible = sharedFrom.length
+    ? or(eq(connections.accountId, account.id), and(eq(connections.shared, true), inArray(connections.accountId, sharedFrom)))!
+    : eq(connections.accountId, account.id);
   let match: SQL;
   if (isUuid(k)) match = eq(connections.id, k.toLowerCase());
   else if (k.includes('/')) {
@@ -174,7 +177,7 @@ export async function resolveConnection(core: Core, account: Account, key: strin
   }
   if (hits.length === 0) {
     throw new UserError(
-      `No connection '${k.slice(0, 100)}' in account '${account.slug}'${opts.ownOnly ? ' (only its own connections can be changed)' : ''}: list_connections shows them.`,
+      `No connection '${k.slice(0, 100)}' in account '${account.slug}': list_connections shows them.`,
       'not_found',
     );
   }
@@ -226,9 +229,9 @@ const SOURCES: ConnectionSource[] = ['own', 'parent', 'system'];
  * lower(name)) that stops at the page size, all in one scoped transaction.
  */
 export async function listConnections(core: Core, account: Account, input: ListConnectionsInput): Promise<ConnectionPage> {
-  const sharing = input.includeShared ? await sharingAccounts(core, account) : { parent: null, system: null };
+  const sharing = input.includeShared ? await sharingAccounts(core, account) : { parent: null, system: null, ids: [] };
   const groups = [account.id, sharing.parent, sharing.system];
-  const sharedFrom = [sharing.parent, sharing.system].filter((x): x is string => x !== null);
+  const sharedFrom = sharing.ids;
   const q = input.query?.trim().toLowerCase();
   let search: SQL | undefined;
   if (q) {
@@ -295,24 +298,19 @@ export async function listConnections(core: Core, account: Account, input: ListC
 
 /** Update an own connection's name or notes. */
 export async function updateConnection(core: Core, row: ConnectionRow, input: { name?: string | undefined; notes?: string | undefined }): Promise<ConnectionRow> {
-  const set: Partial<typeof connections.$inferInsert> = { updatedAt: sql`now()` as unknown as Date };
-  if (input.name !== undefined) set.name = cleanName(input.name);
-  if (input.notes !== undefined) set.notes = input.notes.trim();
+  const name = input.name === undefined ? undefined : cleanName(input.name);
   try {
-    const [updated] = await withAccount(core.db, [row.accountId], (tx) =>
-      tx.update(connections).set(set).where(and(eq(connections.id, row.id), eq(connections.accountId, row.accountId))).returning(),
-    );
-    return updated!;
+    return await setConnectionFields(core, row, { ...(name !== undefined ? { name } : {}), ...(input.notes !== undefined ? { notes: input.notes.trim() } : {}) });
   } catch (err) {
-    uniqueName(err, row.app, set.name ?? row.name);
+    uniqueName(err, row.app, name ?? row.name);
   }
 }
 
-/** Change status, sharing or rate limit of an own connection. */
+/** Change fields of an own connection (in its account's scope), stamping updated_at. */
 export async function setConnectionFields(
   core: Core,
   row: ConnectionRow,
-  set: { status?: ConnectionStatus; shared?: boolean; ratePerMinute?: number | null; credentials?: string; dataKeyId?: string; masked?: Record<string, string>; authKind?: AuthKind },
+  set: Partial<Pick<ConnectionRow, 'name' | 'notes' | 'status' | 'shared' | 'ratePerMinute' | 'credentials' | 'dataKeyId' | 'masked' | 'authKind'>>,
 ): Promise<ConnectionRow> {
   const [updated] = await withAccount(core.db, [row.accountId], (tx) =>
     tx

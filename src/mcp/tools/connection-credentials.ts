@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
+import { accountArg } from './shapes.js';
 import { connectionArg, connectionOut, credentialsArg, maskedOut } from './connection-shapes.js';
 import { ownView, obtainCredentials } from './connections.js';
 import { askPerson, pageUnavailable } from '../human.js';
@@ -13,7 +14,6 @@ import { hasPermission } from '../../core/users.js';
 import { DecryptError } from '../../core/keyring.js';
 import { log } from '../../log.js';
 
-const accountIn = z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.');
 
 const disconnectTool = defineTool({
   name: 'disconnect_connection',
@@ -22,7 +22,7 @@ const disconnectTool = defineTool({
     'Disconnects a connection of the account. Without confirm it only returns the impact (the automations that would be paused) ' +
     'and a confirm token; call again with that token to disconnect. Those automations are paused, not deleted.',
   input: {
-    account: accountIn,
+    account: accountArg().optional(),
     connection: connectionArg,
     confirm: z.string().max(100).optional().describe('The confirm_token of the plan, to carry it out.'),
   },
@@ -80,7 +80,7 @@ const reconnectTool = defineTool({
   description:
     'Gives a connection new credentials (expired, disconnected, or a rotated secret): its status returns to active and the ' +
     'automations its disconnect paused resume. Leave credentials out and the person enters them on a one-time page.',
-  input: { account: accountIn, connection: connectionArg, credentials: credentialsArg.optional() },
+  input: { account: accountArg().optional(), connection: connectionArg, credentials: credentialsArg.optional() },
   output: { connection: connectionOut, credentials: maskedOut, automations_resumed: z.number().int(), entered_via: z.enum(['arguments', 'page']) },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
   access: { role: 'member' },
@@ -113,7 +113,7 @@ const viewInfoTool = defineTool({
     "Shows a connection's decrypted credentials to a person who re-verifies their password, for troubleshooting (admins; audited). " +
     'Leave password out: the person gets a one-time page, and the values are shown there, not in this conversation.',
   input: {
-    account: accountIn,
+    account: accountArg().optional(),
     connection: connectionArg,
     password: z.string().min(1).max(1024).optional().describe('Your password, only for clients without URL elicitation; the values then come back in the result.'),
   },

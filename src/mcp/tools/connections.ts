@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineTool, type ToolDef, type ToolContext } from '../define-tool.js';
-import { cursorArg, limitArg } from './shapes.js';
+import { accountArg, cursorArg, limitArg } from './shapes.js';
 import { connectionArg, connectionOut, connectionView, credentialsArg, maskedOut } from './connection-shapes.js';
 import { askPerson, pageUnavailable } from '../human.js';
 import {
@@ -51,7 +51,7 @@ const listConnectionsTool = defineTool({
     "Lists the account's app connections, grouped: its own, shared by its parent account, shared by the system setup account. " +
     'Each with app, name, status, notes, rate limit and last use; never credentials. query searches app and connection names.',
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     query: z.string().max(100).optional().describe('Part of an app or connection name (case-insensitive), e.g. "stri".'),
     include_shared: z.boolean().optional().describe('Include connections shared by the parent and system accounts (default true).'),
     limit: limitArg(),
@@ -95,7 +95,7 @@ const addConnectionTool = defineTool({
     "Connects the account to an app. The app's first connection is named Default; later ones need a name. Leave credentials out " +
     'and the person gets a one-time page to enter them (URL elicitation); the result shows only masked values.',
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     app: z.string().min(1).max(63).describe('The app slug (list_apps), e.g. stripe.'),
     name: z.string().min(1).max(100).optional().describe('Connection name, unique per app in the account; required after the first.'),
     credentials: credentialsArg.optional(),
@@ -131,7 +131,7 @@ const updateConnectionTool = defineTool({
   title: 'Update connection',
   description: "Renames a connection of the account or edits its notes (reference information, reminders about its setup).",
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     connection: connectionArg,
     name: z.string().min(1).max(100).optional().describe('New name, unique per app in the account.'),
     notes: notesArg.optional(),
@@ -162,7 +162,7 @@ const listUsageTool = defineTool({
     'Lists the automations that use a connection (in this account and, for a connection it shares, in the accounts it is shared with), ' +
     'with their status. Check it before disconnecting.',
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     connection: connectionArg,
   },
   output: {
@@ -201,7 +201,7 @@ const setRateLimitTool = defineTool({
     "Overrides how many calls per minute automations may make through a connection (admins; e.g. a higher API plan). " +
     "per_minute null returns to the app's default.",
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     connection: connectionArg,
     per_minute: z.number().int().min(1).max(1_000_000).nullable().describe("Calls per minute, or null for the app's default."),
   },
@@ -226,7 +226,7 @@ const shareConnectionTool = defineTool({
     "Shares a parent account's connection with all its linked child accounts (or stops sharing): they can see and use it, never " +
     'view its credentials or change it. Shared connections of the system setup account are visible to every account.',
   input: {
-    account: z.string().min(1).max(200).optional().describe('The account: an account id, slug or exact name.'),
+    account: accountArg().optional(),
     connection: connectionArg,
     shared: z.boolean().describe('true to share, false to stop sharing.'),
   },
