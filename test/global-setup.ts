@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import postgres from 'postgres';
 import { openDatabase } from '../src/db/client.js';
+import { findBrowser } from '../scripts/ensure-browser.mjs';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     pgliteDump: string;
     pgTemplate: string | null;
+    /** the browser of the page tests (CHROMIUM_PATH, else /usr/bin/chromium), or why there is none */
+    browser: { path: string | null; reason: string | null };
   }
 }
 
@@ -18,6 +21,8 @@ declare module 'vitest' {
  * that each test file copies with CREATE DATABASE … TEMPLATE.
  */
 export default async function setup(project: TestProject) {
+  // found the same way as by `npm test`'s pretest step (scripts/ensure-browser.mjs), which installs it
+  project.provide('browser', findBrowser());
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
   const pg = await openDatabase({});
   await pg.migrate();
