@@ -5,6 +5,8 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { openDatabase } from '../src/db/client.js';
 import { accounts } from '../src/db/schema/index.js';
 import { initialize } from '../src/core/tenants.js';
+import { createAccount } from '../src/core/accounts.js';
+import { createUser } from '../src/core/users.js';
 import { startHttp } from '../src/http/server.js';
 import { Keyring, newMasterKey } from '../src/core/keyring.js';
 import type { Core } from '../src/core/core.js';
@@ -27,6 +29,8 @@ export interface HttpResult {
   rows: LatencyRow[];
   /** list_accounts straight after the bulk load, before ANALYZE (fewer calls) */
   beforeAnalyze: LatencyRow[];
+  /** a denied get_account by a customer admin: an existing account vs a missing one, interleaved */
+  denials: (LatencyRow & { p10: number })[];
 }
 
 export const LIST_P99_TARGET_MS = 20;
@@ -118,8 +122,46 @@ export async function httpLatency(opts: { url?: string | undefined; accounts: nu
         ...(c.reference ? { reference: true } : {}),
       });
     }
-    return { seed, accountsTotal, rows, beforeAnalyze };
+    const denials = await denialLatency(core, http.url, opts.calls, opts.warmup);
+    return { seed, accountsTotal, rows, beforeAnalyze, denials };
   } finally {
     for (const c of cleanups) await c().catch((err) => note(`cleanup failed: ${(err as Error).message}`));
+  }
+}
+
+/**
+ * Whether a denial takes longer when the account exists (a caller without Switch Account must not
+ * learn that from timing): a customer admin calls get_account on an existing account of another
+ * customer and on a missing one, alternately (so drift hits both alike), `calls` times each.
+ */
+async function denialLatency(core: Core, url: string, calls: number, warmup: number): Promise<(LatencyRow & { p10: number })[]> {
+  const home = await createAccount(core, { name: 'Probe Co', slug: 'probe-co' });
+  const { token } = await createUser(core, { email: 'probe@switchboard.test', name: 'Probe', account: home, role: 'admin' });
+  const client = new Client({ name: 'switchboard-bench-probe', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  try {
+    const denied = async (account: string) => {
+      const r = (await client.callTool({ name: 'get_account', arguments: { account } })) as CallToolResult;
+      if (!r.isError) throw new Error(`get_account ${account} was not denied`);
+    };
+    const keys = { exists: 'acme-fitness-0', missing: 'acme-fitness-999999' };
+    const samples: Record<keyof typeof keys, number[]> = { exists: [], missing: [] };
+    note(`timing ${calls} denied get_account calls per case, interleaved`);
+    for (let i = 0; i < warmup + calls; i++) {
+      for (const k of (i % 2 ? ['exists', 'missing'] : ['missing', 'exists']) as (keyof typeof keys)[]) {
+        const t0 = performance.now();
+        await denied(keys[k]);
+        if (i >= warmup) samples[k].push(performance.now() - t0);
+      }
+    }
+    return (['exists', 'missing'] as const).map((k) => ({
+      label: `get_account denied, account ${k === 'exists' ? 'exists' : 'does not exist'}`,
+      p10: percentile(samples[k], 10),
+      p50: percentile(samples[k], 50),
+      p99: percentile(samples[k], 99),
+      n: samples[k].length,
+    }));
+  } finally {
+    await client.close();
   }
 }

@@ -8,6 +8,8 @@
  *   2. whoami / list_accounts latency over Streamable HTTP on loopback with 10,000 accounts, on
  *      in-memory PGlite and on PostgreSQL (server in this process, client in this process).
  *      References: `select 1` through the same database handle, GET /healthz to the same server.
+ *      Also: a denied get_account by a customer admin on an existing and on a missing account,
+ *      interleaved, p10/p50/p99 and their difference (must be noise: timing must not tell).
  *
  * App connections (bench/connections.ts; rows seeded with batched inserts, each with a real sealed
  * credential, then ANALYZE):
@@ -263,6 +265,12 @@ function httpReport(title: string, r: HttpResult): void {
   line(`  ${'extra: seed 10,000 accounts'.padEnd(LABEL)}       ${ms(r.seed.ms, 6)}   (${r.seed.inserts} multi-row inserts; ${r.accountsTotal} accounts in all, ${r.seed.acme} match 'acme')`);
   for (const row of r.rows) latencyRow(row);
   for (const row of r.beforeAnalyze) latencyRow({ ...row, label: `extra: ${row.label}` }, `${row.n} calls`);
+  // a denial must cost the same whether or not the account exists (caller: a customer admin)
+  for (const row of r.denials) line(`  ${row.label.padEnd(LABEL)}p10 ${ms(row.p10, 8)}   p50 ${ms(row.p50, 8)}   p99 ${ms(row.p99, 8)}`);
+  const [exists, missing] = r.denials;
+  if (exists && missing) {
+    line(`  ${'denial: existing − missing account'.padEnd(LABEL)}p10 ${ms(exists.p10 - missing.p10, 8)}   p50 ${ms(exists.p50 - missing.p50, 8)}   target: no difference beyond noise`);
+  }
 }
 
 function latencyRow(row: LatencyRow, extra = ''): void {

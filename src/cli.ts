@@ -68,7 +68,15 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: Config): Promise<number> {
   const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
-  const http = await startHttp({ core: app.core, database: app.database, port: config.port, host: config.host, publicUrl: config.publicUrl }).catch(async (err: NodeJS.ErrnoException) => {
+  const http = await startHttp({
+    core: app.core,
+    database: app.database,
+    port: config.port,
+    host: config.host,
+    publicUrl: config.publicUrl,
+    allowedHosts: config.allowedHosts,
+    allowedOrigins: config.allowedOrigins,
+  }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
     throw err;

@@ -17,7 +17,14 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 random bytes in base64 (44 characters); make one with: openssl rand -base64 32')
     .optional(),
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
+  SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
+  SWITCHBOARD_ALLOWED_ORIGINS: z
+    .string()
+    .optional()
+    .refine((v) => v === undefined || list(v).every((o) => /^https?:\/\/[^/\s]+$/i.test(o)), 'must be a comma-separated list of origins such as https://console.example.com'),
 });
+
+const list = (v: string | undefined): string[] => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 
 export type Config = {
   databaseUrl: string | undefined;
@@ -33,6 +40,10 @@ export type Config = {
   masterKey: string | undefined;
   /** whether credentials and passwords may be passed as tool arguments */
   secretArgs: boolean;
+  /** Host headers `serve` answers (empty: loopback names on a loopback address, else unchecked) */
+  allowedHosts: string[];
+  /** browser origins besides the server's own that may call /mcp and the pages */
+  allowedOrigins: string[];
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -54,5 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     masterKey: e.SWITCHBOARD_MASTER_KEY,
     secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
+    allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
+    allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
   };
 }

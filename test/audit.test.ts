@@ -50,10 +50,11 @@ describe('audit log', () => {
     expect(byTool('create_user', 'error')).toMatchObject({ message: expect.stringMatching(/email/) });
 
     // a caller without any access to the target: the entry stays with the caller's account and
-    // names the target; the target's own admins do not learn who probed them, tenant admins do
+    // says only what was typed; the target's own admins do not learn who probed them, tenant admins do
     expect(byTool('get_account', 'denied')).toMatchObject({
       account_id: w.accounts.boring.id,
-      target_account_id: w.accounts.acme.id,
+      target_account_id: null,
+      arguments: { account: 'acme-fitness' },
       message: expect.stringMatching(/^Access denied/),
     });
     const acmeAdmin = await connect(w.core, w.tokens.acmeAdmin);
@@ -97,13 +98,15 @@ describe('audit log', () => {
     await s.close();
   });
 
-  it('records a revocation with the token owner, naming the token', async () => {
+  it('records a revocation in the tenant log, naming the token, even while switched', async () => {
     const admin = await connect(w.core, w.tokens.admin);
     const made = data<{ token_id: string }>(await admin.call('create_user', { account: 'acme-fitness', email: 'rev@switchboard.test', name: 'Rev', role: 'member' }));
     data(await admin.call('switch_account', { account: 'boring-co', reason: 'unrelated work' }));
     data(await admin.call('revoke_token', { token_id: made.token_id }));
-    const acme = data<Page>(await admin.call('audit_log', { account: 'acme-fitness', tool: 'revoke_token' }));
-    expect(acme.entries[0]!.arguments).toEqual({ token_id: made.token_id });
+    const tenant = data<Page>(await admin.call('audit_log', { account: 'system', tool: 'revoke_token' }));
+    expect(tenant.entries[0]!.arguments).toEqual({ token_id: made.token_id });
+    const boring = data<Page>(await admin.call('audit_log', { account: 'boring-co', tool: 'revoke_token' }));
+    expect(boring.entries).toEqual([]);
     await admin.close();
   });
 

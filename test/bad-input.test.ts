@@ -62,6 +62,37 @@ describe('bad input', () => {
     expect(data<{ user: { email: string } }>(await s.call('whoami')).user.email).toBe('admin@switchboard.test');
   });
 
+  it('a cursor that decodes to text PostgreSQL cannot store is a clear error', async () => {
+    const cursor = (key: unknown[]) => Buffer.from(JSON.stringify(key)).toString('base64url');
+    const bad: [string, string][] = [
+      ['list_accounts', cursor(['a\u0000b', '00000000-0000-4000-8000-000000000000'])],
+      ['list_accounts', cursor(['\ud800', '00000000-0000-4000-8000-000000000000'])],
+      ['list_connections', cursor([0, 'stripe\u0000', 'x'])],
+      ['list_connections', cursor([1, 'stripe', '\udfff'])],
+    ];
+    for (const [tool, c] of bad) {
+      const r = await s.call(tool, { cursor: c });
+      expect(r.isError, tool).toBe(true);
+      expect(text(r)).toMatch(/^The cursor is not valid/);
+    }
+  });
+
+  it('arguments nested far too deep are one clear sentence, not a crash', async () => {
+    for (const depth of [33, 10_000, 100_000]) {
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < depth; i++) deep = { a: deep };
+      const r = await s.call('get_account', { account: 'boring-co', deep } as Record<string, unknown>);
+      expect(r.isError).toBe(true);
+      expect(text(r)).toMatch(/^Invalid arguments: nested more than 32 levels deep/);
+      let list: unknown = [];
+      for (let i = 0; i < depth; i++) list = [list];
+      const viaAccount = await s.call('get_account', { account: list } as Record<string, unknown>);
+      expect(text(viaAccount)).toMatch(/^Invalid arguments: nested more than 32 levels deep/);
+    }
+    // within the bound, the usual answer
+    expect(text(await s.call('get_account', { account: 'boring-co', x: { y: { z: 1 } } }))).toMatch(/Unknown argument 'x'/);
+  });
+
   it('keeps serving after every bad call above', async () => {
     const who = data<{ acting_account: { slug: string } }>(await s.call('whoami'));
     expect(who.acting_account.slug).toBe('system');

@@ -89,6 +89,35 @@ describe('switch_account', () => {
     await s.close();
   });
 
+  it('a failing call running beside "return home" does not undo it: the session follows the database', async () => {
+    const s = await connect(w.core, w.tokens.admin);
+    data(await s.call('switch_account', { account: 'boring-co', reason: 'concurrent failure' }));
+    // slow (a password to hash) and failing (the email exists), started before the return home
+    const failing = s.call('create_user', { account: 'boring-co', email: 'boringadmin@switchboard.test', name: 'Dup', role: 'member', password: 'a long enough password' });
+    await new Promise((r) => setTimeout(r, 15));
+    const home = data<Who>(await s.call('switch_account', { account: 'home' }));
+    expect(home.acting_account.slug).toBe('system');
+    expect((await failing).isError).toBe(true);
+
+    const who = data<Who>(await s.call('whoami'));
+    expect(who.acting_account.slug).toBe('system');
+    expect(who.switched).toBeNull();
+    const open = await w.database.db.select().from(accountSwitches).where(and(eq(accountSwitches.sessionId, s.session.id), isNull(accountSwitches.endedAt)));
+    expect(open).toHaveLength(0);
+    // and a call without an account acts at home, recorded without a switch
+    expect(data<{ account: { slug: string } }>(await s.call('get_account')).account.slug).toBe('system');
+    await s.close();
+  });
+
+  it('a switch made by another process (the database) is what the session acts in', async () => {
+    const s = await connect(w.core, w.tokens.switcher);
+    data(await s.call('switch_account', { account: 'acme-fitness', reason: 'ended elsewhere' }));
+    // ended outside this session's calls (another process, an operator): the next call sees it
+    await w.database.db.update(accountSwitches).set({ endedAt: sql`now()` }).where(eq(accountSwitches.sessionId, s.session.id));
+    expect(data<Who>(await s.call('whoami')).acting_account.slug).toBe('sandbox');
+    await s.close();
+  });
+
   it('keeps the switch state of each session apart', async () => {
     const a = await connect(w.core, w.tokens.switcher);
     const b = await connect(w.core, w.tokens.switcher);

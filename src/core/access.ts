@@ -1,7 +1,8 @@
-import { and, eq, inArray } from 'drizzle-orm';
-import { memberships, ROLES, type Role } from '../db/schema/index.js';
+import { and, eq, inArray, isNotNull, or } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
+import { accounts, memberships, ROLES, type Role } from '../db/schema/index.js';
 import type { Core } from './core.js';
-import { findAccounts, type Account } from './accounts.js';
+import { accountKeyMatches, findAccounts, type Account } from './accounts.js';
 import { hasPermission, type Caller } from './users.js';
 import { AccessDenied, UserError } from './errors.js';
 
@@ -39,9 +40,12 @@ export async function grantIn(core: Core, caller: Caller, account: Account): Pro
   const parent = rows.find((r) => r.accountId === account.parentAccountId);
   if (parent && atLeast(parent.role, 'admin')) candidates.push({ role: 'admin', via: 'parent_admin' });
   if (hasPermission(caller.user, 'switch_account')) candidates.push({ role: 'admin', via: 'switch_account' });
-  // strongest role wins; on a tie the first (the caller's own membership) is kept
-  return candidates.reduce<Grant | null>((best, g) => (!best || roleRank(g.role) > roleRank(best.role) ? g : best), null);
+  return strongest(candidates);
 }
+
+/** The strongest role wins; on a tie the first (the caller's own membership) is kept. */
+const strongest = (candidates: Grant[]): Grant | null =>
+  candidates.reduce<Grant | null>((best, g) => (!best || roleRank(g.role) > roleRank(best.role) ? g : best), null);
 
 const ROLE_LABEL: Record<Role, string> = { viewer: 'viewer', member: 'member', admin: 'admin', owner: 'owner' };
 
@@ -49,7 +53,19 @@ const ROLE_LABEL: Record<Role, string> = { viewer: 'viewer', member: 'member', a
 export function noAccess(label: string, accountId?: string): AccessDenied {
   return new AccessDenied(
     `Access denied: acting in account '${label}' needs the Switch Account permission or a membership in that account.`,
-    accountId,
+    accountId === undefined ? { key: label } : { key: label, accountId },
+  );
+}
+
+/**
+ * Why a caller may not use a suspended account, or null when they may. While an account is
+ * suspended nothing can be changed in it (and nothing runs in it); its admins can still read it.
+ */
+export function suspensionDenial(account: Account, grant: Grant, write: boolean): AccessDenied | null {
+  if (account.status !== 'suspended') return null;
+  if (!write && atLeast(grant.role, 'admin')) return null;
+  return new AccessDenied(
+    `Account '${account.slug}' is suspended: ${write ? 'nothing can be changed in it' : 'only its admins can read it'} until an admin lifts the suspension (set_account_status).`,
   );
 }
 
@@ -73,31 +89,60 @@ export async function authorize(
   return grant;
 }
 
+export interface Resolved {
+  account: Account;
+  /** the caller's grant there when resolution already read it (callers without Switch Account) */
+  grant?: Grant;
+}
+
 /**
  * Resolve what a caller typed as an account (id, slug or exact name). For a caller without
- * Switch Account only the accounts they have a grant in count: an unknown account, one they
- * cannot enter, and a name shared with accounts they cannot see all give the same denial, so the
- * answer reveals nothing about accounts they may not see. Text that fits several accounts the
- * caller may see (a slug of one, the name of another) is ambiguous, never silently one of them.
+ * Switch Account only the accounts they have a grant in are searched, in one query that also
+ * reads the grant: an unknown account, one they cannot enter, and a name shared with accounts
+ * they cannot see all give the same denial after the same work, so neither the answer nor its
+ * timing reveals accounts they may not see. Text that fits several accounts the caller may see
+ * (a slug of one, the name of another) is ambiguous, never silently one of them.
  */
-export async function resolveAccountFor(core: Core, caller: Caller, key: string): Promise<Account> {
+export async function resolveAccountFor(core: Core, caller: Caller, key: string): Promise<Resolved> {
+  if (!hasPermission(caller.user, 'switch_account')) {
+    const found = await findGrantedAccounts(core, caller.user.id, key);
+    if (found.length === 0) throw noAccess(key);
+    if (found.length === 1) return found[0]!;
+    throw ambiguous(key, found.map((f) => f.account));
+  }
   const matches = await findAccounts(core, key);
-  const switcher = hasPermission(caller.user, 'switch_account');
-  if (matches.length === 1) return matches[0]!;
+  if (matches.length === 1) return { account: matches[0]! };
   if (matches.length === 0) {
-    if (switcher) {
-      throw new UserError(`No account matches '${key}': pass an account id, slug or exact name (list_accounts finds them).`, 'not_found');
-    }
-    throw noAccess(key);
+    throw new UserError(`No account matches '${key}': pass an account id, slug or exact name (list_accounts finds them).`, 'not_found');
   }
-  let candidates = matches;
-  if (!switcher) {
-    candidates = [];
-    for (const m of matches) if (await grantIn(core, caller, m)) candidates.push(m);
-    if (candidates.length === 1) return candidates[0]!;
-    if (candidates.length === 0) throw noAccess(key);
-  }
-  throw new UserError(`'${key}' fits several accounts (${candidates.map((a) => a.slug).join(', ')}): pass the slug or id.`, 'conflict');
+  throw ambiguous(key, matches);
+}
+
+const ambiguous = (key: string, candidates: Account[]) =>
+  new UserError(`'${key}' fits several accounts (${candidates.map((a) => a.slug).join(', ')}): pass the slug or id.`, 'conflict');
+
+/**
+ * The accounts `key` could mean in which the user holds a membership, or of whose linked parent
+ * they are an admin or owner, each with the grant that gives (the Switch Account permission is
+ * not considered: its holders search every account).
+ */
+async function findGrantedAccounts(core: Core, userId: string, key: string): Promise<Required<Resolved>[]> {
+  const own = alias(memberships, 'own');
+  const viaParent = alias(memberships, 'via_parent');
+  const rows = await core.db
+    .select({ account: accounts, own: own.role, parent: viaParent.role })
+    .from(accounts)
+    .leftJoin(own, and(eq(own.accountId, accounts.id), eq(own.userId, userId)))
+    .leftJoin(viaParent, and(eq(viaParent.accountId, accounts.parentAccountId), eq(viaParent.userId, userId), inArray(viaParent.role, ['admin', 'owner'])))
+    .where(and(accountKeyMatches(core, key), or(isNotNull(own.role), isNotNull(viaParent.role))))
+    .orderBy(accounts.slug)
+    .limit(10);
+  return rows.map((r) => {
+    const candidates: Grant[] = [];
+    if (r.own) candidates.push({ role: r.own, via: 'membership' });
+    if (r.parent) candidates.push({ role: 'admin', via: 'parent_admin' });
+    return { account: r.account, grant: strongest(candidates)! };
+  });
 }
 
 export function requirePermission(caller: Caller, permission: 'admin' | 'switch_account', what: string): void {

@@ -1,6 +1,6 @@
-import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, count } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, count, type SQL } from 'drizzle-orm';
 import type { Tx } from '../db/scope.js';
-import { accounts, memberships, type AccountKind } from '../db/schema/index.js';
+import { accounts, memberships, type AccountKind, type AccountStatus } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { isUuid, slugify, SLUG, encodeCursor, decodeCursor, likeEscape } from './ids.js';
@@ -13,17 +13,17 @@ export type Account = typeof accounts.$inferSelect;
  * (core/access.resolveAccountFor).
  */
 export async function findAccounts(core: Core, key: string): Promise<Account[]> {
+  return core.db.select().from(accounts).where(accountKeyMatches(core, key)).orderBy(accounts.slug).limit(10);
+}
+
+/** SQL condition: the account of this tenant whose id, slug or exact name (case-insensitive) is `key`. */
+export function accountKeyMatches(core: Core, key: string): SQL {
   const k = key.trim();
-  if (!k) return [];
   const t = eq(accounts.tenantId, core.tenantId);
-  if (isUuid(k)) return core.db.select().from(accounts).where(and(t, eq(accounts.id, k.toLowerCase())));
+  if (!k) return sql`false`;
+  if (isUuid(k)) return and(t, eq(accounts.id, k.toLowerCase()))!;
   const lower = k.toLowerCase();
-  return core.db
-    .select()
-    .from(accounts)
-    .where(and(t, or(eq(accounts.slug, lower), eq(sql`lower(${accounts.name})`, lower))))
-    .orderBy(accounts.slug)
-    .limit(10);
+  return and(t, or(eq(accounts.slug, lower), eq(sql`lower(${accounts.name})`, lower)))!;
 }
 
 export async function getAccountById(core: Core, id: string): Promise<Account | null> {
@@ -221,4 +221,23 @@ export async function unlinkAccount(core: Core, child: Account): Promise<Account
       .returning();
     return a!;
   });
+}
+
+/**
+ * Suspend an account or lift its suspension. Suspension removes nothing: while it lasts the guard
+ * refuses every change in the account and every read by non-admins (core/access.suspensionDenial),
+ * and lifting it restores all of it. The system setup account is never suspended: the tenant's
+ * administration lives there.
+ */
+export async function setAccountStatus(core: Core, account: Account, status: AccountStatus, reason: string, byUserId: string): Promise<{ account: Account; changed: boolean }> {
+  if (account.kind === 'system') throw new UserError('The system setup account cannot be suspended: the tenant is administered from it.');
+  const text = reason.trim();
+  if (!text) throw new UserError('A reason is required: say why the status changes (it is recorded).');
+  const [a] = await core.db
+    .update(accounts)
+    .set({ status, statusReason: text, statusChangedAt: sql`now()`, statusChangedBy: byUserId })
+    .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.id, account.id), sql`${accounts.status} <> ${status}`))
+    .returning();
+  if (a) return { account: a, changed: true };
+  return { account: (await getAccountById(core, account.id)) ?? account, changed: false };
 }

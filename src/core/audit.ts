@@ -1,5 +1,5 @@
-import { and, desc, eq, gte, lt, or } from 'drizzle-orm';
-import { auditLog, type AuditOutcome } from '../db/schema/index.js';
+import { and, desc, eq, gte, lt, or, sql } from 'drizzle-orm';
+import { accounts, auditLog, type AuditOutcome } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
 import { decodeCursor, encodeCursor } from './ids.js';
@@ -43,11 +43,15 @@ export function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/** As an entry's account: the tenant's own log, kept in its system setup account. */
+export const TENANT_LOG = Symbol('tenant log');
+
 export interface AuditEntryInput {
   actorUserId: string | null;
   actorEmail: string | null;
   homeAccountId: string | null;
-  accountId: string | null;
+  /** the account whose log holds the entry, or TENANT_LOG for calls that act on the tenant */
+  accountId: string | null | typeof TENANT_LOG;
   targetAccountId: string | null;
   switchId: string | null;
   sessionId: string | null;
@@ -63,9 +67,21 @@ export interface AuditEntryInput {
  * db is the transaction of the call it records, the change and its entry commit together.
  */
 export async function writeAudit(core: Core, e: AuditEntryInput): Promise<number> {
+  const accountId =
+    e.accountId === TENANT_LOG
+      ? sql`(select ${accounts.id} from ${accounts} where ${accounts.tenantId} = ${core.tenantId} and ${accounts.kind} = 'system')`
+      : e.accountId;
   const [row] = await core.db
     .insert(auditLog)
-    .values({ ...e, tenantId: core.tenantId, arguments: redact(e.arguments ?? {}) as object, message: e.message ? storable(scrubText(e.message), 500) : null })
+    .values({
+      ...e,
+      accountId,
+      tenantId: core.tenantId,
+      // a tool name as typed (an unknown tool) is caller text too
+      tool: storable(e.tool.includes(TOKEN_PREFIX) ? REDACTED : e.tool, 100),
+      arguments: redact(e.arguments ?? {}) as object,
+      message: e.message ? storable(scrubText(e.message), 500) : null,
+    })
     .returning({ id: auditLog.id });
   return row!.id;
 }

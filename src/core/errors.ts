@@ -14,10 +14,11 @@ export class AccessDenied extends Error {
   constructor(
     message: string,
     /**
-     * Set when the caller has no access at all to the account they named: its id, for the audit
-     * entry's target. Such an entry stays with the caller's account, not the target's.
+     * Set when the caller has no access at all to the account they named: what they typed (and
+     * the account's id when it was already known). Such an entry stays with the caller's account;
+     * the target it resolves to is recorded for tenant admins only (src/mcp/define-tool.ts).
      */
-    readonly outsiderTarget?: string,
+    readonly outsider?: { key: string; accountId?: string },
   ) {
     super(message);
     this.name = 'AccessDenied';

@@ -24,7 +24,8 @@ export function encodeCursor(key: readonly (string | number)[]): string {
 
 type CursorPart = 'text' | 'uuid' | 'id';
 const CURSOR_CHECK: Record<CursorPart, (v: unknown) => boolean> = {
-  text: (v) => typeof v === 'string' && v.length <= 1000,
+  // text PostgreSQL can store: a cursor is caller input like any other
+  text: (v) => typeof v === 'string' && v.length <= 1000 && v.isWellFormed() && !v.includes('\0'),
   uuid: (v) => typeof v === 'string' && isUuid(v),
   id: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0,
 };

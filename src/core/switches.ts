@@ -1,5 +1,6 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
-import { accountSwitches } from '../db/schema/index.js';
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { accounts, accountSwitches } from '../db/schema/index.js';
+import type { Account } from './accounts.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
 
@@ -36,6 +37,27 @@ export async function startSwitch(
       .returning(),
   );
   return { id: row!.id, accountId: row!.accountId, reason: row!.reason, until: row!.expiresAt };
+}
+
+/** A session's open switch with the account it entered, as the database has it now. */
+export interface OpenSwitch extends ActiveSwitch {
+  account: Account;
+}
+
+/**
+ * The switch a session has open, if any: the newest one not ended (expired or not; the caller
+ * decides). Read on every call of a session that has switched, so the session's state is always
+ * what committed, never what a concurrent or failed call left in memory.
+ */
+export async function openSwitchOf(core: Core, sessionId: string, userId: string): Promise<OpenSwitch | null> {
+  const [row] = await core.db
+    .select({ sw: accountSwitches, account: accounts })
+    .from(accountSwitches)
+    .innerJoin(accounts, eq(accounts.id, accountSwitches.accountId))
+    .where(and(eq(accountSwitches.sessionId, sessionId), eq(accountSwitches.userId, userId), isNull(accountSwitches.endedAt), eq(accounts.tenantId, core.tenantId)))
+    .orderBy(desc(accountSwitches.startedAt))
+    .limit(1);
+  return row ? { id: row.sw.id, accountId: row.sw.accountId, reason: row.sw.reason, until: row.sw.expiresAt, account: row.account } : null;
 }
 
 /** Close a switch (return home, expiry noticed, or access lost). Idempotent. */

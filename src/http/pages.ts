@@ -21,7 +21,7 @@ import { readBody } from './body.js';
  *   GET/POST /verify/<token>    a password prompt; on success, the decrypted credentials
  *
  * Server-rendered HTML without scripts, with a strict Content-Security-Policy, no caching and no
- * referrer. A link works once and for a few minutes; an unknown, used and expired link all get
+ * referrer to other sites. A link works once and for a few minutes; an unknown, used and expired link all get
  * the same answer. Every outcome is audited under the requesting user.
  */
 
@@ -29,7 +29,9 @@ const MAX_FORM = 64 * 1024;
 const HEADERS = {
   'content-type': 'text/html; charset=utf-8',
   'cache-control': 'no-store',
-  'referrer-policy': 'no-referrer',
+  // the link's token is in the URL: no Referer leaves the server. Not 'no-referrer', under which a
+  // browser sends `Origin: null` with the form's POST, which the Origin check must refuse
+  'referrer-policy': 'same-origin',
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -80,20 +82,20 @@ async function audit(core: Core, hr: HumanRequest, tool: string, outcome: 'ok' |
   });
 }
 
-/** Handles /connect/… and /verify/…; returns false for any other path. */
-export async function handlePage(core: Core, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-  const m = /^\/(connect|verify)\/([^/]+)$/.exec(path);
-  if (!m) return false;
+/**
+ * Handles every path under /connect and /verify, and answers every one: a path that is not
+ * `/<kind>/<token>` reads like an unknown link (a request left unanswered would hold its socket).
+ */
+export async function handlePage(core: Core, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'POST') {
     res.writeHead(405, { allow: 'GET, POST' }).end();
-    return true;
+    return;
   }
+  const m = /^\/(connect|verify)\/([^/]+)$/.exec(path);
+  if (!m) return invalid(res);
   const kind = m[1] === 'connect' ? 'enter_credentials' : 'view_credentials';
   const hr = await openHumanRequest(core, m[2]!, kind);
-  if (!hr) {
-    invalid(res);
-    return true;
-  }
+  if (!hr) return invalid(res);
   try {
     if (kind === 'enter_credentials') await connectPage(core, req, res, hr);
     else await verifyPage(core, req, res, hr);
@@ -101,7 +103,6 @@ export async function handlePage(core: Core, req: IncomingMessage, res: ServerRe
     log.error('page failed', { page: m[1], ...errorFields(err) });
     if (!res.headersSent) page(res, 500, 'Something went wrong', '<h1>Something went wrong</h1><p>Nothing was saved. Ask the assistant for a new link.</p>');
   }
-  return true;
 }
 
 function credentialForm(app: App, hr: HumanRequest, accountName: string, kind: string | null, error: string | null, kept: Record<string, string>): string {

@@ -12,6 +12,7 @@ import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
 import { readBody } from './body.js';
+import { RequestGuard } from './request-guard.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;
@@ -37,21 +38,26 @@ export interface HttpHandle {
  * /healthz and /readyz. Each MCP session has its own server and its own switch state, and is
  * bound to the user who opened it.
  */
-export async function startHttp(opts: { core: Core; database: Database; port: number; host: string; publicUrl?: string | undefined }): Promise<HttpHandle> {
+export async function startHttp(opts: {
+  core: Core;
+  database: Database;
+  port: number;
+  host: string;
+  publicUrl?: string | undefined;
+  allowedHosts?: readonly string[] | undefined;
+  allowedOrigins?: readonly string[] | undefined;
+}): Promise<HttpHandle> {
   const sessions = new Map<string, HttpSession>();
   /** where people open the credential and password pages (set once listening) */
   let pagesUrl: string | null = null;
 
-  const loopback = /^(127\.|::1$|localhost$)/.test(opts.host);
-  /** On a loopback address, a Host header naming anything else is a DNS-rebinding attempt from a browser. */
-  const hostAllowed = (req: IncomingMessage): boolean => {
-    if (!loopback) return true;
-    const host = (req.headers.host ?? '').replace(/:\d+$/, '');
-    return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-  };
+  /** Host and Origin checks (DNS rebinding, cross-site browsers): see request-guard.ts */
+  const guard = new RequestGuard({ listenHost: opts.host, publicUrl: opts.publicUrl, allowedHosts: opts.allowedHosts, allowedOrigins: opts.allowedOrigins });
+  if (!guard.checksHost) {
+    log.warn('Host headers are not checked: HOST is not a loopback address and SWITCHBOARD_ALLOWED_HOSTS is unset', { host: opts.host });
+  }
 
   async function handleMcp(req: IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> } }, res: ServerResponse) {
-    if (!hostAllowed(req)) return json(res, 403, { error: 'forbidden_host', message: 'This server answers only requests addressed to localhost.' });
     const token = bearer(req);
     const caller = token ? await authenticate(opts.core, token) : null;
     if (!caller || !token) {
@@ -138,10 +144,12 @@ export async function startHttp(opts: { core: Core; database: Database; port: nu
         ),
       );
     }
+    const refused = guard.check(req);
+    if (refused) return json(res, 403, refused);
     if (path === '/mcp') return done(handleMcp(req, res));
-    if (path?.startsWith('/connect/') || path?.startsWith('/verify/')) {
-      if (!hostAllowed(req)) return json(res, 403, { error: 'forbidden_host', message: 'This server answers only requests addressed to localhost.' });
-      return done(handlePage(opts.core, req, res, path).then(() => {}));
+    if (path === '/connect' || path === '/verify' || path?.startsWith('/connect/') || path?.startsWith('/verify/')) {
+      // every request gets an answer, even one a page handler forgot
+      return done(handlePage(opts.core, req, res, path).then(() => void (res.headersSent || json(res, 404, { error: 'not_found' }))));
     }
     json(res, 404, { error: 'not_found', message: 'MCP is served at /mcp.' });
   });

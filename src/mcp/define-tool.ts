@@ -2,12 +2,12 @@ import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { Core } from '../core/core.js';
 import type { Account } from '../core/accounts.js';
-import { getAccountById } from '../core/accounts.js';
+import { findAccounts, getAccountById } from '../core/accounts.js';
 import type { Caller } from '../core/users.js';
-import { authorize, grantIn, requirePermission, resolveAccountFor, type Grant } from '../core/access.js';
-import { writeAudit, type AuditEntryInput } from '../core/audit.js';
+import { authorize, grantIn, requirePermission, resolveAccountFor, suspensionDenial, type Grant, type Resolved } from '../core/access.js';
+import { TENANT_LOG, writeAudit, type AuditEntryInput } from '../core/audit.js';
 import { scrubText } from '../core/crypto.js';
-import { endSwitch } from '../core/switches.js';
+import { endSwitch, openSwitchOf, type ActiveSwitch } from '../core/switches.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Permission, Role, AuditOutcome } from '../db/schema/index.js';
@@ -38,12 +38,25 @@ export interface AccessSpec {
   also?: { arg: string; role: Role }[];
   /** A tenant-wide permission the tool needs. */
   permission?: Permission;
+  /**
+   * The tool acts on the tenant (its users, apps, keys, the account directory), not in one
+   * account: its audit entries go to the tenant's log (the system setup account), never to the
+   * account the session switched into, whose admins must not read calls about other accounts.
+   */
+  tenant?: true;
+  /** The tool works in a suspended account (set_account_status, which lifts the suspension). */
+  whileSuspended?: true;
 }
+
+/** A session's switch as one call sees it. */
+export type CallSwitch = ActiveSwitch & { slug: string };
 
 export interface ToolContext {
   core: Core;
   caller: Caller;
   session: SessionState;
+  /** The session's valid switch as this call found it in the database (null: none, or the call named its account). */
+  switch: CallSwitch | null;
   /** The acting account: resolved and, unless access.role is null, authorized. */
   account: Account;
   /** The caller's grant in the acting account (null when access.role is null). */
@@ -52,8 +65,11 @@ export interface ToolContext {
   named: Record<string, Account>;
   /** Run account-scoped queries under row-level security for the acting account. */
   scoped<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** Resolve and authorize another account named by an argument (for tools with custom rules). */
-  authorizeAccount(key: string, role: Role): Promise<{ account: Account; grant: Grant }>;
+  /**
+   * Resolve and authorize another account named by an argument (for tools with custom rules);
+   * `write` says whether the tool will change something there (a suspended account refuses).
+   */
+  authorizeAccount(key: string, role: Role, write: boolean): Promise<{ account: Account; grant: Grant }>;
   /** Record a different acting account in the audit entry (e.g. the account just created). */
   auditAccount(accountId: string | null): void;
   /** The client and transport, for asking the person (URL-mode elicitation); null when there is none. */
@@ -115,6 +131,21 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchem
   return rest as Tool['inputSchema'];
 }
 
+/** How deeply tool arguments may nest; no tool's input comes near it. */
+export const MAX_ARG_DEPTH = 32;
+
+/** Whether `value` nests deeper than `max` levels, found without recursion (it may be 100,000 deep). */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** The path of the first string (value or key) PostgreSQL could not store: lone surrogates, NUL. */
 export function badText(value: unknown, path = ''): string | null {
   const bad = (s: string) => !s.isWellFormed() || s.includes('\0');
@@ -163,11 +194,13 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
     const started = performance.now();
     const { core, session } = env;
+    const write = !spec.annotations.readOnlyHint;
     let caller: Caller | null = null;
     let outcome: AuditOutcome = 'ok';
     let message: string | null = null;
     let result: CallToolResult;
     let audited = false;
+    let callSwitch: CallSwitch | null = null;
     // what the audit entry records; filled in as the call is resolved
     const entry = { accountId: null as string | null, targetAccountId: null as string | null, switchId: null as string | null };
     const auditEntry = (): AuditEntryInput => ({
@@ -175,6 +208,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       actorEmail: caller?.user.email ?? null,
       homeAccountId: caller?.user.homeAccountId ?? null,
       ...entry,
+      accountId: spec.access.tenant ? TENANT_LOG : entry.accountId,
       sessionId: session.id,
       tool: spec.name,
       arguments: rawArgs ?? {},
@@ -189,51 +223,53 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
         throw new AccessDenied('Access denied: the API token is missing, unknown, expired or revoked; ask an admin for a new token.');
       }
       const who = caller;
-      entry.accountId = session.switch?.accountId ?? who.user.homeAccountId;
-      entry.switchId = session.switch?.id ?? null;
+      entry.accountId = who.user.homeAccountId;
 
-      const unstorable = badText(rawArgs);
-      if (unstorable !== null) {
-        throw new UserError(`Invalid argument '${unstorable}': text must be valid Unicode without NUL characters.`);
-      }
+      checkShape(rawArgs);
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
       // a missing permission is decided before any account is looked up: the answer must not depend on what exists
       if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
 
-      // the acting account: the explicit argument, else the session's (switch re-validated now), else home
+      // the acting account: the explicit argument, else the session's switch (read and re-validated now), else home
       const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
-      const fromSession = explicit === undefined;
-      const { account, grant: known } = fromSession
-        ? await defaultAccount(core, who, session, spec.access.role !== null)
-        : { account: await resolveAccountFor(core, who, explicit), grant: undefined };
+      const acting: Resolved & { switch?: CallSwitch | null } =
+        explicit === undefined ? await sessionAccount(core, who, session, spec.access.role !== null) : await resolveAccountFor(core, who, explicit);
+      const account = acting.account;
+      callSwitch = acting.switch ?? null;
       entry.accountId = account.id;
-      entry.switchId = fromSession && session.switch?.accountId === account.id ? session.switch.id : null;
-      const grant =
-        spec.access.role === null ? null : await authorize(core, who, account, spec.access.role, explicit ?? account.slug, known);
+      entry.switchId = callSwitch?.id ?? null;
+      let grant: Grant | null = null;
+      if (spec.access.role !== null) {
+        grant = await authorize(core, who, account, spec.access.role, explicit ?? account.slug, acting.grant);
+        if (!spec.access.whileSuspended) throwIf(suspensionDenial(account, grant, write));
+      }
 
       const named: Record<string, Account> = {};
       for (const { arg, role } of spec.access.also ?? []) {
         const key = args[arg];
         if (typeof key !== 'string') continue;
         const other = await resolveAccountFor(core, who, key);
-        await authorize(core, who, other, role, key);
-        named[arg] = other;
+        throwIf(suspensionDenial(other.account, await authorize(core, who, other.account, role, key, other.grant), write));
+        named[arg] = other.account;
       }
 
       const contextOn = (c: Core): ToolContext => ({
         core: c,
         caller: who,
         session,
+        switch: callSwitch,
         account,
         grant,
         named,
         scoped: (fn) => withAccount(c.db, [account.id], fn),
-        async authorizeAccount(key, role) {
+        async authorizeAccount(key, role, writes) {
           const target = await resolveAccountFor(c, who, key);
-          entry.accountId = target.id;
-          return { account: target, grant: await authorize(c, who, target, role, key) };
+          entry.accountId = target.account.id;
+          const g = await authorize(c, who, target.account, role, key, target.grant);
+          throwIf(suspensionDenial(target.account, g, writes));
+          return { account: target.account, grant: g };
         },
         auditAccount(id) {
           entry.accountId = id;
@@ -250,7 +286,11 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
           throw new AccessDenied('Access denied: your API token was revoked or expired while the page was open; nothing was saved.');
         }
         if (spec.access.permission) requirePermission(again, spec.access.permission, spec.name);
-        if (spec.access.role !== null) await authorize(core, again, account, spec.access.role, explicit ?? account.slug);
+        if (spec.access.role !== null) {
+          const current = (await getAccountById(core, account.id)) ?? account;
+          const g = await authorize(core, again, current, spec.access.role, explicit ?? account.slug);
+          if (!spec.access.whileSuspended) throwIf(suspensionDenial(current, g, write));
+        }
       }
       const handle = async (c: Core): Promise<CallToolResult> => {
         const out = await spec.handler(contextOn(c), typed, prepared);
@@ -258,18 +298,12 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       };
       if (atomic) {
         // everything inside uses the transaction: on PGlite a query outside it would wait for it forever
-        const before = session.switch;
-        result = await core.db
-          .transaction(async (tx) => {
-            const c: Core = { ...core, db: tx as unknown as Core['db'] };
-            const r = await handle(c);
-            await writeAudit(c, auditEntry());
-            return r;
-          })
-          .catch((err: unknown) => {
-            session.switch = before; // the session follows the database: nothing happened
-            throw err;
-          });
+        result = await core.db.transaction(async (tx) => {
+          const c: Core = { ...core, db: tx as unknown as Core['db'] };
+          const r = await handle(c);
+          await writeAudit(c, auditEntry());
+          return r;
+        });
         audited = true;
       } else {
         result = await handle(core);
@@ -279,11 +313,12 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       if (err instanceof AccessDenied) {
         outcome = 'denied';
         message = scrubText(err.message);
-        if (err.outsiderTarget) {
-          // the caller has no access to the target: the entry stays with the caller's own account
-          entry.targetAccountId = err.outsiderTarget;
-          entry.accountId = session.switch?.accountId ?? caller?.user.homeAccountId ?? null;
-          entry.switchId = session.switch?.id ?? null;
+        if (err.outsider) {
+          // no access at all to the target: the entry stays with the caller's own account and says
+          // what was typed (its arguments); the target it means is recorded for tenant admins only
+          entry.accountId = caller?.user.homeAccountId ?? null;
+          entry.switchId = null;
+          entry.targetAccountId = err.outsider.accountId ?? (await outsiderTarget(core, err.outsider.key));
         }
       } else if (err instanceof UserError) {
         outcome = 'error';
@@ -314,34 +349,88 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
   return { name: spec.name, listing: list, run };
 }
 
+function throwIf(denial: AccessDenied | null): void {
+  if (denial) throw denial;
+}
+
+/** Arguments the guard refuses before parsing: too deeply nested to walk, or text PostgreSQL cannot store. */
+function checkShape(rawArgs: unknown): void {
+  if (nestedDeeperThan(rawArgs, MAX_ARG_DEPTH)) {
+    throw new UserError(`Invalid arguments: nested more than ${MAX_ARG_DEPTH} levels deep; no tool takes anything like that.`);
+  }
+  const unstorable = badText(rawArgs);
+  if (unstorable !== null) {
+    throw new UserError(`Invalid argument '${unstorable}': text must be valid Unicode without NUL characters.`);
+  }
+}
+
 /**
- * The account a call acts in when it names none: the switched-into account while the switch is
- * valid, else home. A switch that expired, or whose access was revoked, is ended here; for a tool
- * that acts in an account this is an error (never a silent fall back to home).
+ * The account an outsider's denied call meant, for the tenant admins' view of that account's log:
+ * one lookup whether or not it exists, after the answer was decided. Unknown or ambiguous: null.
  */
-async function defaultAccount(
+async function outsiderTarget(core: Core, key: string): Promise<string | null> {
+  try {
+    const found = await findAccounts(core, key);
+    return found.length === 1 ? found[0]!.id : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The account a call acts in when it names none: the switched-into account while the session's
+ * open switch (read from the database now) is valid, else home. A switch that expired, or whose
+ * access was revoked, is ended here; for a tool that acts in an account this is an error (never
+ * a silent fall back to home).
+ */
+async function sessionAccount(
   core: Core,
   caller: Caller,
   session: SessionState,
   actsInAccount: boolean,
-): Promise<{ account: Account; grant?: Grant }> {
-  const sw = session.switch;
+): Promise<{ account: Account; grant?: Grant; switch: CallSwitch | null }> {
+  const sw = session.switched ? await openSwitchOf(core, session.id, caller.user.id) : null;
   if (sw) {
     const expired = sw.until.getTime() <= Date.now();
-    const account = expired ? null : await getAccountById(core, sw.accountId);
-    const grant = account ? await grantIn(core, caller, account) : null;
-    if (account && grant) return { account, grant };
-    session.switch = null;
+    const grant = expired ? null : await grantIn(core, caller, sw.account);
+    if (grant) return { account: sw.account, grant, switch: { id: sw.id, accountId: sw.accountId, reason: sw.reason, until: sw.until, slug: sw.account.slug } };
     await endSwitch(core, sw);
     if (actsInAccount) {
       throw new AccessDenied(
         expired
-          ? `Your switch into account '${sw.slug}' expired at ${sw.until.toISOString()}; call switch_account again with a reason, or pass account explicitly.`
-          : `Access denied: you may no longer act in account '${sw.slug}', so the switch into it has ended; you are back in your home account.`,
+          ? `Your switch into account '${sw.account.slug}' expired at ${sw.until.toISOString()}; call switch_account again with a reason, or pass account explicitly.`
+          : `Access denied: you may no longer act in account '${sw.account.slug}', so the switch into it has ended; you are back in your home account.`,
       );
     }
   }
   const home = await getAccountById(core, caller.user.homeAccountId);
   if (!home) throw new UserError('Your home account no longer exists; ask an admin to move you to another account.');
-  return { account: home };
+  return { account: home, switch: null };
+}
+
+/**
+ * Record a tools/call the protocol layer refuses before any tool runs (an unknown tool name, a
+ * name that is not text), so that a probe leaves a trace like every other call: outcome `error`,
+ * the name as typed, in the caller's home account (nothing was resolved).
+ */
+export async function auditRefusedCall(env: CallEnv, name: string, rawArgs: unknown, message: string): Promise<void> {
+  const caller = await env.authenticate().catch(() => null);
+  try {
+    await writeAudit(env.core, {
+      actorUserId: caller?.user.id ?? null,
+      actorEmail: caller?.user.email ?? null,
+      homeAccountId: caller?.user.homeAccountId ?? null,
+      accountId: caller?.user.homeAccountId ?? null,
+      targetAccountId: null,
+      switchId: null,
+      sessionId: env.session.id,
+      tool: name,
+      arguments: nestedDeeperThan(rawArgs, MAX_ARG_DEPTH) ? '[…]' : (rawArgs ?? {}),
+      outcome: 'error',
+      message,
+      durationMs: 0,
+    });
+  } catch (err) {
+    log.error('audit write failed', { tool: '(refused call)', session: env.session.id, ...errorFields(err) });
+  }
 }

@@ -1,10 +1,11 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { z } from 'zod';
+import { ErrorCode, ListToolsRequestSchema, McpError, RequestSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { Protocol, type RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Core } from '../core/core.js';
 import type { Caller } from '../core/users.js';
-import type { ToolDef } from './define-tool.js';
+import { auditRefusedCall, type CallEnv, type ToolDef } from './define-tool.js';
 import type { SessionState } from './session.js';
 import { accountTools } from './tools/accounts.js';
 import { userTools } from './tools/users.js';
@@ -52,15 +53,35 @@ export function createMcpServer(opts: ServerOptions): Server {
     { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
   );
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: (listing ??= tools.map((t) => t.listing())) }));
-  server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
-    const tool = byName.get(req.params.name);
-    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool '${req.params.name.slice(0, 100)}'; tools/list shows the tools.`);
-    return tool.run(req.params.arguments, {
+  // Registered on the protocol layer with a loose schema: the SDK's Server would reject a call
+  // whose arguments are not an object before any tool sees it, and so before it is audited.
+  // Arguments go to the tool's own guard, which answers bad ones with one sentence (and audits).
+  Protocol.prototype.setRequestHandler.call(server, LooseCallToolRequestSchema, async (req: LooseCallToolRequest, extra: Extra) => {
+    const env: CallEnv = {
       core: opts.core,
       session: opts.session,
       authenticate: (fresh) => opts.authenticate(extra, fresh),
       interaction: interactionFor(server, extra, opts.pagesUrl ?? null),
-    });
+    };
+    const { name, arguments: args } = req.params ?? {};
+    const tool = typeof name === 'string' ? byName.get(name) : undefined;
+    if (!tool) {
+      const typed = typeof name === 'string' ? name : '(not a string)';
+      const message =
+        typeof name === 'string'
+          ? `Unknown tool '${name.slice(0, 100)}'; tools/list shows the tools.`
+          : 'Invalid tools/call: params.name must be the name of a tool (a string).';
+      await auditRefusedCall(env, typed, args, message);
+      throw new McpError(ErrorCode.InvalidParams, message);
+    }
+    return tool.run(args, env);
   });
   return server;
 }
+
+/** tools/call as it arrives, before any check of its params (see above). */
+const LooseCallToolRequestSchema = RequestSchema.extend({
+  method: z.literal('tools/call'),
+  params: z.looseObject({ name: z.unknown().optional(), arguments: z.unknown().optional() }).optional(),
+});
+type LooseCallToolRequest = z.infer<typeof LooseCallToolRequestSchema>;

@@ -5,6 +5,8 @@ import {
 
 export const ACCOUNT_KINDS = ['customer', 'system', 'sandbox'] as const;
 export type AccountKind = (typeof ACCOUNT_KINDS)[number];
+export const ACCOUNT_STATUSES = ['active', 'suspended'] as const;
+export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
 export const ROLES = ['viewer', 'member', 'admin', 'owner'] as const;
 export type Role = (typeof ROLES)[number];
 export const PERMISSIONS = ['switch_account', 'admin'] as const;
@@ -30,7 +32,11 @@ export const accounts = pgTable('accounts', {
   kind: text('kind').$type<AccountKind>().notNull().default('customer'),
   parentAccountId: uuid('parent_account_id').references((): AnyPgColumn => accounts.id),
   routingKey: text('routing_key'),
-  status: text('status').$type<'active' | 'suspended'>().notNull().default('active'),
+  status: text('status').$type<AccountStatus>().notNull().default('active'),
+  /** why and by whom the status last changed (set_account_status) */
+  statusReason: text('status_reason'),
+  statusChangedAt: timestamp('status_changed_at', { withTimezone: true }),
+  statusChangedBy: uuid('status_changed_by'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [
   uniqueIndex('accounts_tenant_slug').on(t.tenantId, t.slug),
@@ -99,4 +105,6 @@ export const accountSwitches = pgTable('account_switches', {
 }, (t) => [
   index('account_switches_account').on(t.accountId, t.startedAt),
   index('account_switches_user').on(t.userId, t.startedAt),
+  // every call of a switched session reads its open switch
+  index('account_switches_open').on(t.sessionId).where(sql`${t.endedAt} is null`),
 ]);

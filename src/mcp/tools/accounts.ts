@@ -2,9 +2,10 @@ import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
 import { accountArg, accountRefOut, accountSummaryOut, cursorArg, limitArg, refOf, summary } from './shapes.js';
 import {
-  childrenOf, createAccount, getAccountById, linkAccount, listAccounts, unlinkAccount,
+  childrenOf, createAccount, getAccountById, linkAccount, listAccounts, setAccountStatus, unlinkAccount,
 } from '../../core/accounts.js';
-import { atLeast, authorize, grantIn, noAccess, resolveAccountFor } from '../../core/access.js';
+import { ACCOUNT_STATUSES } from '../../db/schema/index.js';
+import { atLeast, authorize, resolveAccountFor } from '../../core/access.js';
 import { hasPermission } from '../../core/users.js';
 import { UserError } from '../../core/errors.js';
 
@@ -28,15 +29,11 @@ const listAccountsTool = defineTool({
   },
   output: { accounts: z.array(accountSummaryOut), next_cursor: z.string().nullable() },
   annotations: { readOnlyHint: true, idempotentHint: true },
-  access: { role: null, accountArg: null },
+  access: { role: null, accountArg: null, tenant: true },
   async handler(ctx, args) {
     const all = hasPermission(ctx.caller.user, 'switch_account');
-    let parentId: string | undefined;
-    if (args.parent !== undefined) {
-      const parent = await resolveAccountFor(ctx.core, ctx.caller, args.parent);
-      if (!all && !(await grantIn(ctx.core, ctx.caller, parent))) throw noAccess(args.parent);
-      parentId = parent.id;
-    }
+    // without Switch Account, only an account the caller has a grant in resolves
+    const parentId = args.parent === undefined ? undefined : (await resolveAccountFor(ctx.core, ctx.caller, args.parent)).account.id;
     const page = await listAccounts(ctx.core, {
       visibleTo: all ? null : ctx.caller.user.id,
       query: args.query,
@@ -61,7 +58,7 @@ const getAccountTool = defineTool({
   input: { account: accountArg().optional() },
   output: {
     account: accountSummaryOut.extend({
-      status: z.enum(['active', 'suspended']),
+      suspended_reason: z.string().nullable().describe('Why it is suspended, while it is.'),
       created_at: z.string(),
       parent: accountRefOut.extend({ routing_key: z.string().nullable() }).nullable(),
       children: z.array(accountRefOut.extend({ routing_key: z.string().nullable() })),
@@ -81,7 +78,7 @@ const getAccountTool = defineTool({
       data: {
         account: {
           ...summary(a),
-          status: a.status,
+          suspended_reason: a.status === 'suspended' ? a.statusReason : null,
           created_at: a.createdAt.toISOString(),
           parent: parent ? { ...refOf(parent), routing_key: a.routingKey } : null,
           children: kids.children.map((c) => ({ ...refOf(c), routing_key: c.routingKey })),
@@ -90,7 +87,7 @@ const getAccountTool = defineTool({
         your_access: ctx.grant!,
       },
       text:
-        `${a.name} (${a.slug}) is a ${a.kind} account` +
+        `${a.name} (${a.slug}) is a ${a.status === 'suspended' ? 'suspended ' : ''}${a.kind} account` +
         (parent ? ` linked to ${parent.name} as '${a.routingKey}'` : '') +
         (kids.total ? ` with ${kids.total} linked child account${kids.total === 1 ? '' : 's'}` : '') +
         '.',
@@ -113,7 +110,7 @@ const createAccountTool = defineTool({
   },
   output: { account: accountSummaryOut },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
-  access: { role: null, accountArg: null, permission: 'admin', also: [{ arg: 'parent', role: 'admin' }] },
+  access: { role: null, accountArg: null, permission: 'admin', also: [{ arg: 'parent', role: 'admin' }], tenant: true },
   async handler(ctx, args) {
     if (args.parent !== undefined && args.routing_key === undefined) {
       throw new UserError('A linked child account needs a routing_key: how events find this location within its parent.');
@@ -125,7 +122,6 @@ const createAccountTool = defineTool({
       parent: ctx.named.parent,
       routingKey: args.routing_key,
     });
-    ctx.auditAccount(a.id);
     return { data: { account: summary(a) }, text: `Created account ${a.name} (${a.slug})${ctx.named.parent ? ` under ${ctx.named.parent.name}` : ''}.` };
   },
 });
@@ -170,4 +166,25 @@ const unlinkAccountTool = defineTool({
   },
 });
 
-export const accountTools: ToolDef[] = [listAccountsTool, getAccountTool, createAccountTool, linkAccountTool, unlinkAccountTool];
+const setAccountStatusTool = defineTool({
+  name: 'set_account_status',
+  title: 'Set account status',
+  description:
+    'Suspends an account, or lifts its suspension (admin permission). While suspended nothing can be changed in it, only its ' +
+    'admins can read it and its automations do not run; lifting restores everything. The reason is recorded.',
+  input: {
+    account: accountArg(),
+    status: z.enum(ACCOUNT_STATUSES).describe('suspended, or active to lift a suspension.'),
+    reason: z.string().min(3).max(500).describe('Why, e.g. "invoice 2211 unpaid"; recorded with the change.'),
+  },
+  output: { account: accountSummaryOut, changed: z.boolean().describe('false when the account already had that status.') },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true },
+  access: { role: 'admin', permission: 'admin', whileSuspended: true },
+  async handler(ctx, args) {
+    const { account: a, changed } = await setAccountStatus(ctx.core, ctx.account, args.status, args.reason, ctx.caller.user.id);
+    const what = a.status === 'suspended' ? 'suspended: nothing changes or runs there until it is lifted' : 'active';
+    return { data: { account: summary(a), changed }, text: changed ? `${a.name} is now ${what}.` : `${a.name} was already ${a.status}; nothing changed.` };
+  },
+});
+
+export const accountTools: ToolDef[] = [listAccountsTool, getAccountTool, createAccountTool, linkAccountTool, unlinkAccountTool, setAccountStatusTool];

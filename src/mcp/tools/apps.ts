@@ -44,7 +44,7 @@ const listAppsTool = defineTool({
   input: { query: z.string().max(100).optional().describe('Part of an app slug, name or description (case-insensitive).') },
   output: { apps: z.array(appOut) },
   annotations: { readOnlyHint: true, idempotentHint: true },
-  access: { role: null, accountArg: null },
+  access: { role: null, accountArg: null, tenant: true },
   async handler(ctx, args) {
     const found = await listApps(ctx.core, args.query);
     return { data: { apps: found.map(appView) }, text: `${found.length} app${found.length === 1 ? '' : 's'}.` };
@@ -67,7 +67,7 @@ const createAppTool = defineTool({
   },
   output: { app: appOut },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
-  access: { role: null, accountArg: null, permission: 'admin' },
+  access: { role: null, accountArg: null, permission: 'admin', tenant: true },
   async handler(ctx, args) {
     const app = await createApp(ctx.core, {
       slug: args.slug,

@@ -5,6 +5,9 @@ import { listAudit } from '../../core/audit.js';
 import { findUser, hasPermission } from '../../core/users.js';
 import { AUDIT_OUTCOMES } from '../../db/schema/index.js';
 
+/** Matches no entry: the actor filter for a user that does not exist. */
+const NO_USER = '00000000-0000-0000-0000-000000000000';
+
 const auditLogTool = defineTool({
   name: 'audit_log',
   title: 'Audit log',
@@ -29,7 +32,10 @@ const auditLogTool = defineTool({
         actor: z.object({ id: z.string().nullable(), email: z.string().nullable() }),
         home_account_id: z.string().nullable(),
         account_id: z.string().nullable(),
-        target_account_id: z.string().nullable().describe('For a call denied to a caller without access: the account it tried to reach.'),
+        target_account_id: z
+          .string()
+          .nullable()
+          .describe('For a call denied to a caller without access: the account it tried to reach (shown to tenant admins and Switch Account holders only).'),
         switch_id: z.string().nullable(),
         session_id: z.string().nullable(),
         tool: z.string(),
@@ -44,13 +50,11 @@ const auditLogTool = defineTool({
   annotations: { readOnlyHint: true, idempotentHint: true },
   access: { role: 'admin' },
   async handler(ctx, args) {
-    let actorUserId: string | undefined;
-    if (args.actor !== undefined) {
-      // an unknown actor is an empty page, not an error: whether a user exists is not this account's business
-      const u = await findUser(ctx.core, args.actor);
-      if (!u) return { data: { entries: [], next_cursor: null }, text: `No audit entries by '${args.actor}' in ${ctx.account.name}.` };
-      actorUserId = u.id;
-    }
+    // an unknown actor reads exactly like one with no entries here (same queries, same answer):
+    // whether a user exists is not this account's business
+    const actorUserId = args.actor === undefined ? undefined : ((await findUser(ctx.core, args.actor))?.id ?? NO_USER);
+    // which account a denied outsider meant is for those who may know every account exists
+    const tenantWide = hasPermission(ctx.caller.user, 'admin') || hasPermission(ctx.caller.user, 'switch_account');
     const page = await listAudit(ctx.core, {
       accountId: ctx.account.id,
       includeTargeted: hasPermission(ctx.caller.user, 'admin'),
@@ -69,7 +73,7 @@ const auditLogTool = defineTool({
           actor: { id: e.actorUserId, email: e.actorEmail },
           home_account_id: e.homeAccountId,
           account_id: e.accountId,
-          target_account_id: e.targetAccountId,
+          target_account_id: tenantWide ? e.targetAccountId : null,
           switch_id: e.switchId,
           session_id: e.sessionId,
           tool: e.tool,

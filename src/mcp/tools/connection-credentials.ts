@@ -174,7 +174,7 @@ const rotateTool = defineTool({
     retired_keys: z.number().int(),
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
-  access: { role: null, accountArg: null, permission: 'admin' },
+  access: { role: null, accountArg: null, permission: 'admin', tenant: true },
   transactional: false,
   async handler(ctx) {
     const p = await rotateDataKey(ctx.core);

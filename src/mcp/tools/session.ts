@@ -26,7 +26,7 @@ const whoamiTool = defineTool({
   async handler(ctx) {
     const u = ctx.caller.user;
     const home = u.homeAccountId === ctx.account.id ? ctx.account : await getAccountById(ctx.core, u.homeAccountId);
-    const sw = ctx.session.switch;
+    const sw = ctx.switch;
     return {
       data: {
         user: { id: u.id, email: u.email, name: u.name },
@@ -58,10 +58,9 @@ const switchAccountTool = defineTool({
   async handler(ctx, args) {
     const u = ctx.caller.user;
     const home = (await getAccountById(ctx.core, u.homeAccountId))!;
-    const previous = ctx.session.switch;
+    const previous = ctx.switch;
     if (args.account.trim().toLowerCase() === 'home') {
       await endSessionSwitches(ctx.core, ctx.session.id);
-      ctx.session.switch = null;
       ctx.auditAccount(previous?.accountId ?? home.id);
       return {
         data: { home_account: refOf(home), acting_account: refOf(home), switched: null },
@@ -69,8 +68,10 @@ const switchAccountTool = defineTool({
       };
     }
     if (!args.reason?.trim()) throw new UserError('A reason is required to enter an account: say why (it goes into the audit log).');
-    const { account } = await ctx.authorizeAccount(args.account, 'viewer');
-    ctx.session.switch = null;
+    // entering a suspended account is reading it: its admins may
+    const { account } = await ctx.authorizeAccount(args.account, 'viewer', false);
+    // from now on every call of this session reads its switch from the database
+    ctx.session.switched = true;
     const sw = await startSwitch(ctx.core, {
       userId: u.id,
       homeAccountId: home.id,
@@ -79,7 +80,6 @@ const switchAccountTool = defineTool({
       reason: args.reason.trim(),
       minutes: args.minutes ?? ctx.core.switchMinutes,
     });
-    ctx.session.switch = { ...sw, slug: account.slug };
     return {
       data: { home_account: refOf(home), acting_account: refOf(account), switched: { until: sw.until.toISOString(), reason: sw.reason } },
       text: `Now acting in ${account.name} until ${sw.until.toISOString()}; switch_account with account "home" returns.`,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Account } from '../../core/accounts.js';
+import { ACCOUNT_STATUSES } from '../../db/schema/index.js';
 
 /** Zod pieces shared by the tool groups. Limits keep oversized input a clear error, not a slow query. */
 
@@ -20,6 +21,7 @@ export const accountSummaryOut = z.object({
   kind: z.enum(['customer', 'system', 'sandbox']),
   parent_id: z.string().nullable(),
   routing_key: z.string().nullable(),
+  status: z.enum(ACCOUNT_STATUSES),
 });
 
 export const summary = (a: Account): z.infer<typeof accountSummaryOut> => ({
@@ -29,6 +31,7 @@ export const summary = (a: Account): z.infer<typeof accountSummaryOut> => ({
   kind: a.kind,
   parent_id: a.parentAccountId,
   routing_key: a.routingKey,
+  status: a.status,
 });
 
 export const refOf = (a: Pick<Account, 'id' | 'slug' | 'name'>) => ({ id: a.id, slug: a.slug, name: a.name });

@@ -56,13 +56,12 @@ const setPermissionsTool = defineTool({
   },
   output: { user: userOut },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
-  access: { role: null, accountArg: null, permission: 'admin' },
+  access: { role: null, accountArg: null, permission: 'admin', tenant: true },
   async handler(ctx, args) {
     const target = await findUser(ctx.core, args.user);
     if (!target) throw new UserError(`No user matches '${args.user}'.`, 'not_found');
     const u = await setPermissions(ctx.core, target.id, args.permissions);
     const home = await getAccountById(ctx.core, u.homeAccountId);
-    ctx.auditAccount(u.homeAccountId);
     return {
       data: { user: { id: u.id, email: u.email, name: u.name, home_account: refOf(home!), permissions: u.permissions } },
       text: `${u.email} now has ${u.permissions.length ? u.permissions.join(' and ') : 'no'} permission${u.permissions.length === 1 ? '' : 's'}.`,
@@ -77,14 +76,12 @@ const revokeTokenTool = defineTool({
   input: { token_id: z.uuid().describe('The id of the token (not the token itself).') },
   output: { token: z.object({ id: z.string(), name: z.string(), prefix: z.string(), user_id: z.string() }) },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true },
-  access: { role: null, accountArg: null },
+  access: { role: null, accountArg: null, tenant: true },
   async handler(ctx, args) {
     const t = await getToken(ctx.core, args.token_id);
     const mayRevoke = t && (t.userId === ctx.caller.user.id || hasPermission(ctx.caller.user, 'admin'));
     if (!mayRevoke) throw new UserError(`No token of yours has the id ${args.token_id}.`, 'not_found');
     await revokeToken(ctx.core, t.id);
-    const owner = await findUser(ctx.core, t.userId);
-    if (owner) ctx.auditAccount(owner.homeAccountId); // the owner's account keeps the record
     return { data: { token: { id: t.id, name: t.name, prefix: t.prefix, user_id: t.userId } }, text: `Revoked token ${t.prefix}….` };
   },
 });
