@@ -102,4 +102,32 @@ describe('set_account_status', () => {
     data(await boringAdmin.call('create_user', { account: 'boring-co', email: 'after@boring.test', name: 'After', role: 'viewer' }));
     await Promise.all([viewer.close(), boringAdmin.close()]);
   });
+
+  it('covers the account itself: a suspended parent keeps its children linked, and its children keep working', async () => {
+    data(await admin.call('set_account_status', { account: 'acme-fitness', status: 'suspended', reason: 'parent contract paused' }));
+    try {
+      // unlinking changes the parent's set of children: refused while the parent is suspended
+      const res = await admin.call('unlink_account', { child: 'acme-studio-01' });
+      expect(res.isError).toBe(true);
+      expect(text(res)).toMatch(/^Account 'acme-fitness' is suspended: nothing can be changed in it/);
+      const studio = data<Acct & { account: { parent_id: string | null } }>(await admin.call('get_account', { account: 'acme-studio-01' })).account;
+      expect(studio).toMatchObject({ status: 'active', parent_id: w.accounts.acme.id });
+      // the child is an account of its own: changes in it go on
+      data(await admin.call('create_user', { account: 'acme-studio-01', email: 'front-desk@studio01.test', name: 'Front Desk', role: 'viewer' }));
+    } finally {
+      data(await admin.call('set_account_status', { account: 'acme-fitness', status: 'active', reason: 'resumed' }));
+    }
+  });
+});
+
+describe('audit_log since', () => {
+  it('refuses times the database cannot hold with one sentence', async () => {
+    for (const since of ['0000-01-01T00:00:00Z', '1969-12-31T23:59:59Z', '+10000-01-01T00:00:00Z']) {
+      const res = await admin.call('audit_log', { since });
+      expect(res.isError, since).toBe(true);
+      expect(text(res), since).not.toMatch(/internal error/i);
+      expect(text(res), since).toMatch(/since/);
+    }
+    expect(data<{ entries: unknown[] }>(await admin.call('audit_log', { account: 'boring-co', since: '1970-01-01T00:00:00Z' })).entries.length).toBeGreaterThan(0);
+  });
 });

@@ -5,7 +5,7 @@ import {
   childrenOf, createAccount, getAccountById, linkAccount, listAccounts, setAccountStatus, unlinkAccount,
 } from '../../core/accounts.js';
 import { ACCOUNT_STATUSES } from '../../db/schema/index.js';
-import { atLeast, authorize, resolveAccountFor } from '../../core/access.js';
+import { atLeast, authorize, resolveAccountFor, suspensionDenial } from '../../core/access.js';
 import { hasPermission } from '../../core/users.js';
 import { UserError } from '../../core/errors.js';
 
@@ -158,9 +158,10 @@ const unlinkAccountTool = defineTool({
   async handler(ctx) {
     const formerParent = ctx.account.parentAccountId;
     if (!formerParent) throw new UserError(`'${ctx.account.slug}' is not linked to a parent account.`);
-    // admin of both sides, like link_account
-    const parent = await getAccountById(ctx.core, formerParent);
-    await authorize(ctx.core, ctx.caller, parent!, 'admin');
+    // admin of both sides, like link_account, and neither side suspended
+    const parent = (await getAccountById(ctx.core, formerParent))!;
+    const denied = suspensionDenial(parent, await authorize(ctx.core, ctx.caller, parent, 'admin'), true);
+    if (denied) throw denied;
     const a = await unlinkAccount(ctx.core, ctx.account);
     return { data: { account: summary(a), former_parent_id: formerParent! }, text: `Unlinked ${a.name} from its parent.` };
   },

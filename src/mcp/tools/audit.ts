@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
-import { accountArg, cursorArg, limitArg } from './shapes.js';
+import { accountArg, cursorArg, limitArg, timeArg } from './shapes.js';
 import { listAudit } from '../../core/audit.js';
 import { findUser, hasPermission } from '../../core/users.js';
 import { AUDIT_OUTCOMES } from '../../db/schema/index.js';
@@ -20,7 +20,7 @@ const auditLogTool = defineTool({
     actor: z.string().min(1).max(254).optional().describe('Only calls by this user (id or email).'),
     tool: z.string().min(1).max(100).optional().describe('Only calls of this tool, e.g. "switch_account".'),
     outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only calls with this outcome.'),
-    since: z.iso.datetime({ offset: true }).optional().describe('Only entries at or after this ISO-8601 time.'),
+    since: timeArg('Only entries at or after this ISO-8601 time.').optional(),
     limit: limitArg(),
     cursor: cursorArg,
   },

@@ -10,6 +10,19 @@ export const accountArg = (what = 'The account') =>
 export const limitArg = (max = 200, dflt = 50) =>
   z.number().int().min(1).max(max).optional().describe(`Page size, 1-${max} (default ${dflt}).`);
 
+/**
+ * An ISO-8601 time with its offset, between the years 1970 and 9999: the database cannot store
+ * every time the ISO format can write (there is no year 0), and no entry predates 1970.
+ */
+export const timeArg = (what: string) =>
+  z.iso
+    .datetime({ offset: true })
+    .refine((t) => {
+      const year = new Date(t).getUTCFullYear();
+      return year >= 1970 && year <= 9999;
+    }, 'must be a time between the years 1970 and 9999')
+    .describe(what);
+
 export const cursorArg = z.string().max(500).optional().describe('The next_cursor of the previous page.');
 
 export const accountRefOut = z.object({ id: z.string(), slug: z.string(), name: z.string() });
