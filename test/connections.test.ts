@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { createAutomation, expireConnection, shareConnection } from '../src/core/connection-lifecycle.js';
+import { automationUsing, buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
+import { expireConnection, shareConnection } from '../src/core/connection-lifecycle.js';
 import { addConnection } from '../src/core/connections.js';
 import { linkAccount, unlinkAccount } from '../src/core/accounts.js';
 import { maskValue } from '../src/core/apps.js';
@@ -204,8 +204,8 @@ describe('notes, usage, disconnect and reconnect', () => {
   it('disconnect shows the impact first, pauses the automations on confirm, and reconnect resumes them', async () => {
     const list = data<Listing>(await boring.call('list_connections', { query: 'stripe' }));
     const conn = list.own.find((c) => c.name === 'Default')!;
-    const a1 = await createAutomation(w.core, w.accounts.boring, 'Sync invoices', [conn.id]);
-    const a2 = await createAutomation(w.core, w.accounts.boring, 'Refund alerts', [conn.id]);
+    const a1 = await automationUsing(w.core, w.accounts.boring, 'Sync invoices', [conn.id]);
+    const a2 = await automationUsing(w.core, w.accounts.boring, 'Refund alerts', [conn.id]);
     const usage = data<{ automations: { name: string }[]; total: number }>(await boring.call('list_connection_usage', { connection: 'stripe' }));
     expect(usage.total).toBe(2);
     expect(usage.automations.map((a) => a.name)).toEqual(['Refund alerts', 'Sync invoices']);
@@ -218,7 +218,7 @@ describe('notes, usage, disconnect and reconnect', () => {
     expect(data<Listing>(await boring.call('list_connections', { query: 'stripe' })).own.find((c) => c.id === conn.id)!.status).toBe('active');
 
     // a plan made stale by a new automation is refused
-    const a3 = await createAutomation(w.core, w.accounts.boring, 'Late addition', [conn.id]);
+    const a3 = await automationUsing(w.core, w.accounts.boring, 'Late addition', [conn.id]);
     expect(text(await boring.call('disconnect_connection', { connection: 'stripe', confirm: plan.confirm_token }))).toMatch(/does not match the current plan/);
     const plan2 = data<{ confirm_token: string }>(await boring.call('disconnect_connection', { connection: 'stripe' }));
     const done = data<{ applied: boolean; automations_paused: number; connection: Conn }>(
@@ -348,8 +348,8 @@ describe('usage across accounts', () => {
   it("lists automations only in accounts the caller may see, and never pauses a former child's", async () => {
     const { row: shared } = await addConnection(w.core, w.accounts.acme, { app: 'hubspot', name: 'Chain CRM', credentials: { access_token: 'pat-na1-usage-000000000000' }, createdBy: null });
     await shareConnection(w.core, w.accounts.acme, shared, true);
-    await createAutomation(w.core, w.accounts.acme, 'Chain report', [shared.id]);
-    await createAutomation(w.core, w.accounts.studio2, 'Studio two private flow', [shared.id]);
+    await automationUsing(w.core, w.accounts.acme, 'Chain report', [shared.id]);
+    await automationUsing(w.core, w.accounts.studio2, 'Studio two private flow', [shared.id]);
     // a member of the parent cannot enter the studios: they see the count, not the studio's automation
     const member = await connect(w.core, w.tokens.acmeMember);
     const seen = data<{ automations: { name: string }[]; total: number; hidden: number }>(await member.call('list_connection_usage', { connection: 'hubspot/Chain CRM' }));

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildWorld, connect, data, text, type Persona, type Session, type World } from './helpers/world.js';
+import { automationUsing, buildWorld, connect, data, text, type Persona, type Session, type World } from './helpers/world.js';
 import type { Role } from '../src/db/schema/index.js';
 import { addConnection } from '../src/core/connections.js';
 
@@ -51,6 +51,13 @@ const CASES: Case[] = [
   { tool: 'share_connection', args: (s) => ({ account: s, connection: 'stripe', shared: false }), need: 'admin' },
   { tool: 'disconnect_connection', args: (s) => ({ account: s, connection: 'stripe' }), need: 'admin' },
   { tool: 'view_connection_info', args: (s) => ({ account: s, connection: 'stripe', password: 'not-anyones-password' }), need: 'admin' },
+  // automations: each target account holds 'Matrix flow' (beforeAll)
+  { tool: 'list_automations', args: (s) => ({ account: s }), need: 'viewer' },
+  { tool: 'get_automation', args: (s) => ({ account: s, automation: 'Matrix flow' }), need: 'viewer' },
+  { tool: 'create_automation', args: (s) => ({ account: s, name: `Matrix ${++n}`, steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] }), need: 'member' },
+  { tool: 'update_automation', args: (s) => ({ account: s, automation: 'Matrix flow', note: `matrix ${++n}` }), need: 'member' },
+  { tool: 'set_automation_enabled', args: (s) => ({ account: s, automation: 'Matrix flow', enabled: true }), need: 'member' },
+  { tool: 'delete_automation', args: (s) => ({ account: s, automation: 'No such flow' }), need: 'admin' },
 ];
 const MATRIX_KEY = 'sk_test_matrix_0123456789abcdef';
 
@@ -61,7 +68,8 @@ beforeAll(async () => {
   w = await buildWorld();
   for (const p of PERSONAS) sessions.set(p, await connect(w.core, w.tokens[p]));
   for (const t of TARGETS) {
-    await addConnection(w.core, w.accounts[t], { app: 'stripe', credentials: { secret_key: MATRIX_KEY }, createdBy: w.userIds.admin });
+    const { row } = await addConnection(w.core, w.accounts[t], { app: 'stripe', credentials: { secret_key: MATRIX_KEY }, createdBy: w.userIds.admin });
+    await automationUsing(w.core, w.accounts[t], 'Matrix flow', [row.id]);
   }
 });
 afterAll(async () => {

@@ -27,6 +27,24 @@ afterAll(async () => {
 const rowsOf = <T>(r: unknown): T[] => (Array.isArray(r) ? r : (r as { rows: T[] }).rows) as T[];
 
 describe('row-level security under withAccount', () => {
+  it('covers every table with an account_id the app role can read: enabled, forced, and scoped', async () => {
+    const tables = rowsOf<{ table_name: string; rls: boolean; forced: boolean; scoped: boolean; readable: boolean }>(
+      await w.core.db.execute(sql`
+        select c.table_name, k.relrowsecurity as rls, k.relforcerowsecurity as forced,
+               exists (select 1 from pg_policies p where p.tablename = c.table_name and p.policyname = 'account_scope') as scoped,
+               has_table_privilege('switchboard_app', k.oid, 'select,insert,update,delete') as readable
+        from information_schema.columns c
+        join pg_class k on k.relname = c.table_name and k.relkind = 'r'
+        join pg_namespace n on n.oid = k.relnamespace and n.nspname = c.table_schema
+        where c.table_schema = 'public' and c.column_name = 'account_id'
+        order by 1`),
+    );
+    expect(tables.map((t) => t.table_name)).toContain('automation_revisions');
+    // tables of the privileged path only (human_requests) are out of the scoped role's reach altogether
+    expect(tables.filter((t) => !t.readable).map((t) => t.table_name)).toEqual(['human_requests']);
+    for (const t of tables.filter((t) => t.readable)) expect(t, t.table_name).toMatchObject({ rls: true, forced: true, scoped: true });
+  });
+
   it('reads only the scoped account, even without a filter', async () => {
     const boring = w.accounts.boring.id;
     const [audit, members, switches] = await withAccount(w.core.db, [boring], async (tx) => [

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { and, asc, count, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { accounts, automationConnections, automations, connections } from '../db/schema/index.js';
-import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
 import { visibleToUser, type Account } from './accounts.js';
 import { getApp, maskCredentials, validateCredentials } from './apps.js';
@@ -190,15 +189,4 @@ export async function shareConnection(core: Core, account: Account, row: Connect
     throw new UserError(`'${account.slug}' is a linked child account: only a parent account (or the system setup account) shares connections.`);
   }
   return setConnectionFields(core, row, { shared });
-}
-
-/** An automation that uses connections: the automations issue builds on this; tests and the demo use it now. */
-export async function createAutomation(core: Core, account: Account, name: string, connectionIds: string[]): Promise<string> {
-  return withAccount(core.db, [account.id], async (tx) => {
-    const [a] = await tx.insert(automations).values({ tenantId: core.tenantId, accountId: account.id, name }).returning({ id: automations.id });
-    if (connectionIds.length) {
-      await tx.insert(automationConnections).values(connectionIds.map((connectionId) => ({ automationId: a!.id, connectionId, accountId: account.id })));
-    }
-    return a!.id;
-  });
 }

@@ -7,7 +7,8 @@ import { createUser } from './users.js';
 import type { Permission, Role } from '../db/schema/index.js';
 import { randomBytes } from 'node:crypto';
 import { addConnection } from './connections.js';
-import { createAutomation, shareConnection } from './connection-lifecycle.js';
+import { shareConnection } from './connection-lifecycle.js';
+import { createAutomation } from './automations.js';
 
 export const STUDIO_COUNT = 30;
 
@@ -73,8 +74,35 @@ export async function seedDemo(core: Core): Promise<DemoResult> {
     });
     await shareConnection(c, acme, mindbody.row, true);
     const stripe = await addConnection(c, boring, { app: 'stripe', credentials: { secret_key: fake('sk_test_demo_') }, notes: 'Test mode.', createdBy: null });
-    await createAutomation(c, boring, 'Sync Stripe invoices to the ledger', [stripe.row.id]);
-    for (const studio of studios.slice(0, 3)) await createAutomation(c, studio, `New Mindbody bookings → welcome email (${studio.routingKey})`, [mindbody.row.id]);
+    await createAutomation(c, boring, {
+      name: 'Sync Stripe invoices to the ledger',
+      createdBy: null,
+      definition: {
+        trigger: { type: 'webhook', dedupe: { key: 'trigger.body.id' } },
+        routing: null,
+        retries: { max: 3 },
+        steps: [
+          { id: 'paid', kind: 'filter', condition: 'trigger.body.type = "invoice.paid"' },
+          { id: 'invoice', kind: 'http', method: 'GET', url: 'https://api.stripe.com/v1/invoices/{{ trigger.body.data.object.id }}', connection: stripe.row.id },
+          { id: 'entry', kind: 'transform', value: { invoice: '{{ steps.invoice.output.body.id }}', amount: '{{ steps.invoice.output.body.amount_paid / 100 }}' } },
+        ],
+      },
+    });
+    for (const studio of studios.slice(0, 3)) {
+      await createAutomation(c, studio, {
+        name: `New Mindbody bookings → welcome email (${studio.routingKey})`,
+        createdBy: null,
+        definition: {
+          trigger: { type: 'webhook', dedupe: null },
+          routing: null,
+          retries: { max: 3 },
+          steps: [
+            { id: 'booking', kind: 'filter', condition: 'trigger.body.event = "booking.created"' },
+            { id: 'client', kind: 'http', method: 'GET', url: 'https://api.mindbodyonline.com/public/v6/client/clients', query: { clientIds: '{{ trigger.body.client_id }}' }, connection: 'mindbody' },
+          ],
+        },
+      });
+    }
     return {
       accounts: [
         { slug: acme.slug, name: acme.name, children: studios.length },

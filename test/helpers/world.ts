@@ -99,3 +99,15 @@ export const data = <T = Record<string, unknown>>(r: CallToolResult): T => {
   if (r.isError) throw new Error(`expected success, got error: ${text(r)}`);
   return r.structuredContent as T;
 };
+
+/** An automation in `account` whose steps call each of `connectionIds` (through the real core, validated like any other). */
+export async function automationUsing(core: Core, account: Account, name: string, connectionIds: string[]): Promise<string> {
+  const { createAutomation } = await import('../../src/core/automations.js');
+  const steps = connectionIds.map((connection, i) => ({ id: `call_${i}`, kind: 'http' as const, method: 'GET' as const, url: 'https://api.example.test/ping', connection }));
+  const { row } = await createAutomation(core, account, {
+    name,
+    createdBy: null,
+    definition: { trigger: { type: 'webhook', dedupe: null }, routing: null, retries: { max: 3 }, steps: steps.length ? steps : [{ id: 'noop', kind: 'transform', value: null }] },
+  });
+  return row.id;
+}

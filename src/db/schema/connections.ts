@@ -104,35 +104,6 @@ export const rateLimitBuckets = pgTable('rate_limit_buckets', {
   refilledAt: timestamp('refilled_at', { withTimezone: true }).notNull(),
 });
 
-/**
- * Automations, as far as connections need them: which automations use which connection, and
- * whether they are paused because a connection was disconnected. The automations issue extends it.
- */
-export const automations = pgTable('automations', {
-  id: uuid('id').primaryKey().defaultRandom(),
-  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
-  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
-  name: text('name').notNull(),
-  status: text('status').$type<'active' | 'paused'>().notNull().default('active'),
-  /** set when a disconnected connection paused it; reconnecting that connection resumes it */
-  pausedByConnectionId: uuid('paused_by_connection_id').references(() => connections.id, { onDelete: 'set null' }),
-  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-}, (t) => [
-  index('automations_account').on(t.accountId, t.id),
-  index('automations_paused_by').on(t.pausedByConnectionId).where(sql`${t.pausedByConnectionId} is not null`),
-  check('automations_status_check', sql`${t.status} in ('active', 'paused')`),
-]);
-
-/** Which connection an automation uses; the automation's account may differ (a shared connection). */
-export const automationConnections = pgTable('automation_connections', {
-  automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
-  connectionId: uuid('connection_id').notNull().references(() => connections.id, { onDelete: 'cascade' }),
-  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
-}, (t) => [
-  primaryKey({ columns: [t.automationId, t.connectionId] }),
-  index('automation_connections_connection').on(t.connectionId),
-]);
-
 export const HUMAN_REQUEST_KINDS = ['enter_credentials', 'view_credentials'] as const;
 export type HumanRequestKind = (typeof HUMAN_REQUEST_KINDS)[number];
 

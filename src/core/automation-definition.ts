@@ -1,0 +1,195 @@
+import type { Core } from './core.js';
+import type { Account } from './accounts.js';
+import { getApp } from './apps.js';
+import { resolveConnection } from './connections.js';
+import { UserError } from './errors.js';
+import { compile, ExpressionError, stepReferences, templateExpressions } from '../engine/expressions.js';
+
+/**
+ * What an automation does, as stored in an immutable revision, and its validation at save: every
+ * problem found is one sentence, and all of them are returned together, so a model fixes a
+ * definition in one round.
+ */
+
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export const STORE_ACTIONS = ['get', 'set', 'increment', 'delete'] as const;
+export const MAX_STEPS = 50;
+export const MAX_RETRIES = 10;
+export const DEFAULT_RETRIES = 3;
+export const MAX_DEFINITION_CHARS = 256 * 1024;
+
+interface StepBase {
+  /** letters, digits and _: expressions read the step's output as steps.<id>.output */
+  id: string;
+}
+export interface HttpStep extends StepBase {
+  kind: 'http';
+  method: (typeof HTTP_METHODS)[number];
+  url: string;
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+  body?: unknown;
+  /** what the author typed (id, app/name, app); resolved again where a routed event runs */
+  connection?: string;
+  /** the connection it resolved to in the automation's own account at save, when it did */
+  connection_id?: string | null;
+  timeout_ms?: number;
+}
+export interface TransformStep extends StepBase {
+  kind: 'transform';
+  value: unknown;
+}
+export interface FilterStep extends StepBase {
+  kind: 'filter';
+  condition: string;
+}
+export interface StoreStep extends StepBase {
+  kind: 'store';
+  action: (typeof STORE_ACTIONS)[number];
+  key: string;
+  value?: unknown;
+  by?: number;
+  ttl_seconds?: number;
+  scope?: 'account' | 'parent';
+}
+export type Step = HttpStep | TransformStep | FilterStep | StoreStep;
+
+export interface Definition {
+  trigger: { type: 'webhook'; dedupe?: { key: string } | null };
+  routing: { key: string } | null;
+  steps: Step[];
+  retries: { max: number };
+}
+
+/** A header whose literal value would be a credential: those come from a connection. */
+const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie|x-api-key|api-key|x-auth-token)$/i;
+
+interface Where {
+  step?: Step;
+  field: string;
+}
+const at = ({ step, field }: Where): string => (step ? `Step '${step.id}' (${field})` : `The ${field}`);
+
+/**
+ * Check a definition for `account` and resolve its connections. Returns the definition to store
+ * (connection ids filled in) and the ids of the connections it uses; throws one UserError listing
+ * every problem.
+ */
+export async function validateDefinition(core: Core, account: Account, def: Definition): Promise<{ definition: Definition; connectionIds: string[] }> {
+  const problems: string[] = [];
+  const order = new Map<string, number>();
+  def.steps.forEach((s, i) => {
+    if (order.has(s.id)) problems.push(`Two steps have the id '${s.id}': step ids must be unique.`);
+    else order.set(s.id, i);
+  });
+  if (def.steps.length === 0) problems.push('An automation needs at least one step.');
+
+  const expression = (text: string, where: Where, index: number): void => {
+    try {
+      const refs = stepReferences(compile(text));
+      for (const ref of refs) {
+        if (ref === '*') continue;
+        const pos = order.get(ref);
+        if (pos === undefined) problems.push(`${at(where)} reads steps.${ref}, but there is no step '${ref}'.`);
+        else if (pos >= index) problems.push(`${at(where)} reads steps.${ref}, which ${pos === index ? 'is this step itself' : 'runs after it'}: a step can read only earlier steps.`);
+      }
+    } catch (err) {
+      if (!(err instanceof ExpressionError)) throw err;
+      problems.push(`${at(where)}: the expression "${clip(text)}" does not parse: ${err.reason}.`);
+    }
+  };
+  const template = (value: unknown, where: Where, index: number): void => {
+    for (const e of templateExpressions(value)) expression(e.text, { step: where.step, field: e.path ? `${where.field}.${e.path}` : where.field }, index);
+  };
+
+  // trigger-level expressions see the event only: no step has run yet
+  if (def.routing) {
+    if (account.parentAccountId) problems.push(`Account '${account.slug}' is a linked child: only a parent account routes events to its children.`);
+    expression(def.routing.key, { field: 'routing key' }, -1);
+  }
+  if (def.trigger.dedupe) expression(def.trigger.dedupe.key, { field: 'de-duplication key' }, -1);
+
+  const connectionIds = new Set<string>();
+  const steps: Step[] = [];
+  for (const [i, step] of def.steps.entries()) {
+    switch (step.kind) {
+      case 'http': {
+        template(step.url, { step, field: 'url' }, i);
+        const urlProblem = checkUrl(step.url);
+        if (urlProblem) problems.push(`${at({ step, field: 'url' })}: ${urlProblem}`);
+        for (const [name, value] of Object.entries(step.headers ?? {})) {
+          if (CREDENTIAL_HEADER.test(name) && !value.includes('{{')) {
+            problems.push(`${at({ step, field: `headers.${name}` })}: credentials do not go in a step; name a connection (connection) and its credentials are added to the request.`);
+          }
+        }
+        template(step.headers ?? {}, { step, field: 'headers' }, i);
+        template(step.query ?? {}, { step, field: 'query' }, i);
+        template(step.body, { step, field: 'body' }, i);
+        let connectionId: string | null = null;
+        if (step.connection !== undefined) {
+          try {
+            connectionId = (await resolveConnection(core, account, step.connection)).row.id;
+            connectionIds.add(connectionId);
+          } catch (err) {
+            if (!(err instanceof UserError)) throw err;
+            // a routed automation runs in each child, with the child's own connections: the app must exist
+            const app = step.connection.split('/')[0]!.trim();
+            const appKnown = def.routing ? await getApp(core, app).then(() => true, () => false) : false;
+            if (!appKnown) problems.push(`${at({ step, field: 'connection' })}: ${err.message}`);
+          }
+        }
+        steps.push({ ...step, connection_id: connectionId });
+        break;
+      }
+      case 'transform':
+        template(step.value, { step, field: 'value' }, i);
+        steps.push(step);
+        break;
+      case 'filter':
+        expression(step.condition, { step, field: 'condition' }, i);
+        steps.push(step);
+        break;
+      case 'store':
+        template(step.key, { step, field: 'key' }, i);
+        if (step.action === 'set' && step.value === undefined) problems.push(`${at({ step, field: 'value' })}: a store set needs a value.`);
+        if (step.action !== 'set' && step.value !== undefined) problems.push(`${at({ step, field: 'value' })}: only a store set takes a value (increment takes by).`);
+        template(step.value, { step, field: 'value' }, i);
+        if (step.scope === 'parent' && !account.parentAccountId && !def.routing) {
+          problems.push(`${at({ step, field: 'scope' })}: scope "parent" reads the parent account's data, and '${account.slug}' has no parent (nor does it route events to children).`);
+        }
+        steps.push(step);
+        break;
+    }
+  }
+  const definition: Definition = { ...def, steps };
+  if (JSON.stringify(definition).length > MAX_DEFINITION_CHARS) problems.push(`The definition is larger than ${MAX_DEFINITION_CHARS / 1024} KiB.`);
+  if (problems.length) {
+    const shown = problems.slice(0, 20);
+    const more = problems.length > shown.length ? ` (and ${problems.length - shown.length} more)` : '';
+    throw new UserError(`The automation was not saved: ${shown.length === 1 ? shown[0] : shown.map((p, n) => `(${n + 1}) ${p}`).join(' ')}${more}`);
+  }
+  return { definition, connectionIds: [...connectionIds] };
+}
+
+const clip = (s: string): string => (s.length > 120 ? `${s.slice(0, 120)}…` : s);
+
+/**
+ * A step URL: a literal one must be an absolute http(s) URL; a computed one must at least start
+ * with its scheme or with an expression (checked again when it runs).
+ */
+function checkUrl(url: string): string | null {
+  const literal = url.split('{{')[0]!;
+  if (url.includes('{{')) {
+    if (literal === '' || /^https?:\/\//i.test(literal)) return null;
+    return `the URL must start with http:// or https:// (or be computed whole by an expression), not '${clip(literal)}'.`;
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `'${clip(url)}' is not a URL: give an absolute http:// or https:// URL.`;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `the URL must be http:// or https://, not ${parsed.protocol}//.`;
+  if (parsed.username || parsed.password) return 'the URL must not carry a user name or password: name a connection instead.';
+  return null;
+}
