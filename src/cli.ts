@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
-import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring } from './app.js';
+import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring, type App } from './app.js';
+import { DEFAULT_WORKER, Worker } from './engine/worker.js';
 import { NO_KEYRING } from './core/keyring.js';
 import { getMainTenant, initialize } from './core/tenants.js';
 import { seedDemo } from './core/demo.js';
@@ -16,6 +17,7 @@ const HELP = `switchboard — MCP server for operating customer accounts of an i
 Usage:
   switchboard serve                    Streamable HTTP at /mcp (PORT, default 3000), /healthz, /readyz
   switchboard stdio                    stdio MCP server for Claude Code / Claude Desktop (SWITCHBOARD_TOKEN)
+  switchboard worker                   run automations only (PostgreSQL: any number beside serve)
   switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
                                        create the tenant, its system and sandbox accounts and the first admin
   switchboard demo [--json]            seed Acme Fitness (30 linked studios), Boring Co and demo users
@@ -38,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
       return serve(config);
     case 'stdio':
       return stdio(config);
+    case 'worker':
+      return workerCommand(config);
     case 'init':
       return init(config, rest);
     case 'demo':
@@ -81,6 +85,7 @@ async function serve(config: Config): Promise<number> {
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
     throw err;
   });
+  const worker = await startWorker(app, config);
   const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
   log.info('switchboard listening', { mcp_url: url, database: app.database.kind });
   process.stderr.write(
@@ -91,6 +96,26 @@ async function serve(config: Config): Promise<number> {
   );
   await waitForSignal();
   await http.close();
+  await worker?.stop();
+  await app.database.close();
+  return 0;
+}
+
+/** The in-process worker of serve and stdio (SWITCHBOARD_WORKERS executions at once; 0: none). */
+async function startWorker(app: App, config: Config, concurrency = config.workers): Promise<Worker | null> {
+  if (concurrency <= 0) return null;
+  const worker = new Worker(app.core, { ...DEFAULT_WORKER, concurrency, listen: (c, fn) => app.database.listen(c, fn) });
+  await worker.start();
+  return worker;
+}
+
+async function workerCommand(config: Config): Promise<number> {
+  const app = await openApp(config);
+  const worker = await startWorker(app, config, Math.max(1, config.workers));
+  log.info('switchboard worker running', { worker: worker!.id, concurrency: Math.max(1, config.workers), database: app.database.kind });
+  await waitForSignal();
+  // stop claiming; finish what runs or give it back to the queue within the deadline
+  await worker!.stop();
   await app.database.close();
   return 0;
 }
@@ -120,9 +145,11 @@ async function stdio(config: Config): Promise<number> {
     process.stdin.once('end', () => resolve());
   });
   await server.connect(transport);
+  const worker = await startWorker(app, config);
   log.info('switchboard stdio ready', { user: first.user.email, database: app.database.kind });
   await Promise.race([closed, waitForSignal()]);
   await server.close().catch(() => {});
+  await worker?.stop();
   await app.database.close();
   return 0;
 }

@@ -17,6 +17,7 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 random bytes in base64 (44 characters); make one with: openssl rand -base64 32')
     .optional(),
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
+  SWITCHBOARD_WORKERS: z.coerce.number().int().min(0).max(256).default(4),
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_ALLOWED_ORIGINS: z
     .string()
@@ -40,6 +41,8 @@ export type Config = {
   masterKey: string | undefined;
   /** whether credentials and passwords may be passed as tool arguments */
   secretArgs: boolean;
+  /** executions run at once by the in-process worker of serve and stdio (0: none; `switchboard worker` runs them) */
+  workers: number;
   /** Host headers `serve` answers (empty: loopback names on a loopback address, else unchecked) */
   allowedHosts: string[];
   /** browser origins besides the server's own that may call /mcp and the pages */
@@ -65,6 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     masterKey: e.SWITCHBOARD_MASTER_KEY,
     secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
+    workers: e.SWITCHBOARD_WORKERS,
     allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
   };

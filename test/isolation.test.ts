@@ -58,6 +58,13 @@ const CASES: Case[] = [
   { tool: 'update_automation', args: (s) => ({ account: s, automation: 'Matrix flow', note: `matrix ${++n}` }), need: 'member' },
   { tool: 'set_automation_enabled', args: (s) => ({ account: s, automation: 'Matrix flow', enabled: true }), need: 'member' },
   { tool: 'delete_automation', args: (s) => ({ account: s, automation: 'No such flow' }), need: 'admin' },
+  // executions: no worker runs in this file, so test runs stay queued
+  { tool: 'run_automation', args: (s) => ({ account: s, automation: 'Matrix flow', wait_seconds: 0 }), need: 'member' },
+  { tool: 'list_executions', args: (s) => ({ account: s }), need: 'viewer' },
+  { tool: 'get_execution', args: (s) => ({ account: s, execution: '00000000-0000-4000-8000-000000000000' }), need: 'viewer' },
+  // account data: reading needs viewer, changing member
+  { tool: 'account_data', args: (s) => ({ account: s, action: 'list' }), need: 'viewer' },
+  { tool: 'account_data', args: (s) => ({ account: s, action: 'set', key: `matrix:${++n}`, value: n }), need: 'member' },
 ];
 const MATRIX_KEY = 'sk_test_matrix_0123456789abcdef';
 

@@ -14,6 +14,8 @@ export interface Database {
   /** Apply committed migrations (idempotent). */
   migrate(): Promise<void>;
   ping(): Promise<void>;
+  /** LISTEN on a channel (both drivers have it); resolves to the function that stops listening. */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
   /** PGlite only: the data directory as a tarball (test fixtures start from it). */
   dump?(): Promise<Blob>;
@@ -65,6 +67,10 @@ async function openPostgres(url: string, max: number): Promise<Database> {
     async ping() {
       await client`select 1`;
     },
+    async listen(channel, onNotify) {
+      const { unlisten } = await client.listen(channel, () => onNotify());
+      return unlisten;
+    },
     async close() {
       await client.end({ timeout: 5 });
     },
@@ -102,6 +108,9 @@ async function openPglite(opts: OpenOptions): Promise<Database> {
     },
     async ping() {
       await pg.query('select 1');
+    },
+    async listen(channel, onNotify) {
+      return pg.listen(channel, () => onNotify());
     },
     async close() {
       await pg.close();

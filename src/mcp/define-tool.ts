@@ -46,6 +46,13 @@ export interface AccessSpec {
   tenant?: true;
   /** The tool works in a suspended account (set_account_status, which lifts the suspension). */
   whileSuspended?: true;
+  /**
+   * For a tool whose calls either read or change (account_data: list/get or set/delete): whether
+   * this call changes something. A changing call needs `writeRole` (default: `role`) and is
+   * refused in a suspended account; a reading one needs `role`. Default: !readOnlyHint.
+   */
+  writes?: (args: Record<string, unknown>) => boolean;
+  writeRole?: Role;
 }
 
 /** A session's switch as one call sees it. */
@@ -194,7 +201,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
     const started = performance.now();
     const { core, session } = env;
-    const write = !spec.annotations.readOnlyHint;
+    let write = !spec.annotations.readOnlyHint;
     let caller: Caller | null = null;
     let outcome: AuditOutcome = 'ok';
     let message: string | null = null;
@@ -229,6 +236,8 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
+      if (spec.access.writes) write = spec.access.writes(args);
+      const role = write && spec.access.writeRole ? spec.access.writeRole : spec.access.role;
       // a missing permission is decided before any account is looked up: the answer must not depend on what exists
       if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
 
@@ -241,8 +250,8 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       entry.accountId = account.id;
       entry.switchId = callSwitch?.id ?? null;
       let grant: Grant | null = null;
-      if (spec.access.role !== null) {
-        grant = await authorize(core, who, account, spec.access.role, explicit ?? account.slug, acting.grant);
+      if (role !== null) {
+        grant = await authorize(core, who, account, role, explicit ?? account.slug, acting.grant);
         if (!spec.access.whileSuspended) throwIf(suspensionDenial(account, grant, write));
       }
 
@@ -286,9 +295,9 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
           throw new AccessDenied('Access denied: your API token was revoked or expired while the page was open; nothing was saved.');
         }
         if (spec.access.permission) requirePermission(again, spec.access.permission, spec.name);
-        if (spec.access.role !== null) {
+        if (role !== null) {
           const current = (await getAccountById(core, account.id)) ?? account;
-          const g = await authorize(core, again, current, spec.access.role, explicit ?? account.slug);
+          const g = await authorize(core, again, current, role, explicit ?? account.slug);
           if (!spec.access.whileSuspended) throwIf(suspensionDenial(current, g, write));
         }
       }

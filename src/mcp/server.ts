@@ -14,12 +14,14 @@ import { auditTools } from './tools/audit.js';
 import { appTools } from './tools/apps.js';
 import { connectionTools } from './tools/connections.js';
 import { automationTools } from './tools/automations.js';
+import { accountDataTools } from './tools/account-data.js';
+import { executionTools } from './tools/executions.js';
 import { interactionFor } from './interaction.js';
 
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools];
+export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...accountDataTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +

@@ -2,3 +2,5 @@ export * from './tenancy.js';
 export * from './audit.js';
 export * from './connections.js';
 export * from './automations.js';
+export * from './account-data.js';
+export * from './executions.js';

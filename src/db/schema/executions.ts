@@ -1,0 +1,73 @@
+import { sql } from 'drizzle-orm';
+import { pgTable, uuid, text, timestamp, integer, jsonb, index, check, primaryKey } from 'drizzle-orm/pg-core';
+import { accounts, tenants } from './tenancy.js';
+import { automations } from './automations.js';
+
+export const EXECUTION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'filtered', 'cancelled'] as const;
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
+export const STEP_STATUSES = ['succeeded', 'failed', 'filtered', 'retrying'] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+/**
+ * One run of an automation revision, in the account it runs in. The table is both the queue
+ * (status queued + run_at, claimed with FOR UPDATE SKIP LOCKED; running + lease_until, taken
+ * over when a worker's lease lapses) and the history that debugging and health read
+ * (src/engine/worker.ts). `state` holds the outputs of the steps done so far, so a run that
+ * moves to another worker resumes at `next_step` without repeating them.
+ */
+export const executions = pgTable('executions', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
+  automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
+  revision: integer('revision').notNull(),
+  /** what started it: a test run (run_automation) or a webhook delivery */
+  source: text('source').$type<'test' | 'webhook'>().notNull(),
+  status: text('status').$type<ExecutionStatus>().notNull().default('queued'),
+  trigger: jsonb('trigger').notNull(),
+  state: jsonb('state').$type<Record<string, unknown>>().notNull().default({}),
+  nextStep: integer('next_step').notNull().default(0),
+  /** attempts of the current step so far */
+  attempt: integer('attempt').notNull().default(0),
+  runAt: timestamp('run_at', { withTimezone: true }).notNull().defaultNow(),
+  leaseUntil: timestamp('lease_until', { withTimezone: true }),
+  worker: text('worker'),
+  errorCode: text('error_code'),
+  errorMessage: text('error_message'),
+  failedStep: text('failed_step'),
+  createdBy: uuid('created_by'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  startedAt: timestamp('started_at', { withTimezone: true }),
+  finishedAt: timestamp('finished_at', { withTimezone: true }),
+}, (t) => [
+  // the queue: what is due, oldest first
+  index('executions_due').on(t.runAt).where(sql`${t.status} = 'queued'`),
+  // lapsed leases
+  index('executions_leased').on(t.leaseUntil).where(sql`${t.status} = 'running'`),
+  // history: an account's and an automation's runs, newest first
+  index('executions_account').on(t.accountId, t.createdAt.desc(), t.id.desc()),
+  index('executions_automation').on(t.automationId, t.createdAt.desc(), t.id.desc()),
+  check('executions_status_check', sql`${t.status} in ('queued', 'running', 'succeeded', 'failed', 'filtered', 'cancelled')`),
+]);
+
+/** One attempt of one step of an execution: what went in, what came out, and how it ended. */
+export const executionSteps = pgTable('execution_steps', {
+  executionId: uuid('execution_id').notNull().references(() => executions.id, { onDelete: 'cascade' }),
+  stepIndex: integer('step_index').notNull(),
+  attempt: integer('attempt').notNull(),
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
+  stepId: text('step_id').notNull(),
+  kind: text('kind').notNull(),
+  status: text('status').$type<StepStatus>().notNull(),
+  input: jsonb('input'),
+  output: jsonb('output'),
+  errorCode: text('error_code'),
+  errorMessage: text('error_message'),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
+  durationMs: integer('duration_ms').notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.executionId, t.stepIndex, t.attempt] }),
+  index('execution_steps_account').on(t.accountId),
+  check('execution_steps_status_check', sql`${t.status} in ('succeeded', 'failed', 'filtered', 'retrying')`),
+]);

@@ -1,0 +1,126 @@
+import type { Core } from '../core/core.js';
+import type { Account } from '../core/accounts.js';
+import { getAccountById } from '../core/accounts.js';
+import type { FilterStep, Step, StoreStep, TransformStep } from '../core/automation-definition.js';
+import { deleteEntry, getEntry, incrementEntry, setEntry } from '../core/account-data.js';
+import { UserError } from '../core/errors.js';
+import { evaluate, ExpressionError, render } from './expressions.js';
+
+/**
+ * What one step does, given the expression document of its execution. A step either returns its
+ * output (and its rendered input, for the record) or throws a StepError with a code from the
+ * fixed list that records, diagnoses and health key on.
+ */
+
+export const STEP_ERROR_CODES = [
+  'connection_refused', 'dns_failed', 'timeout', 'tls_failed', 'blocked_address',
+  'http_401', 'http_403', 'http_404', 'http_4xx', 'http_429', 'http_5xx', 'response_too_large',
+  'expression_error', 'connection_missing', 'connection_expired', 'rate_limited', 'signature_invalid',
+  // not the app's nor the definition's fault: a limit of the account data, or the engine itself
+  'store_error', 'internal_error',
+] as const;
+export type StepErrorCode = (typeof STEP_ERROR_CODES)[number];
+
+export class StepError extends Error {
+  constructor(
+    readonly code: StepErrorCode,
+    message: string,
+    readonly retryable = false,
+    /** the app's Retry-After, when it gave one */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'StepError';
+  }
+}
+
+/** What expressions read: the event, the outputs of earlier steps, and the account it runs in. */
+export interface ExpressionDoc {
+  trigger: unknown;
+  steps: Record<string, { output: unknown }>;
+  account: { id: string; slug: string; routing_key: string | null };
+}
+
+export interface StepResult {
+  input: unknown;
+  output: unknown;
+  /** a filter that said no: the run ends as filtered */
+  stop?: boolean;
+}
+
+export interface StepContext {
+  core: Core;
+  /** the account the execution runs in */
+  account: Account;
+  doc: ExpressionDoc;
+}
+
+async function expressionGuard<T>(step: Step, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ExpressionError) throw new StepError('expression_error', `Step '${step.id}': the expression "${clip(err.expression)}" failed: ${err.reason}.`);
+    throw err;
+  }
+}
+
+const clip = (s: string): string => (s.length > 120 ? `${s.slice(0, 120)}…` : s);
+
+async function transform(ctx: StepContext, step: TransformStep): Promise<StepResult> {
+  const output = await expressionGuard(step, () => render(step.value, ctx.doc));
+  return { input: null, output };
+}
+
+async function filter(ctx: StepContext, step: FilterStep): Promise<StepResult> {
+  const value = await expressionGuard(step, () => evaluate(step.condition, ctx.doc));
+  // JSONata's truthiness: empty, false, 0, '' and null are false
+  const pass = Array.isArray(value) ? value.length > 0 : Boolean(value);
+  return { input: null, output: pass, stop: !pass };
+}
+
+async function store(ctx: StepContext, step: StoreStep): Promise<StepResult> {
+  const key = await expressionGuard(step, () => render(step.key, ctx.doc));
+  if (typeof key !== 'string' || key === '') throw new StepError('expression_error', `Step '${step.id}': the key must be a non-empty text, not ${JSON.stringify(key)?.slice(0, 60)}.`);
+  const value = step.value === undefined ? undefined : await expressionGuard(step, () => render(step.value, ctx.doc));
+  let owner: Pick<Account, 'id' | 'slug'> = ctx.account;
+  if (step.scope === 'parent') {
+    const parent = ctx.account.parentAccountId ? await getAccountById(ctx.core, ctx.account.parentAccountId) : null;
+    if (!parent) throw new StepError('store_error', `Step '${step.id}': scope "parent" needs a linked parent account, and '${ctx.account.slug}' has none.`);
+    owner = parent;
+  }
+  const input = { action: step.action, key, ...(value !== undefined ? { value } : {}), scope: step.scope ?? 'account' };
+  try {
+    switch (step.action) {
+      case 'get': {
+        const e = await getEntry(ctx.core, owner, key);
+        return { input, output: e ? e.value : null };
+      }
+      case 'set': {
+        const e = await setEntry(ctx.core, owner, key, value, step.ttl_seconds);
+        return { input, output: e.value };
+      }
+      case 'increment': {
+        const e = await incrementEntry(ctx.core, owner, key, step.by ?? 1);
+        return { input, output: e.value };
+      }
+      case 'delete':
+        return { input, output: await deleteEntry(ctx.core, owner, key) };
+    }
+  } catch (err) {
+    if (err instanceof UserError) throw new StepError('store_error', `Step '${step.id}': ${err.message}`);
+    throw err;
+  }
+}
+
+export async function runStep(ctx: StepContext, step: Step): Promise<StepResult> {
+  switch (step.kind) {
+    case 'transform':
+      return transform(ctx, step);
+    case 'filter':
+      return filter(ctx, step);
+    case 'store':
+      return store(ctx, step);
+    case 'http':
+      throw new StepError('internal_error', `Step '${step.id}': http steps run once the outbound HTTP client lands (issue 8, next slice).`);
+  }
+}

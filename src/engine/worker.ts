@@ -1,0 +1,288 @@
+import { randomUUID } from 'node:crypto';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import { automationRevisions, executions, executionSteps } from '../db/schema/index.js';
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
+import { withAccount } from '../db/scope.js';
+import type { Core } from '../core/core.js';
+import { getAccountById, type Account } from '../core/accounts.js';
+import type { Definition } from '../core/automation-definition.js';
+import { EXECUTION_CHANNEL, type ExecutionRow } from '../core/executions.js';
+import { runStep, StepError, type ExpressionDoc } from './steps.js';
+import { log, errorFields } from '../log.js';
+
+/**
+ * The execution engine's worker. PostgreSQL is the queue: `executions` rows with status queued
+ * are claimed in batches with FOR UPDATE SKIP LOCKED (so any number of workers, in any number of
+ * processes, never take the same one), woken by LISTEN/NOTIFY with a polling fallback.
+ *
+ * A claimed execution is leased: the worker renews the lease while it runs, and every write it
+ * makes is guarded by "still mine" (worker id and status running), so a worker that lost its
+ * lease — stalled, or killed — changes nothing once another has taken over. Lapsed leases are put
+ * back in the queue by any worker. Claiming spans accounts; everything an execution reads and
+ * writes after that runs in its own account's scope (RLS).
+ *
+ * Each step's result is committed (step record + state + next step) before the next one starts,
+ * so a run that moves to another worker resumes after the last committed step.
+ */
+
+export interface WorkerOptions {
+  /** executions run at once by this worker */
+  concurrency: number;
+  /** lease length; renewed every third of it */
+  leaseMs: number;
+  /** polling interval when no notification arrives */
+  pollMs: number;
+  /** LISTEN support of the database (src/db/client.ts); without it the worker polls */
+  listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
+}
+
+export const DEFAULT_WORKER: WorkerOptions = { concurrency: 4, leaseMs: 30_000, pollMs: 1_000 };
+const MAX_BACKOFF_MS = 5 * 60_000;
+
+/** Exponential backoff with full jitter, or the app's Retry-After when it gave one. */
+export function backoffMs(attempt: number, retryAfterMs?: number): number {
+  if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs)) return Math.min(Math.max(retryAfterMs, 0), MAX_BACKOFF_MS);
+  const cap = Math.min(1000 * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+}
+
+export class Worker {
+  readonly id = `w-${randomUUID().slice(0, 8)}`;
+  private running = false;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private wake: (() => void) | null = null;
+  private unlisten: (() => Promise<void>) | null = null;
+  private loop: Promise<void> | null = null;
+  private lastRecovery = 0;
+  private readonly revisions = new Map<string, Definition>();
+
+  constructor(
+    private readonly core: Core,
+    private readonly opts: WorkerOptions = DEFAULT_WORKER,
+  ) {}
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    if (this.opts.listen) {
+      try {
+        this.unlisten = await this.opts.listen(EXECUTION_CHANNEL, () => this.nudge());
+      } catch (err) {
+        log.warn('worker: LISTEN failed, polling only', errorFields(err));
+      }
+    }
+    this.loop = this.run();
+  }
+
+  /** Stop claiming; wait up to `deadlineMs` for what runs, then put the rest back in the queue. */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.nudge();
+    await this.loop;
+    await this.unlisten?.().catch(() => {});
+    const all = Promise.allSettled([...this.inFlight.values()]);
+    const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), deadlineMs).unref())]);
+    if (timedOut) {
+      // whatever still runs is released: its next guarded write finds it no longer ours
+      await this.core.db
+        .update(executions)
+        .set({ status: 'queued', leaseUntil: null, worker: null, runAt: sql`now()` })
+        .where(and(eq(executions.worker, this.id), eq(executions.status, 'running')));
+    }
+  }
+
+  private nudge(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        if (Date.now() - this.lastRecovery > this.opts.leaseMs / 2) await this.recoverLapsed();
+        const free = this.opts.concurrency - this.inFlight.size;
+        const claimed = free > 0 ? await this.claim(free) : [];
+        for (const row of claimed) {
+          const p = this.execute(row)
+            .catch((err: unknown) => log.error('worker: execution failed unexpectedly', { execution: row.id, ...errorFields(err) }))
+            .finally(() => {
+              this.inFlight.delete(row.id);
+              this.nudge();
+            });
+          this.inFlight.set(row.id, p);
+        }
+        // a full batch: there may be more at once; else wait for a notification, a free slot or the poll
+        if (claimed.length > 0 && claimed.length === free) continue;
+      } catch (err) {
+        log.error('worker: claim failed', errorFields(err));
+      }
+      if (!this.running) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.opts.pollMs);
+        t.unref();
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Up to `n` due executions, oldest first, leased to this worker. */
+  private async claim(n: number): Promise<ExecutionRow[]> {
+    const lease = this.opts.leaseMs;
+    const rows = await this.core.db.execute(sql`
+      with due as (
+        select id from executions
+        where status = 'queued' and run_at <= now()
+        order by run_at
+        limit ${n}
+        for update skip locked
+      )
+      update executions e
+      set status = 'running', lease_until = now() + ${lease} * interval '1 millisecond', worker = ${this.id}, started_at = coalesce(e.started_at, now())
+      from due where e.id = due.id
+      returning e.id`);
+    const ids = (Array.isArray(rows) ? rows : (rows as { rows: { id: string }[] }).rows).map((r) => (r as { id: string }).id);
+    if (!ids.length) return [];
+    return this.core.db.select().from(executions).where(inArray(executions.id, ids));
+  }
+
+  /** Executions whose worker stopped renewing go back to the queue (they resume after their last committed step). */
+  private async recoverLapsed(): Promise<void> {
+    this.lastRecovery = Date.now();
+    const back = await this.core.db
+      .update(executions)
+      .set({ status: 'queued', leaseUntil: null, worker: null, runAt: sql`now()` })
+      .where(and(eq(executions.status, 'running'), sql`${executions.leaseUntil} < now()`))
+      .returning({ id: executions.id });
+    if (back.length) log.warn('worker: took back executions whose lease lapsed', { count: back.length });
+  }
+
+  private async definition(row: ExecutionRow): Promise<Definition> {
+    const key = `${row.automationId}:${row.revision}`;
+    const cached = this.revisions.get(key);
+    if (cached) return cached;
+    const [rev] = await withAccount(this.core.db, [row.accountId], (tx) =>
+      tx
+        .select({ definition: automationRevisions.definition })
+        .from(automationRevisions)
+        .where(and(eq(automationRevisions.automationId, row.automationId), eq(automationRevisions.revision, row.revision))),
+    );
+    if (!rev) throw new Error(`revision ${row.revision} of automation ${row.automationId} is missing`);
+    // revisions never change: cached for the life of the worker (bounded)
+    if (this.revisions.size > 10_000) this.revisions.clear();
+    const def = rev.definition as Definition;
+    this.revisions.set(key, def);
+    return def;
+  }
+
+  /** A write of this execution, only while it is still leased to this worker; false when it no longer is. */
+  private async mine(accountId: string, id: string, set: PgUpdateSetSource<typeof executions>, step?: typeof executionSteps.$inferInsert): Promise<boolean> {
+    return withAccount(this.core.db, [accountId], async (tx) => {
+      const updated = await tx
+        .update(executions)
+        .set(set)
+        .where(and(eq(executions.id, id), eq(executions.worker, this.id), eq(executions.status, 'running')))
+        .returning({ id: executions.id });
+      if (!updated.length) return false;
+      if (step) await tx.insert(executionSteps).values(step);
+      return true;
+    });
+  }
+
+  private async execute(row: ExecutionRow): Promise<void> {
+    const account = await getAccountById(this.core, row.accountId);
+    if (!account) return;
+    if (account.status === 'suspended') {
+      // nothing runs in a suspended account: it waits, and runs once the suspension is lifted
+      await this.mine(row.accountId, row.id, { status: 'queued', leaseUntil: null, worker: null, runAt: sql`now() + interval '30 seconds'` });
+      return;
+    }
+    const heartbeat = setInterval(() => {
+      this.core.db
+        .update(executions)
+        .set({ leaseUntil: sql`now() + ${this.opts.leaseMs} * interval '1 millisecond'` })
+        .where(and(eq(executions.id, row.id), eq(executions.worker, this.id), eq(executions.status, 'running')))
+        .catch((err: unknown) => log.warn('worker: lease renewal failed', { execution: row.id, ...errorFields(err) }));
+    }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
+    heartbeat.unref();
+    try {
+      await this.steps(row, account, await this.definition(row));
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private async steps(row: ExecutionRow, account: Account, def: Definition): Promise<void> {
+    const state: Record<string, unknown> = { ...(row.state ?? {}) };
+    const doc: ExpressionDoc = {
+      trigger: row.trigger,
+      steps: Object.fromEntries(Object.entries(state).map(([k, v]) => [k, { output: v }])),
+      account: { id: account.id, slug: account.slug, routing_key: account.routingKey },
+    };
+    let attempt = row.attempt;
+    for (let i = row.nextStep; i < def.steps.length; i++) {
+      const step = def.steps[i]!;
+      attempt += 1;
+      const startedAt = new Date();
+      const t0 = performance.now();
+      const record = (status: 'succeeded' | 'failed' | 'filtered' | 'retrying', extra: Partial<typeof executionSteps.$inferInsert>) => ({
+        executionId: row.id,
+        stepIndex: i,
+        attempt,
+        tenantId: row.tenantId,
+        accountId: row.accountId,
+        stepId: step.id,
+        kind: step.kind,
+        status,
+        startedAt,
+        durationMs: Math.round(performance.now() - t0),
+        ...extra,
+      });
+      try {
+        const result = await runStep({ core: this.core, account, doc }, step);
+        if (result.stop) {
+          await this.mine(row.accountId, row.id, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, nextStep: i + 1, attempt: 0 }, record('filtered', { input: result.input, output: result.output }));
+          return;
+        }
+        state[step.id] = result.output;
+        doc.steps[step.id] = { output: result.output };
+        const last = i === def.steps.length - 1;
+        const ok = await this.mine(
+          row.accountId,
+          row.id,
+          { state, nextStep: i + 1, attempt: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
+          record('succeeded', { input: result.input, output: result.output }),
+        );
+        if (!ok) return; // no longer ours: another worker carries on
+        attempt = 0;
+      } catch (err) {
+        const e = err instanceof StepError ? err : new StepError('internal_error', `Step '${step.id}' failed inside the engine; the server log has the details.`, true);
+        if (!(err instanceof StepError)) log.error('worker: step failed unexpectedly', { execution: row.id, step: step.id, ...errorFields(err) });
+        if (e.retryable && attempt <= def.retries.max) {
+          const wait = backoffMs(attempt, e.retryAfterMs);
+          await this.mine(
+            row.accountId,
+            row.id,
+            { status: 'queued', attempt, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: e.message },
+            record('retrying', { errorCode: e.code, errorMessage: e.message }),
+          );
+        } else {
+          await this.mine(
+            row.accountId,
+            row.id,
+            { status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: e.message, failedStep: step.id },
+            record('failed', { errorCode: e.code, errorMessage: e.message }),
+          );
+        }
+        return;
+      }
+    }
+    if (def.steps.length === 0 || row.nextStep >= def.steps.length) {
+      await this.mine(row.accountId, row.id, { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null });
+    }
+  }
+}
