@@ -49,6 +49,7 @@ import {
 } from './connections.js';
 import { adminUrl, createDatabase, dropLeftovers, probe } from './postgres.js';
 import { line, max, median, ms, note, now, us, verdict } from './stats.js';
+import { engineThroughput, type EngineResult } from './engine.js';
 
 setLogLevel('warn');
 
@@ -73,6 +74,11 @@ const WARMUP = Math.min(100, CALLS);
 const ACCOUNTS = 10_000;
 const TARGET = { coldPglite: 1500, coldPostgres: 500 } as const;
 const LABEL = 54;
+/** section 6: queued runs drained, runs at once, and the steady rate and duration of the latency case */
+const ENGINE_EXECUTIONS = Number(process.env.BENCH_ENGINE_RUNS ?? 5000);
+const ENGINE_CONCURRENCY = 16;
+const ENGINE_RATE = 100;
+const ENGINE_SECONDS = 3;
 /** section 3: calls per case (half of BENCH_CALLS: keeps the connection sections near two minutes) */
 const LIST_CALLS = Math.max(100, Math.round(CALLS / 2));
 const LIST_WARMUP = Math.min(50, LIST_CALLS);
@@ -242,6 +248,34 @@ async function main(): Promise<void> {
   }
   await guarded('rotate-key, PGlite', async () => {
     rotationReport('PGlite (in memory)', await rotationThroughput({ total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
+  });
+
+  // ---------------------------------------------------------------- 6. engine
+  line();
+  line(`6. Engine end to end (webhook ingress not built yet: runs enqueued directly): transform → http POST to a local server → transform,`);
+  line(`   ${fmt(ENGINE_EXECUTIONS)} queued runs drained by one in-process worker (${ENGINE_CONCURRENCY} at once); then start latency at ${ENGINE_RATE}/s for ${ENGINE_SECONDS} s`);
+  const engineReport = (title: string, r: EngineResult, target: boolean) => {
+    line();
+    line(`  ${title}`);
+    line(`  ${'executions per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${target ? `target ≥ 1,000/s: ${r.perSecond >= 1000 ? 'met' : 'MISSED'}` : '(the target is set for PostgreSQL)'}${insertRate ? `   ${(r.perSecond / insertRate).toFixed(2)}× raw insert rate` : ''}   (${fmt(r.executions)} in ${(r.wallMs / 1000).toFixed(1)} s, ${r.failed} not succeeded)`);
+    for (const [kind, v] of Object.entries(r.stepMs)) line(`  ${`extra: time inside ${kind} steps`.padEnd(LABEL)}mean ${ms(v.mean, 6)}   p99 ${ms(v.p99, 6)}`);
+    line(`  ${'extra: per run outside its steps'.padEnd(LABEL)}mean ${ms(r.overheadMeanMs, 6)}   (claim → final minus step time: committing each step, the queue)`);
+    line(`  ${`enqueued → started at ${r.startLatency.rate}/s`.padEnd(LABEL)}p50 ${ms(r.startLatency.p50, 6)}   p99 ${ms(r.startLatency.p99, 6)}   target p50 < 25 ms: ${r.startLatency.p50 < 25 ? 'met' : 'MISSED'}   (${r.startLatency.n} runs)`);
+  };
+  if (pg.ok) {
+    await guarded('engine, PostgreSQL', async () => {
+      const db = await createDatabase('engine');
+      const drop = () => db.drop();
+      pending.add(drop);
+      try {
+        engineReport('PostgreSQL (fresh database)', await engineThroughput({ url: db.url, executions: ENGINE_EXECUTIONS, concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), true);
+      } finally {
+        await cleanup(drop);
+      }
+    });
+  }
+  await guarded('engine, PGlite', async () => {
+    engineReport('PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
   });
 
   line();

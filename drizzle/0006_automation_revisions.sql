@@ -23,4 +23,8 @@ ALTER TABLE "automation_revisions" ADD CONSTRAINT "automation_revisions_account_
 ALTER TABLE "automation_revisions" ADD CONSTRAINT "automation_revisions_created_by_users_id_fk" FOREIGN KEY ("created_by") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "automation_revisions_account" ON "automation_revisions" USING btree ("account_id");--> statement-breakpoint
 ALTER TABLE "automations" ADD CONSTRAINT "automations_created_by_users_id_fk" FOREIGN KEY ("created_by") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
+-- names become unique per account (case-insensitively): earlier duplicates get a number
+UPDATE "automations" a SET "name" = a."name" || ' (' || d.n || ')'
+FROM (SELECT "id", row_number() OVER (PARTITION BY "account_id", lower("name") ORDER BY "created_at", "id") AS n FROM "automations") d
+WHERE a."id" = d."id" AND d.n > 1;--> statement-breakpoint
 CREATE UNIQUE INDEX "automations_account_name" ON "automations" USING btree ("account_id",lower("name"));

@@ -29,6 +29,7 @@ CREATE TABLE "executions" (
 	"state" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"next_step" integer DEFAULT 0 NOT NULL,
 	"attempt" integer DEFAULT 0 NOT NULL,
+	"waits" integer DEFAULT 0 NOT NULL,
 	"run_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"lease_until" timestamp with time zone,
 	"worker" text,

@@ -81,6 +81,7 @@ export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring):
   switchMinutes: config.switchMinutes,
   keys,
   secretArgs: config.secretArgs,
+  outbound: { allow: config.outboundAllow },
 });
 
 /**

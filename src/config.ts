@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseAllow } from './engine/outbound.js';
 
 /** The one place that reads process.env. Every variable is documented in README.md. */
 const schema = z.object({
@@ -18,6 +19,7 @@ const schema = z.object({
     .optional(),
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
   SWITCHBOARD_WORKERS: z.coerce.number().int().min(0).max(256).default(4),
+  SWITCHBOARD_OUTBOUND_ALLOW: z.string().optional(),
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_ALLOWED_ORIGINS: z
     .string()
@@ -43,6 +45,8 @@ export type Config = {
   secretArgs: boolean;
   /** executions run at once by the in-process worker of serve and stdio (0: none; `switchboard worker` runs them) */
   workers: number;
+  /** addresses and CIDR ranges http steps may call although loopback or private */
+  outboundAllow: string[];
   /** Host headers `serve` answers (empty: loopback names on a loopback address, else unchecked) */
   allowedHosts: string[];
   /** browser origins besides the server's own that may call /mcp and the pages */
@@ -69,6 +73,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     masterKey: e.SWITCHBOARD_MASTER_KEY,
     secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
     workers: e.SWITCHBOARD_WORKERS,
+    outboundAllow: parseAllow(e.SWITCHBOARD_OUTBOUND_ALLOW),
     allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
   };

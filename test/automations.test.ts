@@ -124,10 +124,42 @@ describe('validation at save', () => {
     expect(saved).toEqual([]);
   });
 
+  it('keeps credentials out of definitions, error messages and the audit log', async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ url: 'https://admin:hunter2pass@api.example.test/{{ trigger.body.id }}' }, /Step 'x' \(url\): the URL must not carry a user name or password/],
+      [{ url: 'https://api.example.test/x', headers: { Authorization: 'Bearer sk_live_hidden123{{ "" }}' } }, /Step 'x' \(headers\.Authorization\): credentials do not go in a step/],
+      [{ url: 'https://api.example.test/x', headers: { 'X-Shopify-Access-Token': 'shpat_hidden123' } }, /headers\.X-Shopify-Access-Token/],
+      [{ url: 'https://api.example.test/x', query: { api_key: 'hidden123' } }, /query\.api_key/],
+      [{ url: 'https://api.example.test/x?access_token=hidden123&page=1' }, /Step 'x' \(url\): credentials do not go in a step/],
+      [{ url: 'https://admin:hunter2pass@api exa.test/' }, /./],
+    ];
+    for (const [step, why] of cases) {
+      const r = await boring.call('create_automation', { name: 'Leaky', steps: [{ id: 'x', kind: 'http', method: 'GET', ...step }] });
+      expect(r.isError, JSON.stringify(step)).toBe(true);
+      expect(text(r)).toMatch(why);
+      expect(text(r)).not.toMatch(/hunter2pass|hidden123/);
+    }
+    // forwarding the caller's own header is fine: it is not written into the definition
+    data(await boring.call('create_automation', { name: 'Forwarding', steps: [{ id: 'x', kind: 'http', method: 'GET', url: 'https://api.example.test/x', headers: { Authorization: 'Bearer {{ trigger.headers.authorization }}' } }] }));
+    const entries = await w.core.db.select().from(auditLog).where(and(eq(auditLog.tool, 'create_automation'), eq(auditLog.accountId, w.accounts.boring.id)));
+    expect(JSON.stringify(entries)).not.toMatch(/hunter2pass|hidden123/);
+    data(await boring.call('delete_automation', { automation: 'Forwarding' }));
+  });
+
+  it('refuses names that are invisible or look like ids, and reserved step ids', async () => {
+    expect(text(await boring.call('create_automation', { name: '\u200b', steps: [{ id: 'a', kind: 'transform', value: 1 }] }))).toMatch(/must not be empty/);
+    expect(text(await boring.call('create_automation', { name: '6f1c8a52-5c8e-4c1e-9a57-3d2f0e0b1a77', steps: [{ id: 'a', kind: 'transform', value: 1 }] }))).toMatch(/cannot be an id/);
+    for (const id of ['__proto__', 'constructor']) {
+      expect(text(await boring.call('create_automation', { name: 'Proto', steps: [{ id, kind: 'transform', value: 1 }] }))).toMatch(/reserved word/);
+    }
+    expect(text(await boring.call('get_automation', { automation: 'Sync invoices', revision: 2 ** 31 }))).toMatch(/revision/);
+    expect(text(await boring.call('create_automation', { name: 'Long', steps: [{ id: 'a', kind: 'transform', value: `{{ 1${'+1'.repeat(4500)} }}` }] }))).toMatch(/longer than 4000 characters/);
+  });
+
   it('checks shapes before meaning: step ids, kinds and sizes', async () => {
     const bad = [
       [{ id: '1st', kind: 'transform', value: 1 }, /id/],
-      [{ id: 'and', kind: 'transform', value: 1 }, /word of the expression language/],
+      [{ id: 'and', kind: 'transform', value: 1 }, /reserved word/],
       [{ id: 'x', kind: 'shell', command: 'rm -rf /' }, /kind/],
       [{ id: 'x', kind: 'http', method: 'TRACE', url: 'https://x.test' }, /method/],
       // a misspelt field is an error, never silently dropped
@@ -183,6 +215,20 @@ describe('revisions', () => {
     // an update that does not validate writes nothing
     expect((await boring.call('update_automation', { automation: 'Sync invoices', steps: [{ id: 'x', kind: 'filter', condition: 'steps.y' }] })).isError).toBe(true);
     expect(data<Got>(await boring.call('get_automation', { automation: 'Sync invoices' })).automation.revision).toBe(2);
+  });
+
+  it('loses no part of concurrent updates that change different parts', async () => {
+    data(await boring.call('create_automation', { name: 'Raced', steps: [{ id: 'v', kind: 'transform', value: 'orig' }] }));
+    for (let i = 0; i < 5; i++) {
+      const [a, b] = await Promise.all([
+        boring.call('update_automation', { automation: 'Raced', steps: [{ id: 'v', kind: 'transform', value: `new ${i}` }] }),
+        boring.call('update_automation', { automation: 'Raced', description: `described ${i}` }),
+      ]);
+      expect(a.isError || b.isError).toBeFalsy();
+      const got = data<Got & { automation: { description?: string } }>(await boring.call('get_automation', { automation: 'Raced' }));
+      expect(got.definition.steps).toEqual([expect.objectContaining({ value: `new ${i}` })]);
+    }
+    data(await boring.call('delete_automation', { automation: 'Raced' }));
   });
 
   it('gives concurrent updates consecutive revisions, none lost', async () => {

@@ -29,6 +29,10 @@ describe('render', () => {
   it('renders nested objects and arrays, leaving literals alone', async () => {
     const out = await render({ to: '{{ steps.lookup.output.body.customer.email }}', lines: ['{{ $count(trigger.body.items) }}', 7, null, false], plain: 'no braces' }, doc);
     expect(out).toEqual({ to: 'pat@example.test', lines: [2, 7, null, false], plain: 'no braces' });
+    // a "__proto__" key stays an own key of the result, never its prototype
+    const odd = (await render(JSON.parse('{"__proto__": "{{ 1 + 1 }}"}'), doc)) as Record<string, unknown>;
+    expect(Object.getOwnPropertyNames(odd)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(odd)).toBe(Object.prototype);
   });
 });
 
@@ -42,6 +46,19 @@ describe('bounds', () => {
     await expect(evaluate('$pad("", 100000000)', doc)).rejects.toThrow(/\$pad would build 100000000 characters/);
     expect(await evaluate('$pad("7", -3, "0")', doc)).toBe('007');
     await expect(evaluate('[1..1000].($pad("", 2000, "x"))', doc, { timeoutMs: 1000, maxResultChars: 100_000 })).rejects.toThrow(/more than the limit of 100000/);
+  });
+
+  it('bounds what one evaluation builds, inside a single step too', async () => {
+    // doubling a text with & in a recursion: refused as it passes the limit, long before memory runs out
+    await expect(evaluate('($f := function($s, $n) { $n = 0 ? $s : $f($s & $s, $n - 1) }; $length($f("x", 28)))', doc)).rejects.toThrow(/builds a text of \d+ characters/);
+    await expect(evaluate('[1..100000].($pad("", 1000000))', doc)).rejects.toThrow(/builds more than \d+ characters and items/);
+    await expect(evaluate('$split($pad("", 1000000, "x"), "")', doc)).rejects.toThrow(/more than the limit/);
+  });
+
+  it('refuses overlong expressions and scans templates full of braces in one pass', () => {
+    expect(() => compile('1' + '+1'.repeat(4500))).toThrow(/longer than 4000 characters/);
+    expect(templateExpressions('{'.repeat(200_000))).toEqual([]);
+    expect(templateExpressions('{{'.repeat(50_000) + 'a }}')).toEqual([{ path: '', text: '{{'.repeat(49_999) + 'a' }]);
   });
 
   it('has no way into JavaScript', async () => {

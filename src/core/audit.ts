@@ -3,7 +3,7 @@ import { accounts, auditLog, type AuditOutcome } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
 import { decodeCursor, encodeCursor } from './ids.js';
-import { REDACTED, TOKEN_PREFIX, scrubText } from './crypto.js';
+import { REDACTED, TOKEN_PREFIX, scrubText, scrubUrl } from './crypto.js';
 import type { Db } from '../db/client.js';
 
 // keys whose values are secrets; ids (token_id, …) are references, not secrets
@@ -30,7 +30,7 @@ function storable(s: string, max: number): string {
  * are flattened.
  */
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return value.includes(TOKEN_PREFIX) ? REDACTED : storable(value, MAX_STRING);
+  if (typeof value === 'string') return value.includes(TOKEN_PREFIX) ? REDACTED : storable(scrubUrl(value), MAX_STRING);
   if (value === null || typeof value !== 'object') return value;
   if (depth >= MAX_DEPTH) return '[…]';
   if (Array.isArray(value)) return value.slice(0, 50).map((v) => redact(v, depth + 1));

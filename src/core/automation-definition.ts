@@ -4,6 +4,7 @@ import { getApp } from './apps.js';
 import { resolveConnection } from './connections.js';
 import { UserError } from './errors.js';
 import { compile, ExpressionError, stepReferences, templateExpressions } from '../engine/expressions.js';
+import { scrubUrl } from './crypto.js';
 
 /**
  * What an automation does, as stored in an immutable revision, and its validation at save: every
@@ -61,8 +62,13 @@ export interface Definition {
   retries: { max: number };
 }
 
-/** A header whose literal value would be a credential: those come from a connection. */
-const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie|x-api-key|api-key|x-auth-token)$/i;
+/** A header or query parameter whose written-out value would be a credential: those come from a connection. */
+const CREDENTIAL_NAME = /authorization|cookie|token|secret|passw|api[-_]?key|apikey|signature|session|credential|^key$|access[-_]?key/i;
+/** What a credential value may say besides its expressions: the scheme, e.g. "Bearer {{ … }}" forwarding the caller's token. */
+const SCHEME_ONLY = /^(bearer|basic|token)?$/i;
+
+/** A value written into the definition (its text outside any {{ }}), if any. */
+const literalPart = (value: string): string => value.replace(/\{\{[\s\S]*?\}\}/g, '').trim();
 
 interface Where {
   step?: Step;
@@ -117,19 +123,29 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
         template(step.url, { step, field: 'url' }, i);
         const urlProblem = checkUrl(step.url);
         if (urlProblem) problems.push(`${at({ step, field: 'url' })}: ${urlProblem}`);
+        const credentialsHere = (field: string) =>
+          problems.push(`${at({ step, field })}: credentials do not go in a step; name a connection (connection) and its credentials are added to the request.`);
         for (const [name, value] of Object.entries(step.headers ?? {})) {
-          if (CREDENTIAL_HEADER.test(name) && !value.includes('{{')) {
-            problems.push(`${at({ step, field: `headers.${name}` })}: credentials do not go in a step; name a connection (connection) and its credentials are added to the request.`);
-          }
+          if (CREDENTIAL_NAME.test(name) && !SCHEME_ONLY.test(literalPart(value))) credentialsHere(`headers.${name}`);
         }
+        for (const [name, value] of Object.entries(step.query ?? {})) {
+          if (CREDENTIAL_NAME.test(name) && literalPart(value) !== '') credentialsHere(`query.${name}`);
+        }
+        for (const name of literalQueryNames(step.url)) if (CREDENTIAL_NAME.test(name)) credentialsHere('url');
         template(step.headers ?? {}, { step, field: 'headers' }, i);
         template(step.query ?? {}, { step, field: 'query' }, i);
         template(step.body, { step, field: 'body' }, i);
         let connectionId: string | null = null;
         if (step.connection !== undefined) {
           try {
-            connectionId = (await resolveConnection(core, account, step.connection)).row.id;
+            const { row } = await resolveConnection(core, account, step.connection);
+            connectionId = row.id;
             connectionIds.add(connectionId);
+            const origin = literalOrigin(step.url);
+            const base = (await getApp(core, row.app)).baseUrl ?? row.masked.base_url;
+            if (origin && base && safeOrigin(base) !== origin) {
+              problems.push(`${at({ step, field: 'url' })}: the credentials of ${row.app}/${row.name} are sent only to ${safeOrigin(base)}, not ${origin}.`);
+            }
           } catch (err) {
             if (!(err instanceof UserError)) throw err;
             // a routed automation runs in each child, with the child's own connections: the app must exist
@@ -179,17 +195,57 @@ const clip = (s: string): string => (s.length > 120 ? `${s.slice(0, 120)}…` : 
  */
 function checkUrl(url: string): string | null {
   const literal = url.split('{{')[0]!;
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(literal)) return 'the URL must not carry a user name or password: name a connection instead.';
   if (url.includes('{{')) {
     if (literal === '' || /^https?:\/\//i.test(literal)) return null;
-    return `the URL must start with http:// or https:// (or be computed whole by an expression), not '${clip(literal)}'.`;
+    return `the URL must start with http:// or https:// (or be computed whole by an expression), not '${clip(scrubUrl(literal))}'.`;
   }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    return `'${clip(url)}' is not a URL: give an absolute http:// or https:// URL.`;
+    return `'${clip(scrubUrl(url))}' is not a URL: give an absolute http:// or https:// URL.`;
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `the URL must be http:// or https://, not ${parsed.protocol}//.`;
   if (parsed.username || parsed.password) return 'the URL must not carry a user name or password: name a connection instead.';
   return null;
 }
+
+const safeOrigin = (url: string): string | null => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return null;
+  }
+};
+
+/** The origin of a URL whose scheme and host are written out (not computed), else null. */
+function literalOrigin(url: string): string | null {
+  const literal = url.split('{{')[0]!;
+  const m = /^https?:\/\/[^/?#]+/i.exec(literal);
+  if (!m) return null;
+  // the host is complete only when something other than an expression follows it
+  const complete = literal.length > m[0].length || !url.includes('{{');
+  return complete ? safeOrigin(m[0]) : null;
+}
+
+/** The names of the query parameters written out in a URL (before any expression). */
+function literalQueryNames(url: string): string[] {
+  const literal = url.split('{{')[0]!;
+  const q = literal.indexOf('?');
+  if (q < 0) return [];
+  return literal
+    .slice(q + 1)
+    .split('#')[0]!
+    .split('&')
+    .map((kv) => decodeURIComponentSafe(kv.split('=')[0]!))
+    .filter(Boolean);
+}
+
+const decodeURIComponentSafe = (s: string): string => {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+};

@@ -22,7 +22,9 @@ export const MAX_DESCRIPTION = 2000;
 
 function cleanName(name: string): string {
   const n = name.trim();
-  if (!n) throw new UserError('The automation name must not be empty.');
+  // invisible characters alone (zero-width spaces, BOM) are no name either
+  if (!/[^\s\u200B-\u200F\u2060\uFEFF]/u.test(n)) throw new UserError('The automation name must not be empty.');
+  if (isUuid(n)) throw new UserError('An automation name cannot be an id: automations are found by id or name, and it would hide another.');
   return n;
 }
 
@@ -88,33 +90,43 @@ export interface UpdateAutomationInput {
 }
 
 /**
- * A new revision from the current one and the parts given. The row is locked, so two updates at
- * once get consecutive revisions; a run in flight keeps the revision it started with.
+ * A new revision from the current one and the parts given. The merge reads the current revision
+ * before the transaction (validation resolves connections in scopes of its own); the write then
+ * locks the row and checks that the revision is still the one merged onto — if a concurrent
+ * update got there first, the merge is done again on top of it, so no update is lost.
  */
 export async function updateAutomation(core: Core, account: Account, row: AutomationRow, input: UpdateAutomationInput): Promise<{ row: AutomationRow; revision: RevisionRow }> {
-  const current = await getRevision(core, account, row.id, row.revision);
-  const merged: Definition = { ...(current.definition as Definition), ...stripUndefined(input.definition) };
-  const name = input.name !== undefined ? cleanName(input.name) : row.name;
-  const { definition, connectionIds } = await validateDefinition(core, account, merged);
-  try {
-    return await withAccount(core.db, [account.id], async (tx) => {
-      const [locked] = await tx.select().from(automations).where(eq(automations.id, row.id)).for('update');
-      if (!locked) throw new UserError(`The automation '${row.name}' no longer exists.`, 'not_found');
-      const next = locked.revision + 1;
-      const [revision] = await tx
-        .insert(automationRevisions)
-        .values({ automationId: row.id, revision: next, tenantId: core.tenantId, accountId: account.id, name, definition, note: input.note?.trim() ?? '', createdBy: input.by })
-        .returning();
-      const [updated] = await tx
-        .update(automations)
-        .set({ name, revision: next, updatedAt: sql`now()`, ...(input.description !== undefined ? { description: input.description.trim() } : {}) })
-        .where(eq(automations.id, row.id))
-        .returning();
-      await setUsage(tx, account, row.id, connectionIds);
-      return { row: updated!, revision: revision! };
-    });
-  } catch (err) {
-    uniqueName(err, account, name);
+  let base = row;
+  for (let tries = 0; ; tries++) {
+    const current = await getRevision(core, account, base.id, base.revision);
+    const merged: Definition = { ...(current.definition as Definition), ...stripUndefined(input.definition) };
+    const name = input.name !== undefined ? cleanName(input.name) : base.name;
+    const { definition, connectionIds } = await validateDefinition(core, account, merged);
+    let result: { row: AutomationRow; revision: RevisionRow } | { moved: AutomationRow };
+    try {
+      result = await withAccount(core.db, [account.id], async (tx) => {
+        const [locked] = await tx.select().from(automations).where(eq(automations.id, base.id)).for('update');
+        if (!locked) throw new UserError(`The automation '${base.name}' no longer exists.`, 'not_found');
+        if (locked.revision !== base.revision) return { moved: locked };
+        const next = locked.revision + 1;
+        const [revision] = await tx
+          .insert(automationRevisions)
+          .values({ automationId: base.id, revision: next, tenantId: core.tenantId, accountId: account.id, name, definition, note: input.note?.trim() ?? '', createdBy: input.by })
+          .returning();
+        const [updated] = await tx
+          .update(automations)
+          .set({ name, revision: next, updatedAt: sql`now()`, ...(input.description !== undefined ? { description: input.description.trim() } : {}) })
+          .where(eq(automations.id, base.id))
+          .returning();
+        await setUsage(tx, account, base.id, connectionIds);
+        return { row: updated!, revision: revision! };
+      });
+    } catch (err) {
+      uniqueName(err, account, name);
+    }
+    if (!('moved' in result)) return result;
+    if (tries >= 20) throw new UserError(`The automation '${base.name}' is being changed by others at the same time: try again.`, 'conflict');
+    base = result.moved;
   }
 }
 

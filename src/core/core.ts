@@ -1,5 +1,6 @@
 import type { Db } from '../db/client.js';
 import type { Keyring } from './keyring.js';
+import type { OutboundPolicy } from '../engine/outbound.js';
 
 /** What every core function needs: the database and the tenant it serves. */
 export interface Core {
@@ -14,4 +15,6 @@ export interface Core {
    * elicitation, scripts). Off: they can only be entered on the server's pages.
    */
   secretArgs: boolean;
+  /** addresses http steps may call although private or loopback (SWITCHBOARD_OUTBOUND_ALLOW); none when absent */
+  outbound?: OutboundPolicy;
 }

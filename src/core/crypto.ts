@@ -34,7 +34,14 @@ export function newToken(): { token: string; hash: string; prefix: string } {
 const TOKEN_LIKE = new RegExp(`${TOKEN_PREFIX}[A-Za-z0-9_-]*`, 'g');
 export const REDACTED = '[redacted]';
 
-/** Free text with anything shaped like an API token replaced (messages echo what callers typed). */
-export const scrubText = (s: string): string => s.replace(TOKEN_LIKE, REDACTED);
+
+const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)[^/?#\s@]*@/gi;
+const SECRET_PARAM = /([?&](?:[^=&#\s]*(?:token|secret|passw|api[-_]?key|apikey|signature|session|credential|access[-_]?key|auth)[^=&#\s]*)=)[^&#\s]*/gi;
+
+/** Text with the user:password of URLs and the values of secret-named query parameters replaced. */
+export const scrubUrl = (s: string): string => s.replace(URL_USERINFO, `$1${REDACTED}@`).replace(SECRET_PARAM, `$1${REDACTED}`);
+
+/** Free text with anything shaped like an API token or a URL's credentials replaced (messages echo what callers typed). */
+export const scrubText = (s: string): string => scrubUrl(s.replace(TOKEN_LIKE, REDACTED));
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');

@@ -46,12 +46,37 @@ interface JsonataError {
   message?: string;
 }
 
-const TEMPLATE_PART = /\{\{([\s\S]*?)\}\}/g;
-const WHOLE = /^\{\{([\s\S]*?)\}\}$/;
+/** Longest expression text accepted (inside {{ }} or bare). */
+export const MAX_EXPRESSION_CHARS = 4000;
+
+/**
+ * The parts of a template string: literal text and `{{ expression }}`s, in one linear pass (a
+ * backtracking regular expression is quadratic on text full of braces).
+ */
+function* parts(text: string): Generator<{ literal: string } | { expression: string }> {
+  let pos = 0;
+  while (pos < text.length) {
+    const open = text.indexOf('{{', pos);
+    const close = open < 0 ? -1 : text.indexOf('}}', open + 2);
+    if (open < 0 || close < 0) break;
+    if (open > pos) yield { literal: text.slice(pos, open) };
+    yield { expression: text.slice(open + 2, close) };
+    pos = close + 2;
+  }
+  if (pos < text.length) yield { literal: text.slice(pos) };
+}
+
+/** The expression of a string that is exactly one `{{ expression }}`, else null. */
+function whole(text: string): string | null {
+  if (!text.startsWith('{{') || !text.endsWith('}}') || text.length < 4) return null;
+  return text.indexOf('}}', 2) === text.length - 2 ? text.slice(2, -2) : null;
+}
 
 /** The expressions embedded in a template string, in order. */
 export function embedded(text: string): string[] {
-  return [...text.matchAll(TEMPLATE_PART)].map((m) => m[1]!.trim());
+  const out: string[] = [];
+  for (const p of parts(text)) if ('expression' in p) out.push(p.expression.trim());
+  return out;
 }
 
 function describe(err: unknown): string {
@@ -63,6 +88,7 @@ function describe(err: unknown): string {
 /** Parse an expression; throws ExpressionError with JSONata's reason. */
 export function compile(text: string): jsonata.Expression {
   if (!text.trim()) throw new ExpressionError(text, 'the expression is empty');
+  if (text.length > MAX_EXPRESSION_CHARS) throw new ExpressionError(text.slice(0, 60), `the expression is longer than ${MAX_EXPRESSION_CHARS} characters`);
   return compiled(text.trim(), DEFAULT_LIMITS);
 }
 
@@ -72,22 +98,27 @@ export function compile(text: string): jsonata.Expression {
  */
 export function stepReferences(expr: jsonata.Expression): Set<string> {
   const refs = new Set<string>();
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (!node || typeof node !== 'object') return;
+  // iterative: a long expression parses into a deep tree
+  const todo: unknown[] = [expr.ast()];
+  while (todo.length) {
+    const node = todo.pop();
+    if (Array.isArray(node)) {
+      todo.push(...node);
+      continue;
+    }
+    if (!node || typeof node !== 'object') continue;
     const n = node as { type?: string; value?: unknown; steps?: { type?: string; value?: unknown; stages?: unknown }[] };
     if (n.type === 'path' && Array.isArray(n.steps)) {
       const [first, second] = n.steps;
       if (first?.type === 'name' && first.value === 'steps') {
         if (second?.type === 'name' && typeof second.value === 'string' && !first.stages) refs.add(second.value);
         else refs.add('*');
-        walk(first.stages);
-        return walk(n.steps.slice(1));
+        todo.push(first.stages, n.steps.slice(1));
+        continue;
       }
     }
-    for (const v of Object.values(n)) if (v && typeof v === 'object') walk(v);
-  };
-  walk(expr.ast());
+    for (const v of Object.values(n)) if (v && typeof v === 'object') todo.push(v);
+  }
   return refs;
 }
 
@@ -117,21 +148,52 @@ function boundedPad(maxChars: number) {
   };
 }
 
+/** Parsed expressions, bounded by their total text (the parse tree is proportional to it). */
 const cache = new Map<string, jsonata.Expression>();
-const CACHE_MAX = 5000;
+const CACHE_MAX_CHARS = 2_000_000;
+let cacheChars = 0;
+
+/**
+ * What one evaluation may build: the characters of every string and the items of every array
+ * it produces along the way, summed. JSONata's time guard runs between evaluation steps, so a
+ * string doubled by `&` in a loop would otherwise grow without bound inside one step.
+ */
+const BUILD_BUDGET = 16 * 1024 * 1024;
+const built = new WeakMap<object, number>();
+const EXIT = Symbol.for('jsonata.__evaluate_exit');
+
+function budgetHook(maxResultChars: number) {
+  return (_expr: unknown, _input: unknown, environment: { base?: object }, result: unknown) => {
+    const size = typeof result === 'string' ? result.length : Array.isArray(result) ? result.length : 0;
+    if (!size || !environment.base) return;
+    if (typeof result === 'string' && size > maxResultChars) {
+      throw new ExpressionError('', `it builds a text of ${size} characters, more than the limit of ${maxResultChars}`);
+    }
+    const total = (built.get(environment.base) ?? 0) + size;
+    if (total > BUILD_BUDGET) throw new ExpressionError('', `it builds more than ${BUILD_BUDGET} characters and items in all`);
+    built.set(environment.base, total);
+  };
+}
 
 function compiled(text: string, limits: ExpressionLimits): jsonata.Expression {
   const key = `${limits.timeoutMs}|${limits.maxResultChars}|${text}`;
   let expr = cache.get(key);
   if (!expr) {
+    if (text.length > MAX_EXPRESSION_CHARS) throw new ExpressionError(text.slice(0, 60), `the expression is longer than ${MAX_EXPRESSION_CHARS} characters`);
     try {
       expr = jsonata(text, { timeout: limits.timeoutMs, stack: STACK, sequence: SEQUENCE } as jsonata.JsonataOptions);
     } catch (err) {
-      throw new ExpressionError(text, describe(err));
+      throw new ExpressionError(text, err instanceof RangeError ? 'it is nested too deeply' : describe(err));
     }
     expr.registerFunction('pad', boundedPad(limits.maxResultChars), '<s-ns?:s>');
-    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
+    expr.assign(EXIT as unknown as string, budgetHook(limits.maxResultChars));
+    while (cache.size && cacheChars + key.length > CACHE_MAX_CHARS) {
+      const oldest = cache.keys().next().value!;
+      cache.delete(oldest);
+      cacheChars -= oldest.length;
+    }
     cache.set(key, expr);
+    cacheChars += key.length;
   }
   return expr;
 }
@@ -160,7 +222,7 @@ export async function evaluate(text: string, doc: unknown, limits: ExpressionLim
     value = await expr.evaluate(doc);
   } catch (err) {
     if (err instanceof ExpressionError) throw new ExpressionError(text.trim(), err.reason);
-    throw new ExpressionError(text.trim(), describe(err));
+    throw new ExpressionError(text.trim(), err instanceof RangeError ? `it ran out of room (${err.message})` : describe(err));
   }
   return toJson(value, text.trim(), limits);
 }
@@ -168,22 +230,23 @@ export async function evaluate(text: string, doc: unknown, limits: ExpressionLim
 /** Render a template value: every string with `{{ }}` at any depth, keeping JSON types for whole expressions. */
 export async function render(value: unknown, doc: unknown, limits: ExpressionLimits = DEFAULT_LIMITS): Promise<unknown> {
   if (typeof value === 'string') {
-    const whole = WHOLE.exec(value);
-    if (whole && !whole[1]!.includes('}}')) {
-      const v = await evaluate(whole[1]!, doc, limits);
+    const one = whole(value);
+    if (one !== null) {
+      const v = await evaluate(one, doc, limits);
       return v === undefined ? null : v;
     }
     if (!value.includes('{{')) return value;
     let out = '';
-    let last = 0;
-    for (const m of value.matchAll(TEMPLATE_PART)) {
-      out += value.slice(last, m.index);
-      const v = await evaluate(m[1]!, doc, limits);
+    for (const p of parts(value)) {
+      if ('literal' in p) {
+        out += p.literal;
+        continue;
+      }
+      const v = await evaluate(p.expression, doc, limits);
       out += v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v);
-      last = m.index! + m[0].length;
-      if (out.length > limits.maxResultChars) throw new ExpressionError(m[1]!.trim(), `the text built is more than ${limits.maxResultChars} characters`);
+      if (out.length > limits.maxResultChars) throw new ExpressionError(p.expression.trim(), `the text built is more than ${limits.maxResultChars} characters`);
     }
-    return out + value.slice(last);
+    return out;
   }
   if (Array.isArray(value)) {
     const out: unknown[] = [];
@@ -191,9 +254,10 @@ export async function render(value: unknown, doc: unknown, limits: ExpressionLim
     return out;
   }
   if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = await render(v, doc, limits);
-    return out;
+    // own properties only, whatever the key (a "__proto__" key stays a key)
+    const out: [string, unknown][] = [];
+    for (const [k, v] of Object.entries(value)) out.push([k, await render(v, doc, limits)]);
+    return Object.fromEntries(out);
   }
   return value;
 }

@@ -1,70 +1,19 @@
-import type { Core } from '../core/core.js';
 import type { Account } from '../core/accounts.js';
 import { getAccountById } from '../core/accounts.js';
-import type { FilterStep, Step, StoreStep, TransformStep } from '../core/automation-definition.js';
+import type { FilterStep, HttpStep, Step, StoreStep, TransformStep } from '../core/automation-definition.js';
 import { deleteEntry, getEntry, incrementEntry, setEntry } from '../core/account-data.js';
 import { UserError } from '../core/errors.js';
-import { evaluate, ExpressionError, render } from './expressions.js';
+import { evaluate, render } from './expressions.js';
+import { runHttpStep } from './http-step.js';
+import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
+
+export { StepError, STEP_ERROR_CODES, type ExpressionDoc, type StepContext, type StepResult } from './step-context.js';
 
 /**
  * What one step does, given the expression document of its execution. A step either returns its
  * output (and its rendered input, for the record) or throws a StepError with a code from the
  * fixed list that records, diagnoses and health key on.
  */
-
-export const STEP_ERROR_CODES = [
-  'connection_refused', 'dns_failed', 'timeout', 'tls_failed', 'blocked_address',
-  'http_401', 'http_403', 'http_404', 'http_4xx', 'http_429', 'http_5xx', 'response_too_large',
-  'expression_error', 'connection_missing', 'connection_expired', 'rate_limited', 'signature_invalid',
-  // not the app's nor the definition's fault: a limit of the account data, or the engine itself
-  'store_error', 'internal_error',
-] as const;
-export type StepErrorCode = (typeof STEP_ERROR_CODES)[number];
-
-export class StepError extends Error {
-  constructor(
-    readonly code: StepErrorCode,
-    message: string,
-    readonly retryable = false,
-    /** the app's Retry-After, when it gave one */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = 'StepError';
-  }
-}
-
-/** What expressions read: the event, the outputs of earlier steps, and the account it runs in. */
-export interface ExpressionDoc {
-  trigger: unknown;
-  steps: Record<string, { output: unknown }>;
-  account: { id: string; slug: string; routing_key: string | null };
-}
-
-export interface StepResult {
-  input: unknown;
-  output: unknown;
-  /** a filter that said no: the run ends as filtered */
-  stop?: boolean;
-}
-
-export interface StepContext {
-  core: Core;
-  /** the account the execution runs in */
-  account: Account;
-  doc: ExpressionDoc;
-}
-
-async function expressionGuard<T>(step: Step, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof ExpressionError) throw new StepError('expression_error', `Step '${step.id}': the expression "${clip(err.expression)}" failed: ${err.reason}.`);
-    throw err;
-  }
-}
-
-const clip = (s: string): string => (s.length > 120 ? `${s.slice(0, 120)}…` : s);
 
 async function transform(ctx: StepContext, step: TransformStep): Promise<StepResult> {
   const output = await expressionGuard(step, () => render(step.value, ctx.doc));
@@ -121,6 +70,6 @@ export async function runStep(ctx: StepContext, step: Step): Promise<StepResult>
     case 'store':
       return store(ctx, step);
     case 'http':
-      throw new StepError('internal_error', `Step '${step.id}': http steps run once the outbound HTTP client lands (issue 8, next slice).`);
+      return runHttpStep(ctx, step as HttpStep);
   }
 }

@@ -32,6 +32,8 @@ export interface WorkerOptions {
   leaseMs: number;
   /** polling interval when no notification arrives */
   pollMs: number;
+  /** first retry delay; doubled per attempt, with jitter (default 1000) */
+  retryBaseMs?: number;
   /** LISTEN support of the database (src/db/client.ts); without it the worker polls */
   listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
 }
@@ -40,9 +42,9 @@ export const DEFAULT_WORKER: WorkerOptions = { concurrency: 4, leaseMs: 30_000, 
 const MAX_BACKOFF_MS = 5 * 60_000;
 
 /** Exponential backoff with full jitter, or the app's Retry-After when it gave one. */
-export function backoffMs(attempt: number, retryAfterMs?: number): number {
+export function backoffMs(attempt: number, retryAfterMs?: number, baseMs = 1000): number {
   if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs)) return Math.min(Math.max(retryAfterMs, 0), MAX_BACKOFF_MS);
-  const cap = Math.min(1000 * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+  const cap = Math.min(baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS);
   return Math.round(cap / 2 + (Math.random() * cap) / 2);
 }
 
@@ -224,6 +226,7 @@ export class Worker {
       account: { id: account.id, slug: account.slug, routing_key: account.routingKey },
     };
     let attempt = row.attempt;
+    let waited = row.waits;
     for (let i = row.nextStep; i < def.steps.length; i++) {
       const step = def.steps[i]!;
       attempt += 1;
@@ -243,7 +246,7 @@ export class Worker {
         ...extra,
       });
       try {
-        const result = await runStep({ core: this.core, account, doc }, step);
+        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.accountId }, step);
         if (result.stop) {
           await this.mine(row.accountId, row.id, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, nextStep: i + 1, attempt: 0 }, record('filtered', { input: result.input, output: result.output }));
           return;
@@ -254,28 +257,33 @@ export class Worker {
         const ok = await this.mine(
           row.accountId,
           row.id,
-          { state, nextStep: i + 1, attempt: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
-          record('succeeded', { input: result.input, output: result.output }),
+          { state, nextStep: i + 1, attempt: 0, waits: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
+          record('succeeded', { input: result.input, output: result.record ?? result.output }),
         );
         if (!ok) return; // no longer ours: another worker carries on
         attempt = 0;
+        waited = 0;
       } catch (err) {
         const e = err instanceof StepError ? err : new StepError('internal_error', `Step '${step.id}' failed inside the engine; the server log has the details.`, true);
         if (!(err instanceof StepError)) log.error('worker: step failed unexpectedly', { execution: row.id, step: step.id, ...errorFields(err) });
-        if (e.retryable && attempt <= def.retries.max) {
-          const wait = backoffMs(attempt, e.retryAfterMs);
+        const seen = { input: e.record?.input ?? null, output: e.record?.output ?? null, errorCode: e.code, errorMessage: e.message };
+        // a rate-limit wait is rescheduled (the worker moves on) without using up a retry
+        const waits = waited + (e.countsAsAttempt ? 0 : 1);
+        const tries = attempt - waits;
+        if (e.retryable && (!e.countsAsAttempt || tries <= def.retries.max)) {
+          const wait = e.countsAsAttempt ? backoffMs(tries, e.retryAfterMs, this.opts.retryBaseMs) : Math.max(e.retryAfterMs ?? 1000, 50);
           await this.mine(
             row.accountId,
             row.id,
-            { status: 'queued', attempt, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: e.message },
-            record('retrying', { errorCode: e.code, errorMessage: e.message }),
+            { status: 'queued', attempt, waits, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: e.message },
+            record('retrying', seen),
           );
         } else {
           await this.mine(
             row.accountId,
             row.id,
             { status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: e.message, failedStep: step.id },
-            record('failed', { errorCode: e.code, errorMessage: e.message }),
+            record('failed', seen),
           );
         }
         return;

@@ -103,7 +103,17 @@ export const data = <T = Record<string, unknown>>(r: CallToolResult): T => {
 /** An automation in `account` whose steps call each of `connectionIds` (through the real core, validated like any other). */
 export async function automationUsing(core: Core, account: Account, name: string, connectionIds: string[]): Promise<string> {
   const { createAutomation } = await import('../../src/core/automations.js');
-  const steps = connectionIds.map((connection, i) => ({ id: `call_${i}`, kind: 'http' as const, method: 'GET' as const, url: 'https://api.example.test/ping', connection }));
+  const { getApp } = await import('../../src/core/apps.js');
+  const { connections } = await import('../../src/db/schema/index.js');
+  const { inArray } = await import('drizzle-orm');
+  const rows = connectionIds.length ? await core.db.select().from(connections).where(inArray(connections.id, connectionIds)) : [];
+  const steps = [];
+  for (const [i, connection] of connectionIds.entries()) {
+    // credentials go only to the app's own address
+    const row = rows.find((r) => r.id === connection)!;
+    const base = (await getApp(core, row.app)).baseUrl ?? row.masked.base_url!;
+    steps.push({ id: `call_${i}`, kind: 'http' as const, method: 'GET' as const, url: `${base}/ping`, connection });
+  }
   const { row } = await createAutomation(core, account, {
     name,
     createdBy: null,

@@ -27,8 +27,10 @@ export const executions = pgTable('executions', {
   trigger: jsonb('trigger').notNull(),
   state: jsonb('state').$type<Record<string, unknown>>().notNull().default({}),
   nextStep: integer('next_step').notNull().default(0),
-  /** attempts of the current step so far */
+  /** attempts of the current step so far, rate-limit waits included (each has a step record) */
   attempt: integer('attempt').notNull().default(0),
+  /** of those, waits for a rate limit: they do not use up the automation's retries */
+  waits: integer('waits').notNull().default(0),
   runAt: timestamp('run_at', { withTimezone: true }).notNull().defaultNow(),
   leaseUntil: timestamp('lease_until', { withTimezone: true }),
   worker: text('worker'),

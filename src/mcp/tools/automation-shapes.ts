@@ -5,11 +5,11 @@ import { iso } from './shapes.js';
 
 /** Zod shapes of automation definitions, shared by the automation tools' input and output. */
 
-const RESERVED = new Set(['and', 'or', 'in', 'true', 'false', 'null', 'function']);
+const RESERVED = new Set(['and', 'or', 'in', 'true', 'false', 'null', 'function', '__proto__', 'constructor', 'prototype']);
 const stepId = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]{0,39}$/, 'must be letters, digits and _ (not starting with a digit), at most 40')
-  .refine((s) => !RESERVED.has(s), 'must not be a word of the expression language (and, or, in, true, false, null, function)')
+  .refine((s) => !RESERVED.has(s), 'must not be a reserved word (and, or, in, true, false, null, function, __proto__, constructor, prototype)')
   .describe('Unique in the automation; later steps read its result as steps.<id>.output.');
 const expr = (what: string) => z.string().min(1).max(4000).describe(`${what}: a JSONata expression (no {{ }}).`);
 const template = z.string().max(4000);

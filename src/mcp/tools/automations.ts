@@ -81,7 +81,7 @@ const getAutomationTool = defineTool({
   input: {
     account: accountArg().optional(),
     automation: automationArg,
-    revision: z.number().int().min(1).optional().describe('A past revision to show (default: the current one).'),
+    revision: z.number().int().min(1).max(2_147_483_647).optional().describe('A past revision to show (default: the current one).'),
   },
   output: {
     automation: automationOut,

@@ -1,0 +1,173 @@
+import type { HttpStep } from '../core/automation-definition.js';
+import { getApp, type App } from '../core/apps.js';
+import { openCredentials, resolveConnection, type ConnectionRow } from '../core/connections.js';
+import { UserError } from '../core/errors.js';
+import { acquireConnection } from './rate-limiter.js';
+import { OutboundError, send, type OutboundResponse } from './outbound.js';
+import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
+import { render } from './expressions.js';
+
+/**
+ * The http step: render the request from the expression document, add the credentials of the
+ * connection the account may use (decrypted here, in the worker's memory only, never recorded),
+ * take a token from the connection's rate budget, send it through the outbound guard, and turn
+ * the answer into the step's output or an error code.
+ *
+ * Credentials go only to the app's own address: the app's base URL (or, for the generic http
+ * app, the connection's base_url). A definition cannot send a connection's key anywhere else.
+ */
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** how much of an answer's body the step record keeps */
+const RECORD_BODY_CHARS = 8 * 1024;
+const RECORD_HEADERS = ['content-type', 'content-length', 'retry-after', 'location', 'x-request-id', 'request-id', 'www-authenticate'];
+
+interface Auth {
+  headers: Record<string, string>;
+  names: string[];
+  origin: string;
+  label: string;
+}
+
+/** The connection this step uses in the account it runs in, checked for state. */
+async function connectionFor(ctx: StepContext, step: HttpStep): Promise<{ row: ConnectionRow; app: App }> {
+  // the automation's own account uses the connection resolved at save; a routed child resolves it again among its own
+  const key = step.connection_id && ctx.account.id === ctx.automationAccountId ? step.connection_id : step.connection!;
+  let row: ConnectionRow;
+  try {
+    row = (await resolveConnection(ctx.core, ctx.account, key)).row;
+  } catch (err) {
+    if (err instanceof UserError) throw new StepError('connection_missing', `Step '${step.id}': the connection '${step.connection}' is not available in '${ctx.account.slug}' (deleted, unshared or never made there).`);
+    throw err;
+  }
+  const label = `${row.app}/${row.name}`;
+  if (row.status === 'expired') throw new StepError('connection_expired', `Step '${step.id}': the connection ${label} has expired: reconnect it (reconnect_connection).`);
+  if (row.status === 'disconnected') throw new StepError('connection_missing', `Step '${step.id}': the connection ${label} is disconnected: reconnect it (reconnect_connection).`);
+  return { row, app: await getApp(ctx.core, row.app) };
+}
+
+async function authFor(ctx: StepContext, step: HttpStep, row: ConnectionRow, app: App): Promise<Auth> {
+  const { auth_kind: kind, values } = await openCredentials(ctx.core, row);
+  const spec = app.auth.find((a) => a.kind === kind);
+  const secret = spec?.fields.find((f) => f.secret)?.name;
+  const value = secret ? values[secret] : undefined;
+  const label = `${row.app}/${row.name}`;
+  const base = app.baseUrl ?? values.base_url;
+  if (!base || !value) throw new StepError('connection_missing', `Step '${step.id}': the connection ${label} lacks its credentials or base URL: reconnect it.`);
+  const origin = new URL(base).origin;
+  switch (kind) {
+    case 'bearer':
+      return { headers: { authorization: `Bearer ${value}` }, names: ['authorization'], origin, label };
+    case 'api_key': {
+      const header = (spec?.header ?? values.header_name ?? 'x-api-key').toLowerCase();
+      return { headers: { [header]: value }, names: [header], origin, label };
+    }
+    case 'basic':
+      return { headers: { authorization: `Basic ${Buffer.from(`${values.username ?? ''}:${value}`).toString('base64')}` }, names: ['authorization'], origin, label };
+  }
+}
+
+const asText = (v: unknown): string => (typeof v === 'string' ? v : v === null || v === undefined ? '' : JSON.stringify(v));
+
+function parseBody(res: OutboundResponse): unknown {
+  const text = res.body.toString('utf8');
+  if (/json/i.test(res.headers['content-type'] ?? '')) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+/** The answer as the step record keeps it: a few headers and the start of the body. */
+function answerRecord(res: OutboundResponse) {
+  const text = res.body.toString('utf8');
+  return {
+    status: res.status,
+    headers: Object.fromEntries(RECORD_HEADERS.filter((h) => res.headers[h] !== undefined).map((h) => [h, res.headers[h]!])),
+    body: text.length > RECORD_BODY_CHARS ? `${text.slice(0, RECORD_BODY_CHARS)}… (${res.body.length} bytes)` : text,
+  };
+}
+
+function retryAfter(res: OutboundResponse): number | undefined {
+  const v = res.headers['retry-after'];
+  if (!v) return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<StepResult> {
+  const rendered = await expressionGuard(step, async () => ({
+    url: asText(await render(step.url, ctx.doc)),
+    headers: (await render(step.headers ?? {}, ctx.doc)) as Record<string, unknown>,
+    query: (await render(step.query ?? {}, ctx.doc)) as Record<string, unknown>,
+    body: step.body === undefined ? undefined : await render(step.body, ctx.doc),
+  }));
+  let url: URL;
+  try {
+    url = new URL(rendered.url);
+  } catch {
+    throw new StepError('expression_error', `Step '${step.id}': the URL "${rendered.url.slice(0, 200)}" is not a URL.`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new StepError('blocked_address', `Step '${step.id}': only http and https URLs are called, not ${url.protocol}.`);
+  url.username = '';
+  url.password = '';
+  for (const [k, v] of Object.entries(rendered.query)) if (v !== null && v !== undefined) url.searchParams.append(k, asText(v));
+
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(rendered.headers)) if (v !== null && v !== undefined) headers[k.toLowerCase()] = asText(v);
+  let body: Buffer | undefined;
+  if (rendered.body !== undefined && step.method !== 'GET') {
+    body = Buffer.from(typeof rendered.body === 'string' ? rendered.body : JSON.stringify(rendered.body));
+    headers['content-type'] ??= typeof rendered.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json';
+  }
+  headers['idempotency-key'] = `${ctx.executionId}:${step.id}`;
+  headers['user-agent'] ??= 'Switchboard';
+  const input = { method: step.method, url: url.toString(), headers: { ...headers }, body: rendered.body ?? null };
+
+  let auth: Auth | null = null;
+  if (step.connection !== undefined) {
+    const { row, app } = await connectionFor(ctx, step);
+    auth = await authFor(ctx, step, row, app);
+    if (url.origin !== auth.origin) {
+      throw new StepError('blocked_address', `Step '${step.id}': the credentials of ${auth.label} are sent only to ${auth.origin}, not ${url.origin}.`, false, undefined, { input });
+    }
+    const budget = await acquireConnection(ctx.core, { connectionId: row.id, perMinute: row.ratePerMinute ?? app.defaultPerMinute });
+    if (!budget.allowed) {
+      throw new StepError('rate_limited', `Step '${step.id}': the rate limit of ${auth.label} is used up; retrying in ${Math.ceil(budget.retryAfterMs / 1000)} s.`, true, budget.retryAfterMs, { input }, false);
+    }
+    Object.assign(headers, auth.headers);
+    (input.headers as Record<string, string>)[auth.names[0]!] = `[credentials of ${auth.label}]`;
+  }
+
+  let res: OutboundResponse;
+  try {
+    res = await send(
+      { method: step.method, url, headers, body, timeoutMs: step.timeout_ms ?? DEFAULT_TIMEOUT_MS, maxBytes: MAX_RESPONSE_BYTES, credentialHeaders: auth?.names ?? [] },
+      ctx.core.outbound ?? { allow: [] },
+    );
+  } catch (err) {
+    if (err instanceof OutboundError) {
+      const retryable = err.code === 'timeout' || err.code === 'connection_refused' || err.code === 'dns_failed';
+      throw new StepError(err.code, `Step '${step.id}': ${err.message}`, retryable, undefined, { input });
+    }
+    throw err;
+  }
+  const record = { input, output: answerRecord(res) };
+  const s = res.status;
+  if (s >= 200 && s < 400) {
+    const { 'set-cookie': _cookie, ...headers } = res.headers;
+    return { input, output: { status: s, headers, body: parseBody(res) }, record: record.output };
+  }
+  const at = `Step '${step.id}': ${url.host} answered ${s}`;
+  if (s === 401) throw new StepError('http_401', `${at}: the credentials were refused${auth ? ` (${auth.label}): reconnect it if this persists` : ''}.`, false, undefined, record);
+  if (s === 403) throw new StepError('http_403', `${at}: forbidden.`, false, undefined, record);
+  if (s === 404) throw new StepError('http_404', `${at}: not found.`, false, undefined, record);
+  if (s === 429) throw new StepError('http_429', `${at}: too many requests.`, true, retryAfter(res), record);
+  if (s >= 500) throw new StepError('http_5xx', `${at}.`, true, retryAfter(res), record);
+  throw new StepError('http_4xx', `${at}.`, s === 408, undefined, record);
+}
