@@ -135,6 +135,12 @@ describe('increment', () => {
     await w.core.db.update(accountData).set({ expiresAt: sql`now() - interval '1 second'` }).where(and(eq(accountData.accountId, acme.id), eq(accountData.key, 'daily')));
     const restarted = await incrementEntry(w.core, acme, 'daily', 2);
     expect(restarted).toMatchObject({ value: 2, expiresAt: null });
+    await incrementEntry(w.core, acme, 'huge', 1e308);
+    await expect(incrementEntry(w.core, acme, 'huge', 1e308)).rejects.toThrow(/largest number/);
+    expect((await getEntry(w.core, acme, 'huge'))!.value).toBe(1e308);
+    // the text backslash-u-0000 is plain text, unlike a real NUL
+    expect((await setEntry(w.core, acme, 'escaped', '\\u0000')).value).toBe('\\u0000');
+    await expect(setEntry(w.core, acme, 'nul', 'a\u0000b')).rejects.toThrow(/cannot be stored/);
   });
 });
 
@@ -150,6 +156,12 @@ describe('bounds', () => {
     // an expired key does not count: it makes room for one more …
     await w.core.db.update(accountData).set({ expiresAt: sql`now() - interval '1 second'` }).where(and(eq(accountData.accountId, studio.id), eq(accountData.key, 'k00001')));
     expect((await setEntry(w.core, studio, 'one-more', 1)).value).toBe(1);
+    // an expired key set again counts as new: no way past the limit through expired keys
+    await w.core.db.update(accountData).set({ expiresAt: sql`now() - interval '1 second'` }).where(and(eq(accountData.accountId, studio.id), eq(accountData.key, 'k00002')));
+    await expect(setEntry(w.core, studio, 'k00002', 'back')).resolves.toBeTruthy(); // one slot free again: allowed
+    await w.core.db.update(accountData).set({ expiresAt: sql`now() - interval '1 second'` }).where(and(eq(accountData.accountId, studio.id), eq(accountData.key, 'k00003')));
+    await expect(setEntry(w.core, studio, 'k00002', 'replaced')).resolves.toBeTruthy(); // a live key: replaced in place
+    expect((await incrementEntry(w.core, studio, 'k00003', 5)).value).toBe(5); // expired: starts afresh, taking the free slot
     // … and at the limit again it is refused; the sweep removes the expired row
     await expect(setEntry(w.core, studio, 'two-more', 1)).rejects.toThrow(/the most it may/);
     expect(await sweepExpired(w.core)).toBeGreaterThanOrEqual(1);

@@ -98,6 +98,17 @@ describe('run_automation', () => {
     expect((await getEntry(w.core, w.accounts.acme, 'bookings'))!.value).toBe(1);
     expect((await getEntry(w.core, w.accounts.studio1, 'bookings'))!.value).toBe(1);
     expect(await getEntry(w.core, w.accounts.studio2, 'bookings')).toBeNull();
+    // a suspended parent's data is not changed from its children either
+    const admin = await connect(w.core, w.tokens.admin);
+    data(await admin.call('set_account_status', { account: 'acme-fitness', status: 'suspended', reason: 'store test' }));
+    try {
+      const r = data<Run>(await acme.call('run_automation', { account: 'acme-studio-01', automation: 'Chain bookings' }));
+      expect(r.execution).toMatchObject({ status: 'failed', failed_step: 'chain', error: { code: 'store_error' } });
+      expect((await getEntry(w.core, w.accounts.acme, 'bookings'))!.value).toBe(1);
+    } finally {
+      data(await admin.call('set_account_status', { account: 'acme-fitness', status: 'active', reason: 'done' }));
+      await admin.close();
+    }
   });
 });
 
@@ -134,7 +145,7 @@ describe('durability', () => {
       .returning();
     const done = await awaitExecution(w.core, w.accounts.boring, row!.id, 10_000);
     expect(done.status).toBe('succeeded');
-    expect(done.worker).toBe(worker.id);
+    expect(done.worker).toMatch(new RegExp(`^${worker.id}:`));
     const steps = await w.core.db.select().from(executionSteps).where(eq(executionSteps.executionId, row!.id));
     expect(steps.map((s) => [s.stepId, s.output])).toEqual([['b', 'AB']]);
   });
@@ -162,11 +173,14 @@ describe('durability', () => {
     try {
       // the tool refuses to start a run in it …
       expect(text(await boring.call('run_automation', { automation: 'Order totals' }))).toMatch(/is suspended/);
-      // … and one already queued waits
+      // … and one already queued waits (workers see a suspension within a second)
+      await new Promise((r) => setTimeout(r, 1100));
       const queued = await enqueueExecution(w.core, w.accounts.boring, automation, { body: {}, headers: {}, query: {}, method: 'POST' }, 'test', null);
       const waiting = await awaitExecution(w.core, w.accounts.boring, queued.id, 500);
       expect(waiting.status).toBe('queued');
       data(await admin.call('set_account_status', { account: 'boring-co', status: 'active', reason: 'lifted' }));
+      // a waiting run is due again 30 s after it was put back; here it is made due at once, once workers see the lift
+      await new Promise((r) => setTimeout(r, 1100));
       await w.core.db.update(executions).set({ runAt: sql`now()` }).where(eq(executions.id, queued.id));
       expect((await awaitExecution(w.core, w.accounts.boring, queued.id, 10_000)).status).toBe('succeeded');
     } finally {
@@ -195,6 +209,8 @@ describe('list_executions and get_execution', () => {
     const acmeList = data<{ executions: { id: string }[] }>(await acme.call('list_executions', {}));
     expect(acmeList.executions.map((e) => e.id)).not.toContain(theirs);
     expect(text(await boring.call('get_execution', { execution: 'not-a-uuid' }))).toMatch(/by its id/);
+    const forged = Buffer.from(JSON.stringify(['1', '00000000-0000-4000-8000-000000000000'])).toString('base64url');
+    expect(text(await boring.call('list_executions', { cursor: forged }))).toMatch(/^The cursor is not valid/);
   });
 
   it('keeps execution rows to their account under RLS', async () => {

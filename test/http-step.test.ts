@@ -65,6 +65,12 @@ beforeAll(async () => {
           return res.end('x'.repeat(2 * 1024 * 1024));
         case '/slow':
           return setTimeout(() => json(200, { late: true }), 1500);
+        case '/nul':
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          return res.end('a\0b');
+        case '/pdf':
+          res.writeHead(200, { 'content-type': 'application/pdf' });
+          return res.end(Buffer.from([0x25, 0x50, 0x44, 0x46, 0x00, 0xff, 0x00]));
         case '/to-metadata':
           res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' });
           return res.end();
@@ -205,8 +211,34 @@ describe('http step', () => {
     expect(seen.find((s) => s.url === 'other:/echo-headers')!.headers.authorization).toBeUndefined();
   });
 
+  it('records answers with NUL bytes and binary bodies, and ends such runs instead of repeating them', async () => {
+    const nul = await runOnce('Nul', { method: 'POST', url: `${base}/nul`, body: {} }, {}, 0);
+    expect(nul.execution).toMatchObject({ status: 'failed', error: { code: 'http_5xx' } });
+    expect(nul.steps[0]!.output).toMatchObject({ status: 500, body: '[binary body: 3 bytes, text/plain]' });
+    expect(seen.filter((x) => x.url === '/nul')).toHaveLength(1);
+    const pdf = await runOnce('Pdf', { method: 'GET', url: `${base}/pdf` });
+    expect(pdf.execution.status).toBe('succeeded');
+    expect(pdf.steps[0]!.output).toMatchObject({ status: 200, body: '[binary body: 7 bytes, application/pdf]' });
+    data(await boring.call('create_automation', { name: 'Nul error', retries: 0, steps: [{ id: 'x', kind: 'transform', value: '{{ $error("bad" & $fromMillis(0) & "\\u0000x") }}' }] }));
+    const err = data<Run>(await boring.call('run_automation', { automation: 'Nul error' }));
+    expect(err.execution).toMatchObject({ status: 'failed', error: { code: 'expression_error' } });
+  });
+
+  it('refuses headers that would change where or how a request goes', async () => {
+    for (const name of ['Host', 'Content-Length', 'Transfer-Encoding', 'Proxy-Authorization', 'Idempotency-Key']) {
+      const r = await boring.call('create_automation', { name: `Header ${name}`, steps: [{ id: 'x', kind: 'http', method: 'GET', url: `${base}/echo`, connection: 'http', headers: { [name]: 'attacker.example' } }] });
+      expect(text(r), name).toMatch(/the engine sets/);
+    }
+    // a value computed into a line break is refused when it runs, not sent
+    const split = await runOnce('Split header', { method: 'GET', url: `${base}/echo`, headers: { 'X-Note': '{{ trigger.body.note }}' } }, { note: 'a\r\nHost: attacker.example' }, 3);
+    expect(split.execution).toMatchObject({ status: 'failed', error: { code: 'expression_error' } });
+    expect(split.steps).toHaveLength(1);
+  });
+
   it('reschedules a step whose connection has no budget left without using up a retry', async () => {
     data(await boring.call('set_connection_rate_limit', { connection: 'http', per_minute: 1 }));
+    // running steps see a connection change within a second (the worker caches connections that long)
+    await new Promise((r) => setTimeout(r, 1100));
     try {
       data(await boring.call('create_automation', { name: 'Budget', retries: 0, steps: [{ id: 'call', kind: 'http', method: 'GET', url: `${base}/echo`, connection: 'http' }] }));
       const first = data<Run>(await boring.call('run_automation', { automation: 'Budget' }));

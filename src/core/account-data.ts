@@ -39,7 +39,16 @@ function checkValue(value: unknown): void {
   const json = JSON.stringify(value);
   if (json === undefined) throw new UserError('The value must be JSON (a string, number, boolean, null, array or object).');
   if (json.length > MAX_VALUE_CHARS) throw new UserError(`The value is ${json.length} characters as JSON, more than the limit of ${MAX_VALUE_CHARS}.`);
-  if (json.includes('\\u0000') || !json.isWellFormed()) throw new UserError('The value contains text that cannot be stored (NUL or a lone surrogate).');
+  if (!storableJson(value)) throw new UserError('The value contains text that cannot be stored (NUL or a lone surrogate).');
+}
+
+/** Whether every text in a value (keys too) is storable in jsonb: no NUL, no lone surrogate. */
+function storableJson(value: unknown): boolean {
+  const ok = (s: string) => s.isWellFormed() && !s.includes('\0');
+  if (typeof value === 'string') return ok(value);
+  if (Array.isArray(value)) return value.every(storableJson);
+  if (value && typeof value === 'object') return Object.entries(value).every(([k, v]) => ok(k) && storableJson(v));
+  return true;
 }
 
 const expiry = (ttlSeconds: number | undefined): SQL | null =>
@@ -79,8 +88,8 @@ export async function setEntry(core: Core, account: Owner, key: string, value: u
   checkTtl(ttlSeconds);
   return withAccount(core.db, [account.id], async (tx) => {
     const changes = { value, expiresAt: expiry(ttlSeconds), updatedAt: sql`now()` };
-    // an existing key (live or expired) is replaced in place: no new key, nothing to count
-    const [replaced] = await tx.update(accountData).set(changes).where(and(eq(accountData.accountId, account.id), eq(accountData.key, key))).returning();
+    // a live key is replaced in place: no new key, nothing to count (an expired one counts as new)
+    const [replaced] = await tx.update(accountData).set(changes).where(and(eq(accountData.accountId, account.id), eq(accountData.key, key), live())).returning();
     if (replaced) return replaced;
     await reserveKey(tx, account, key);
     const [row] = await tx
@@ -106,9 +115,9 @@ export async function incrementEntry(core: Core, account: Owner, key: string, by
     const [updated] = await tx
       .update(accountData)
       .set({ value: add, expiresAt: keepExpiry, updatedAt: sql`now()` })
-      .where(and(eq(accountData.accountId, account.id), eq(accountData.key, key), isNumber))
+      .where(and(eq(accountData.accountId, account.id), eq(accountData.key, key), live(), sql`jsonb_typeof(${accountData.value}) = 'number'`))
       .returning();
-    if (updated) return updated;
+    if (updated) return finite(updated, key);
     // no live number there (yet): insert, or add to what a concurrent call inserted meanwhile
     await reserveKey(tx, account, key);
     const [row] = await tx
@@ -117,8 +126,14 @@ export async function incrementEntry(core: Core, account: Owner, key: string, by
       .onConflictDoUpdate({ target: [accountData.accountId, accountData.key], set: { value: add, expiresAt: keepExpiry, updatedAt: sql`now()` }, setWhere: isNumber })
       .returning();
     if (!row) throw new UserError(`The value of '${key.slice(0, 100)}' is not a number: it cannot be incremented.`);
-    return row;
+    return finite(row, key);
   });
+}
+
+/** A counter past what a JSON number holds is refused (the transaction rolls back), never read back as null. */
+function finite(row: DataEntry, key: string): DataEntry {
+  if (typeof row.value !== 'number' || !Number.isFinite(row.value)) throw new UserError(`Incrementing '${key.slice(0, 100)}' would pass the largest number a value can hold.`);
+  return row;
 }
 
 /** Delete a key; false when there was none (or it had expired). */

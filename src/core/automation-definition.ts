@@ -62,6 +62,9 @@ export interface Definition {
   retries: { max: number };
 }
 
+/** Headers the engine sets or that change where and how a request goes: never from a step. */
+export const FORBIDDEN_HEADER = /^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect|idempotency-key|proxy-.*|:.*)$/i;
+
 /** A header or query parameter whose written-out value would be a credential: those come from a connection. */
 const CREDENTIAL_NAME = /authorization|cookie|token|secret|passw|api[-_]?key|apikey|signature|session|credential|^key$|access[-_]?key/i;
 /** What a credential value may say besides its expressions: the scheme, e.g. "Bearer {{ … }}" forwarding the caller's token. */
@@ -125,6 +128,10 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
         if (urlProblem) problems.push(`${at({ step, field: 'url' })}: ${urlProblem}`);
         const credentialsHere = (field: string) =>
           problems.push(`${at({ step, field })}: credentials do not go in a step; name a connection (connection) and its credentials are added to the request.`);
+        for (const name of Object.keys(step.headers ?? {})) {
+          if (FORBIDDEN_HEADER.test(name)) problems.push(`${at({ step, field: `headers.${name}` })}: the engine sets ${name.toLowerCase()}, not a step.`);
+          else if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) problems.push(`${at({ step, field: 'headers' })}: '${clip(name)}' is not a valid header name.`);
+        }
         for (const [name, value] of Object.entries(step.headers ?? {})) {
           if (CREDENTIAL_NAME.test(name) && !SCHEME_ONLY.test(literalPart(value))) credentialsHere(`headers.${name}`);
         }

@@ -84,7 +84,7 @@ export async function listExecutions(core: Core, account: Account, input: ListEx
   if (input.since) conds.push(gte(executions.createdAt, input.since));
   if (input.cursor) {
     const [at, id] = decodeCursor(input.cursor, ['text', 'uuid']) as [string, string];
-    if (Number.isNaN(Date.parse(at))) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page, or omit it.');
+    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(at) || Number.isNaN(Date.parse(at))) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page, or omit it.');
     conds.push(sql`(${executions.createdAt}, ${executions.id}) < (${at}::timestamptz, ${id}::uuid)`);
   }
   const rows = await withAccount(core.db, [account.id], (tx) =>

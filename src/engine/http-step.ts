@@ -1,4 +1,5 @@
-import type { HttpStep } from '../core/automation-definition.js';
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { FORBIDDEN_HEADER, type HttpStep } from '../core/automation-definition.js';
 import { getApp, type App } from '../core/apps.js';
 import { openCredentials, resolveConnection, type ConnectionRow } from '../core/connections.js';
 import { UserError } from '../core/errors.js';
@@ -48,7 +49,13 @@ async function connectionFor(ctx: StepContext, step: HttpStep): Promise<{ row: C
 }
 
 async function authFor(ctx: StepContext, step: HttpStep, row: ConnectionRow, app: App): Promise<Auth> {
-  const { auth_kind: kind, values } = await openCredentials(ctx.core, row);
+  let opened: Awaited<ReturnType<typeof openCredentials>>;
+  try {
+    opened = await openCredentials(ctx.core, row);
+  } catch {
+    throw new StepError('connection_missing', `Step '${step.id}': the credentials of ${row.app}/${row.name} cannot be decrypted: reconnect it (reconnect_connection).`);
+  }
+  const { auth_kind: kind, values } = opened;
   const spec = app.auth.find((a) => a.kind === kind);
   const secret = spec?.fields.find((f) => f.secret)?.name;
   const value = secret ? values[secret] : undefined;
@@ -68,9 +75,39 @@ async function authFor(ctx: StepContext, step: HttpStep, row: ConnectionRow, app
   }
 }
 
+/**
+ * The connection and its auth, from the worker's cache when resolved in the last second (a busy
+ * automation resolves and decrypts once a second, not once a call). A change to the connection
+ * — disconnected, expired, new credentials — therefore reaches running steps within a second.
+ */
+const CONNECTION_TTL_MS = 1000;
+
+async function cachedConnection(ctx: StepContext, step: HttpStep): Promise<{ row: ConnectionRow; app: App; auth: Auth }> {
+  const key = `${ctx.account.id}|${ctx.account.id === ctx.automationAccountId ? (step.connection_id ?? step.connection) : step.connection}`;
+  const cache = ctx.services?.connections;
+  const hit = cache?.get(key);
+  if (hit && Date.now() - hit.at < CONNECTION_TTL_MS) return hit.value as { row: ConnectionRow; app: App; auth: Auth };
+  const { row, app } = await connectionFor(ctx, step);
+  const value = { row, app, auth: await authFor(ctx, step, row, app) };
+  if (cache) {
+    if (cache.size > 10_000) cache.clear();
+    cache.set(key, { at: Date.now(), value });
+  }
+  return value;
+}
+
 const asText = (v: unknown): string => (typeof v === 'string' ? v : v === null || v === undefined ? '' : JSON.stringify(v));
 
+/** A body that is not text (a PDF, an image) is described, never decoded into the records. */
+function binaryLabel(res: OutboundResponse): string | null {
+  const type = res.headers['content-type'] ?? '';
+  const texty = type === '' || /json|text\/|xml|x-www-form-urlencoded|javascript|csv/i.test(type);
+  return texty && !res.body.includes(0) ? null : `[binary body: ${res.body.length} bytes${type ? `, ${type}` : ''}]`;
+}
+
 function parseBody(res: OutboundResponse): unknown {
+  const binary = binaryLabel(res);
+  if (binary) return binary;
   const text = res.body.toString('utf8');
   if (/json/i.test(res.headers['content-type'] ?? '')) {
     try {
@@ -84,7 +121,7 @@ function parseBody(res: OutboundResponse): unknown {
 
 /** The answer as the step record keeps it: a few headers and the start of the body. */
 function answerRecord(res: OutboundResponse) {
-  const text = res.body.toString('utf8');
+  const text = binaryLabel(res) ?? res.body.toString('utf8');
   return {
     status: res.status,
     headers: Object.fromEntries(RECORD_HEADERS.filter((h) => res.headers[h] !== undefined).map((h) => [h, res.headers[h]!])),
@@ -119,7 +156,20 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   for (const [k, v] of Object.entries(rendered.query)) if (v !== null && v !== undefined) url.searchParams.append(k, asText(v));
 
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(rendered.headers)) if (v !== null && v !== undefined) headers[k.toLowerCase()] = asText(v);
+  for (const [k, v] of Object.entries(rendered.headers)) {
+    if (v === null || v === undefined) continue;
+    const name = k.toLowerCase();
+    // the engine decides where a request goes and how it is framed: never a definition
+    if (FORBIDDEN_HEADER.test(name)) throw new StepError('expression_error', `Step '${step.id}': the header ${name} is set by the engine, not by a step.`);
+    const value = asText(v);
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      throw new StepError('expression_error', `Step '${step.id}': the header ${name.slice(0, 60)} has a name or value HTTP does not allow (line breaks, control characters).`);
+    }
+    headers[name] = value;
+  }
   let body: Buffer | undefined;
   if (rendered.body !== undefined && step.method !== 'GET') {
     body = Buffer.from(typeof rendered.body === 'string' ? rendered.body : JSON.stringify(rendered.body));
@@ -131,12 +181,13 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
 
   let auth: Auth | null = null;
   if (step.connection !== undefined) {
-    const { row, app } = await connectionFor(ctx, step);
-    auth = await authFor(ctx, step, row, app);
+    const { row, app, auth: found } = await cachedConnection(ctx, step);
+    auth = found;
     if (url.origin !== auth.origin) {
       throw new StepError('blocked_address', `Step '${step.id}': the credentials of ${auth.label} are sent only to ${auth.origin}, not ${url.origin}.`, false, undefined, { input });
     }
-    const budget = await acquireConnection(ctx.core, { connectionId: row.id, perMinute: row.ratePerMinute ?? app.defaultPerMinute });
+    const target = { connectionId: row.id, perMinute: row.ratePerMinute ?? app.defaultPerMinute };
+    const budget = ctx.services ? await ctx.services.budget(target) : await acquireConnection(ctx.core, target);
     if (!budget.allowed) {
       throw new StepError('rate_limited', `Step '${step.id}': the rate limit of ${auth.label} is used up; retrying in ${Math.ceil(budget.retryAfterMs / 1000)} s.`, true, budget.retryAfterMs, { input }, false);
     }

@@ -62,14 +62,14 @@ async function takeIn(tx: Tx, t: BucketTarget, owner: string, cost: number): Pro
 }
 
 /**
- * What the execution engine calls before each request to an app: take a token from the
- * connection's bucket and, when allowed, stamp last_used_at (at most once a minute per
+ * What the execution engine takes before requests to an app (a block of `cost` tokens at once,
+ * src/engine/token-leases.ts): take from the connection's bucket and, when allowed, stamp last_used_at (at most once a minute per
  * connection), in one transaction of the owner account.
  */
-export async function acquireConnection(core: Core, t: BucketTarget): Promise<TakeResult> {
+export async function acquireConnection(core: Core, t: BucketTarget, cost = 1): Promise<TakeResult> {
   const owner = await ownerOf(core, t.connectionId);
   return withAccount(core.db, [owner], async (tx) => {
-    const r = await takeIn(tx, t, owner, 1);
+    const r = await takeIn(tx, t, owner, cost);
     if (r.allowed) {
       await tx
         .update(connections)

@@ -2,6 +2,7 @@ import type { Core } from '../core/core.js';
 import type { Account } from '../core/accounts.js';
 import type { Step } from '../core/automation-definition.js';
 import { ExpressionError } from './expressions.js';
+import type { BucketTarget, TakeResult } from './rate-limiter.js';
 
 /** What every step runner shares: its context, its result, and its errors with their fixed codes. */
 
@@ -56,6 +57,16 @@ export interface StepContext {
   executionId: string;
   /** the account that owns the automation (the parent, for a routed event) */
   automationAccountId: string;
+  /** what the worker keeps between steps; absent: every step reads and takes afresh */
+  services?: StepServices;
+}
+
+/** Per-worker helpers of the step runners. */
+export interface StepServices {
+  /** take a token of a connection's rate budget (src/engine/token-leases.ts) */
+  budget(t: BucketTarget): Promise<TakeResult>;
+  /** connections (with their decrypted auth) resolved in the last second, by account and key */
+  connections: Map<string, { at: number; value: unknown }>;
 }
 
 export async function expressionGuard<T>(step: Step, fn: () => Promise<T>): Promise<T> {

@@ -35,6 +35,7 @@ async function store(ctx: StepContext, step: StoreStep): Promise<StepResult> {
   if (step.scope === 'parent') {
     const parent = ctx.account.parentAccountId ? await getAccountById(ctx.core, ctx.account.parentAccountId) : null;
     if (!parent) throw new StepError('store_error', `Step '${step.id}': scope "parent" needs a linked parent account, and '${ctx.account.slug}' has none.`);
+    if (parent.status === 'suspended') throw new StepError('store_error', `Step '${step.id}': the parent account '${parent.slug}' is suspended: its data cannot be used until the suspension is lifted.`);
     owner = parent;
   }
   const input = { action: step.action, key, ...(value !== undefined ? { value } : {}), scope: step.scope ?? 'account' };

@@ -8,6 +8,8 @@ import { getAccountById, type Account } from '../core/accounts.js';
 import type { Definition } from '../core/automation-definition.js';
 import { EXECUTION_CHANNEL, type ExecutionRow } from '../core/executions.js';
 import { runStep, StepError, type ExpressionDoc } from './steps.js';
+import type { StepServices } from './step-context.js';
+import { TokenLeases } from './token-leases.js';
 import { log, errorFields } from '../log.js';
 
 /**
@@ -57,11 +59,15 @@ export class Worker {
   private loop: Promise<void> | null = null;
   private lastRecovery = 0;
   private readonly revisions = new Map<string, Definition>();
+  private readonly services: StepServices;
 
   constructor(
     private readonly core: Core,
     private readonly opts: WorkerOptions = DEFAULT_WORKER,
-  ) {}
+  ) {
+    const leases = new TokenLeases(core);
+    this.services = { budget: (t) => leases.take(t), connections: new Map() };
+  }
 
   async start(): Promise<void> {
     if (this.running) return;
@@ -90,7 +96,7 @@ export class Worker {
       await this.core.db
         .update(executions)
         .set({ status: 'queued', leaseUntil: null, worker: null, runAt: sql`now()` })
-        .where(and(eq(executions.worker, this.id), eq(executions.status, 'running')));
+        .where(and(sql`${executions.worker} like ${`${this.id}:%`}`, eq(executions.status, 'running')));
     }
   }
 
@@ -107,13 +113,15 @@ export class Worker {
         const free = this.opts.concurrency - this.inFlight.size;
         const claimed = free > 0 ? await this.claim(free) : [];
         for (const row of claimed) {
+          // keyed by the claim: a run this worker claims again (its lease lapsed) is another claim
+          const claim = row.worker!;
           const p = this.execute(row)
             .catch((err: unknown) => log.error('worker: execution failed unexpectedly', { execution: row.id, ...errorFields(err) }))
             .finally(() => {
-              this.inFlight.delete(row.id);
+              this.inFlight.delete(claim);
               this.nudge();
             });
-          this.inFlight.set(row.id, p);
+          this.inFlight.set(claim, p);
         }
         // a full batch: there may be more at once; else wait for a notification, a free slot or the poll
         if (claimed.length > 0 && claimed.length === free) continue;
@@ -144,7 +152,8 @@ export class Worker {
         for update skip locked
       )
       update executions e
-      set status = 'running', lease_until = now() + ${lease} * interval '1 millisecond', worker = ${this.id}, started_at = coalesce(e.started_at, now())
+      set status = 'running', lease_until = now() + ${lease} * interval '1 millisecond',
+          worker = ${this.id} || ':' || substr(md5(random()::text), 1, 12), started_at = coalesce(e.started_at, now())
       from due where e.id = due.id
       returning e.id`);
     const ids = (Array.isArray(rows) ? rows : (rows as { rows: { id: string }[] }).rows).map((r) => (r as { id: string }).id);
@@ -181,33 +190,49 @@ export class Worker {
     return def;
   }
 
-  /** A write of this execution, only while it is still leased to this worker; false when it no longer is. */
-  private async mine(accountId: string, id: string, set: PgUpdateSetSource<typeof executions>, step?: typeof executionSteps.$inferInsert): Promise<boolean> {
-    return withAccount(this.core.db, [accountId], async (tx) => {
+  /**
+   * A write of this execution, only while this claim still holds it (the claim id is unique per
+   * claim, so a run this worker claimed again after its lease lapsed is not confused with the
+   * first); false when it no longer does. Step records are written in the same transaction.
+   */
+  private async mine(row: ExecutionRow, set: PgUpdateSetSource<typeof executions>, steps: (typeof executionSteps.$inferInsert)[] = []): Promise<boolean> {
+    return withAccount(this.core.db, [row.accountId], async (tx) => {
       const updated = await tx
         .update(executions)
         .set(set)
-        .where(and(eq(executions.id, id), eq(executions.worker, this.id), eq(executions.status, 'running')))
+        .where(and(eq(executions.id, row.id), eq(executions.worker, row.worker!), eq(executions.status, 'running')))
         .returning({ id: executions.id });
       if (!updated.length) return false;
-      if (step) await tx.insert(executionSteps).values(step);
+      if (steps.length) await tx.insert(executionSteps).values(steps);
       return true;
     });
   }
 
+  /** Accounts read in the last second (a suspension reaches the worker within a second). */
+  private readonly accounts = new Map<string, { at: number; account: Account | null }>();
+
+  private async account(id: string): Promise<Account | null> {
+    const hit = this.accounts.get(id);
+    if (hit && Date.now() - hit.at < 1000) return hit.account;
+    const account = await getAccountById(this.core, id);
+    if (this.accounts.size > 10_000) this.accounts.clear();
+    this.accounts.set(id, { at: Date.now(), account });
+    return account;
+  }
+
   private async execute(row: ExecutionRow): Promise<void> {
-    const account = await getAccountById(this.core, row.accountId);
+    const account = await this.account(row.accountId);
     if (!account) return;
     if (account.status === 'suspended') {
       // nothing runs in a suspended account: it waits, and runs once the suspension is lifted
-      await this.mine(row.accountId, row.id, { status: 'queued', leaseUntil: null, worker: null, runAt: sql`now() + interval '30 seconds'` });
+      await this.mine(row, { status: 'queued', leaseUntil: null, worker: null, runAt: sql`now() + interval '30 seconds'` });
       return;
     }
     const heartbeat = setInterval(() => {
       this.core.db
         .update(executions)
         .set({ leaseUntil: sql`now() + ${this.opts.leaseMs} * interval '1 millisecond'` })
-        .where(and(eq(executions.id, row.id), eq(executions.worker, this.id), eq(executions.status, 'running')))
+        .where(and(eq(executions.id, row.id), eq(executions.worker, row.worker!), eq(executions.status, 'running')))
         .catch((err: unknown) => log.warn('worker: lease renewal failed', { execution: row.id, ...errorFields(err) }));
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
     heartbeat.unref();
@@ -218,6 +243,12 @@ export class Worker {
     }
   }
 
+  /**
+   * Run the steps from `next_step`. Steps without side effects (transform, filter) are not
+   * committed one by one: their records wait for the next commit, which follows every step with
+   * side effects (http, store) and the end of the run — rerunning a pure step after a crash
+   * repeats nothing outside, so only what touched the world must be committed before moving on.
+   */
   private async steps(row: ExecutionRow, account: Account, def: Definition): Promise<void> {
     const state: Record<string, unknown> = { ...(row.state ?? {}) };
     const doc: ExpressionDoc = {
@@ -227,6 +258,7 @@ export class Worker {
     };
     let attempt = row.attempt;
     let waited = row.waits;
+    let pending: (typeof executionSteps.$inferInsert)[] = [];
     for (let i = row.nextStep; i < def.steps.length; i++) {
       const step = def.steps[i]!;
       attempt += 1;
@@ -244,53 +276,84 @@ export class Worker {
         startedAt,
         durationMs: Math.round(performance.now() - t0),
         ...extra,
+        input: storable(extra.input ?? null),
+        output: storable(extra.output ?? null),
+        errorMessage: extra.errorMessage ? storableText(extra.errorMessage) : null,
       });
       try {
-        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.accountId }, step);
+        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.accountId, services: this.services }, step);
         if (result.stop) {
-          await this.mine(row.accountId, row.id, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, nextStep: i + 1, attempt: 0 }, record('filtered', { input: result.input, output: result.output }));
+          await this.mine(row, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, state, nextStep: i + 1, attempt: 0 }, [...pending, record('filtered', { input: result.input, output: result.output })]);
           return;
         }
-        state[step.id] = result.output;
-        doc.steps[step.id] = { output: result.output };
+        const output = storable(result.output);
+        state[step.id] = output;
+        doc.steps[step.id] = { output };
+        pending.push(record('succeeded', { input: result.input, output: clipped(result.record ?? output) }));
         const last = i === def.steps.length - 1;
-        const ok = await this.mine(
-          row.accountId,
-          row.id,
-          { state, nextStep: i + 1, attempt: 0, waits: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
-          record('succeeded', { input: result.input, output: result.record ?? result.output }),
-        );
-        if (!ok) return; // no longer ours: another worker carries on
+        // committed: after a store step (its write is done and must not be done twice), after an
+        // http step that another step with side effects follows (a crash must not repeat it), and
+        // at the end. An http step followed only by pure steps commits with the end of the run: a
+        // crash in between repeats that one call, with the same Idempotency-Key.
+        const effectsAhead = def.steps.slice(i + 1).some((s) => s.kind === 'http' || s.kind === 'store');
+        if (last || step.kind === 'store' || (step.kind === 'http' && effectsAhead)) {
+          const ok = await this.mine(
+            row,
+            { state, nextStep: i + 1, attempt: 0, waits: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
+            pending,
+          );
+          if (!ok) return; // no longer ours: another worker carries on
+          pending = [];
+        }
         attempt = 0;
         waited = 0;
       } catch (err) {
         const e = err instanceof StepError ? err : new StepError('internal_error', `Step '${step.id}' failed inside the engine; the server log has the details.`, true);
         if (!(err instanceof StepError)) log.error('worker: step failed unexpectedly', { execution: row.id, step: step.id, ...errorFields(err) });
         const seen = { input: e.record?.input ?? null, output: e.record?.output ?? null, errorCode: e.code, errorMessage: e.message };
+        const message = storableText(e.message);
         // a rate-limit wait is rescheduled (the worker moves on) without using up a retry
         const waits = waited + (e.countsAsAttempt ? 0 : 1);
         const tries = attempt - waits;
-        if (e.retryable && (!e.countsAsAttempt || tries <= def.retries.max)) {
-          const wait = e.countsAsAttempt ? backoffMs(tries, e.retryAfterMs, this.opts.retryBaseMs) : Math.max(e.retryAfterMs ?? 1000, 50);
-          await this.mine(
-            row.accountId,
-            row.id,
-            { status: 'queued', attempt, waits, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: e.message },
-            record('retrying', seen),
-          );
-        } else {
-          await this.mine(
-            row.accountId,
-            row.id,
-            { status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: e.message, failedStep: step.id },
-            record('failed', seen),
-          );
+        const done = [...pending, record(e.retryable && (!e.countsAsAttempt || tries <= def.retries.max) ? 'retrying' : 'failed', seen)];
+        // the steps committed with this write are done: a retry resumes at the failing one
+        const at = { state, nextStep: i };
+        try {
+          if (done[done.length - 1]!.status === 'retrying') {
+            const wait = e.countsAsAttempt ? backoffMs(tries, e.retryAfterMs, this.opts.retryBaseMs) : Math.max(e.retryAfterMs ?? 1000, 50);
+            await this.mine(row, { ...at, status: 'queued', attempt, waits, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: message }, done);
+          } else {
+            await this.mine(row, { ...at, status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: message, failedStep: step.id }, done);
+          }
+        } catch (writeErr) {
+          // the record could not be stored: end the run rather than send its request again and again
+          log.error('worker: could not record a step failure; failing the run', { execution: row.id, step: step.id, ...errorFields(writeErr) });
+          await this.mine(row, { status: 'failed', finishedAt: sql`now()`, leaseUntil: null, errorCode: 'internal_error', errorMessage: `Step '${step.id}' failed and its record could not be stored.`, failedStep: step.id });
         }
         return;
       }
     }
     if (def.steps.length === 0 || row.nextStep >= def.steps.length) {
-      await this.mine(row.accountId, row.id, { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null });
+      await this.mine(row, { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null });
     }
   }
+}
+
+/** Text PostgreSQL can store: NUL and lone surrogates replaced. */
+const storableText = (s: string): string => s.toWellFormed().replaceAll('\0', '\uFFFD');
+
+/** A JSON value PostgreSQL can store (jsonb refuses NUL in text and lone surrogates), keys included. */
+export function storable(value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value);
+  if (Array.isArray(value)) return value.map(storable);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [storableText(k), storable(v)]));
+  return value;
+}
+
+const RECORD_CHARS = 8 * 1024;
+/** What a step record keeps of a large value: its start and size (the whole value lives in the run's state). */
+function clipped(value: unknown): unknown {
+  const json = JSON.stringify(value);
+  if (json === undefined || json.length <= RECORD_CHARS) return value;
+  return { truncated: true, chars: json.length, start: json.slice(0, RECORD_CHARS) };
 }
