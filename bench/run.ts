@@ -50,6 +50,7 @@ import {
 import { adminUrl, createDatabase, dropLeftovers, probe } from './postgres.js';
 import { line, max, median, ms, note, now, us, verdict } from './stats.js';
 import { engineThroughput, type EngineResult } from './engine.js';
+import { ingestRate, type IngestResult } from './ingest.js';
 
 setLogLevel('warn');
 
@@ -79,6 +80,9 @@ const ENGINE_EXECUTIONS = Number(process.env.BENCH_ENGINE_RUNS ?? 5000);
 const ENGINE_CONCURRENCY = 16;
 const ENGINE_RATE = 100;
 const ENGINE_SECONDS = 3;
+/** section 6a: concurrent webhook senders (the raw insert reference uses 8 clients too) and seconds */
+const INGEST_CLIENTS = 8;
+const INGEST_SECONDS = 5;
 /** section 3: calls per case (half of BENCH_CALLS: keeps the connection sections near two minutes) */
 const LIST_CALLS = Math.max(100, Math.round(CALLS / 2));
 const LIST_WARMUP = Math.min(50, LIST_CALLS);
@@ -249,6 +253,30 @@ async function main(): Promise<void> {
   await guarded('rotate-key, PGlite', async () => {
     rotationReport('PGlite (in memory)', await rotationThroughput({ total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
   });
+
+  // ---------------------------------------------------------------- 6a. webhook ingest
+  line();
+  line(`6a. Webhook ingest over HTTP on loopback: deliveries recorded (delivery + queued run, one transaction) → 202, ${INGEST_CLIENTS} senders at once for ${INGEST_SECONDS} s, no worker running`);
+  const ingestReport = (title: string, r: IngestResult) => {
+    line();
+    line(`  ${title}`);
+    const ratio = insertRate ? r.perSecond / insertRate : null;
+    line(`  ${'deliveries recorded per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${ratio !== null ? `${ratio.toFixed(2)}× raw insert rate (8 clients), target ≥ 0.5×: ${ratio >= 0.5 ? 'met' : 'MISSED'}` : 'no reference: PostgreSQL does not answer'}   (${fmt(r.accepted)} accepted, ${r.other} other)`);
+    line(`  ${'extra: request → 202'.padEnd(LABEL)}p50 ${ms(r.p50, 6)}   p99 ${ms(r.p99, 6)}`);
+  };
+  if (pg.ok) {
+    await guarded('ingest, PostgreSQL', async () => {
+      const db = await createDatabase('ingest');
+      const drop = () => db.drop();
+      pending.add(drop);
+      try {
+        ingestReport('PostgreSQL (fresh database)', await ingestRate({ url: db.url, clients: INGEST_CLIENTS, seconds: INGEST_SECONDS }));
+      } finally {
+        await cleanup(drop);
+      }
+    });
+  }
+  await guarded('ingest, PGlite', async () => ingestReport('PGlite (in memory)', await ingestRate({ clients: INGEST_CLIENTS, seconds: INGEST_SECONDS })));
 
   // ---------------------------------------------------------------- 6. engine
   line();

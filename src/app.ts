@@ -82,6 +82,7 @@ export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring):
   keys,
   secretArgs: config.secretArgs,
   outbound: { allow: config.outboundAllow },
+  ...(config.publicUrl ? { publicBaseUrl: config.publicUrl.replace(/\/+$/, '') } : {}),
 });
 
 /**
@@ -111,7 +112,11 @@ export async function openApp(config: Config): Promise<App> {
         demo_tokens_file: join(config.dataDir, 'demo-tokens.json'),
       });
     }
-    return { database, core: coreOf(config, database.db, tenant.id, keys) };
+    const core = coreOf(config, database.db, tenant.id, keys);
+    // automations made before webhook URLs existed get their token's hash (one query when there are none)
+    const { backfillWebhookHashes } = await import('./core/webhooks.js');
+    await backfillWebhookHashes(core);
+    return { database, core };
   } catch (err) {
     await database.close();
     throw err;

@@ -80,11 +80,13 @@ async function serve(config: Config): Promise<number> {
     publicUrl: config.publicUrl,
     allowedHosts: config.allowedHosts,
     allowedOrigins: config.allowedOrigins,
+    webhookMaxBytes: config.webhookMaxBytes,
   }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
     throw err;
   });
+  app.core.publicBaseUrl ??= new URL(http.url).origin;
   const worker = await startWorker(app, config);
   const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
   log.info('switchboard listening', { mcp_url: url, database: app.database.kind });

@@ -20,6 +20,7 @@ const schema = z.object({
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
   SWITCHBOARD_WORKERS: z.coerce.number().int().min(0).max(256).default(4),
   SWITCHBOARD_OUTBOUND_ALLOW: z.string().optional(),
+  SWITCHBOARD_WEBHOOK_MAX_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_ALLOWED_ORIGINS: z
     .string()
@@ -47,6 +48,8 @@ export type Config = {
   workers: number;
   /** addresses and CIDR ranges http steps may call although loopback or private */
   outboundAllow: string[];
+  /** largest webhook body accepted, in bytes */
+  webhookMaxBytes: number;
   /** Host headers `serve` answers (empty: loopback names on a loopback address, else unchecked) */
   allowedHosts: string[];
   /** browser origins besides the server's own that may call /mcp and the pages */
@@ -74,6 +77,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
     workers: e.SWITCHBOARD_WORKERS,
     outboundAllow: parseAllow(e.SWITCHBOARD_OUTBOUND_ALLOW),
+    webhookMaxBytes: e.SWITCHBOARD_WEBHOOK_MAX_BYTES,
     allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
   };

@@ -140,6 +140,11 @@ describe('increment', () => {
     expect((await getEntry(w.core, acme, 'huge'))!.value).toBe(1e308);
     // the text backslash-u-0000 is plain text, unlike a real NUL
     expect((await setEntry(w.core, acme, 'escaped', '\\u0000')).value).toBe('\\u0000');
+    // text that reads like JSON comes back as the text it was
+    for (const v of ['42', '{"a":1}', 'true', '"quoted"']) {
+      await setEntry(w.core, acme, 'looks-like-json', v);
+      expect((await getEntry(w.core, acme, 'looks-like-json'))!.value, v).toBe(v);
+    }
     await expect(setEntry(w.core, acme, 'nul', 'a\u0000b')).rejects.toThrow(/cannot be stored/);
   });
 });

@@ -213,6 +213,24 @@ describe('list_executions and get_execution', () => {
     expect(text(await boring.call('list_executions', { cursor: forged }))).toMatch(/^The cursor is not valid/);
   });
 
+  it('pages through runs created within the same millisecond', async () => {
+    data(await acme.call('create_automation', { account: 'acme-studio-02', name: 'Same ms', steps: [{ id: 'a', kind: 'transform', value: 1 }] }));
+    const a = await resolveAutomation(w.core, w.accounts.studio2, 'Same ms');
+    const base = { tenantId: w.core.tenantId, accountId: w.accounts.studio2.id, automationId: a.id, revision: 1, source: 'test' as const, trigger: {}, status: 'succeeded' as const };
+    const rows = await w.core.db
+      .insert(executions)
+      .values(['100', '200', '300', '400'].map((us) => ({ ...base, createdAt: sql`${`2026-01-01T00:00:00.000${us}Z`}::timestamptz` })))
+      .returning({ id: executions.id });
+    const seen: string[] = [];
+    let cursor: string | null | undefined;
+    do {
+      const page = data<{ executions: { id: string }[]; next_cursor: string | null }>(await acme.call('list_executions', { account: 'acme-studio-02', limit: 1, ...(cursor ? { cursor } : {}) }));
+      seen.push(...page.executions.map((e) => e.id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual(rows.map((r) => r.id).reverse());
+  });
+
   it('keeps execution rows to their account under RLS', async () => {
     const { withAccount } = await import('../src/db/scope.js');
     const seen = await withAccount(w.core.db, [w.accounts.acme.id], (tx) => tx.select().from(executions));

@@ -58,6 +58,7 @@ const CASES: Case[] = [
   { tool: 'update_automation', args: (s) => ({ account: s, automation: 'Matrix flow', note: `matrix ${++n}` }), need: 'member' },
   { tool: 'set_automation_enabled', args: (s) => ({ account: s, automation: 'Matrix flow', enabled: true }), need: 'member' },
   { tool: 'delete_automation', args: (s) => ({ account: s, automation: 'No such flow' }), need: 'admin' },
+  { tool: 'rotate_webhook_url', args: (s) => ({ account: s, automation: 'Matrix flow' }), need: 'member' },
   // executions: no worker runs in this file, so test runs stay queued
   { tool: 'run_automation', args: (s) => ({ account: s, automation: 'Matrix flow', wait_seconds: 0 }), need: 'member' },
   { tool: 'list_executions', args: (s) => ({ account: s }), need: 'viewer' },

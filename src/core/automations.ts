@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, ilike, sql, type SQL } from 'drizzle-orm';
 import { accounts, automationConnections, automationRevisions, automations, connections } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
@@ -5,6 +6,8 @@ import type { Core } from './core.js';
 import type { Account } from './accounts.js';
 import { validateDefinition, type Definition } from './automation-definition.js';
 import { sharingAccounts } from './connections.js';
+import { hashToken } from './crypto.js';
+import { webhookToken } from './webhooks.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { decodeCursor, encodeCursor, isUuid, likeEscape } from './ids.js';
 
@@ -54,11 +57,14 @@ export interface CreateAutomationInput {
 export async function createAutomation(core: Core, account: Account, input: CreateAutomationInput): Promise<{ row: AutomationRow; revision: RevisionRow }> {
   const name = cleanName(input.name);
   const { definition, connectionIds } = await validateDefinition(core, account, input.definition);
+  const id = randomUUID();
   try {
     return await withAccount(core.db, [account.id], async (tx) => {
       const [row] = await tx
         .insert(automations)
         .values({
+          id,
+          webhookTokenHash: hashToken(webhookToken(core, { id, webhookGeneration: 1 })),
           tenantId: core.tenantId,
           accountId: account.id,
           name,

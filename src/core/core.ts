@@ -17,4 +17,6 @@ export interface Core {
   secretArgs: boolean;
   /** addresses http steps may call although private or loopback (SWITCHBOARD_OUTBOUND_ALLOW); none when absent */
   outbound?: OutboundPolicy;
+  /** where this server is reached (SWITCHBOARD_PUBLIC_URL, else the address serve listens on): webhook URLs are shown under it */
+  publicBaseUrl?: string;
 }

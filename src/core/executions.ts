@@ -89,7 +89,12 @@ export async function listExecutions(core: Core, account: Account, input: ListEx
   }
   const rows = await withAccount(core.db, [account.id], (tx) =>
     tx
-      .select({ row: executions, name: automations.name })
+      .select({
+        row: executions,
+        name: automations.name,
+        // the cursor needs the time to the microsecond: a JS Date keeps only milliseconds
+        at: sql<string>`to_char(${executions.createdAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+      })
       .from(executions)
       .leftJoin(automations, eq(automations.id, executions.automationId))
       .where(and(...conds))
@@ -100,7 +105,7 @@ export async function listExecutions(core: Core, account: Account, input: ListEx
   const last = page[page.length - 1];
   return {
     items: page,
-    nextCursor: rows.length > input.limit && last ? encodeCursor([last.row.createdAt.toISOString(), last.row.id]) : null,
+    nextCursor: rows.length > input.limit && last ? encodeCursor([last.at, last.row.id]) : null,
   };
 }
 

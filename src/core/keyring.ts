@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import { and, eq, ne, sql } from 'drizzle-orm';
 import { dataKeys } from '../db/schema/index.js';
 import type { Db } from '../db/client.js';
@@ -83,6 +83,16 @@ export class Keyring {
 
   constructor(private readonly master: Uint8Array) {
     this.fingerprint = masterFingerprint(master);
+  }
+
+  /**
+   * A keyed digest of `message` under a key derived from the master key for `purpose` (HKDF):
+   * values the server can compute again whenever needed and nobody can guess, so they need not
+   * be stored (webhook URLs). They change only if the master key does.
+   */
+  mac(purpose: string, message: string): Buffer {
+    const key = Buffer.from(hkdfSync('sha256', this.master, Buffer.alloc(0), `switchboard/${purpose}`, 32));
+    return createHmac('sha256', key).update(message).digest();
   }
 
   /**

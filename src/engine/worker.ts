@@ -11,6 +11,7 @@ import { runStep, StepError, type ExpressionDoc } from './steps.js';
 import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
 import { log, errorFields } from '../log.js';
+import { storable, storableText } from '../core/storable.js';
 
 /**
  * The execution engine's worker. PostgreSQL is the queue: `executions` rows with status queued
@@ -337,17 +338,6 @@ export class Worker {
       await this.mine(row, { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null });
     }
   }
-}
-
-/** Text PostgreSQL can store: NUL and lone surrogates replaced. */
-const storableText = (s: string): string => s.toWellFormed().replaceAll('\0', '\uFFFD');
-
-/** A JSON value PostgreSQL can store (jsonb refuses NUL in text and lone surrogates), keys included. */
-export function storable(value: unknown): unknown {
-  if (typeof value === 'string') return storableText(value);
-  if (Array.isArray(value)) return value.map(storable);
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [storableText(k), storable(v)]));
-  return value;
 }
 
 const RECORD_CHARS = 8 * 1024;

@@ -12,6 +12,7 @@ import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
 import { readBody } from './body.js';
+import { receiveDelivery } from '../core/webhooks.js';
 import { RequestGuard } from './request-guard.js';
 
 const MAX_BODY = 1024 * 1024;
@@ -30,6 +31,8 @@ export interface HttpHandle {
   url: string;
   server: HttpServer;
   sessionCount(): number;
+  /** requests to /hooks/ URLs that match no automation since start (counted, never stored) */
+  unknownHooks(): number;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,8 @@ export async function startHttp(opts: {
   publicUrl?: string | undefined;
   allowedHosts?: readonly string[] | undefined;
   allowedOrigins?: readonly string[] | undefined;
+  /** largest webhook body accepted (SWITCHBOARD_WEBHOOK_MAX_BYTES) */
+  webhookMaxBytes?: number | undefined;
 }): Promise<HttpHandle> {
   const sessions = new Map<string, HttpSession>();
   /** where people open the credential and password pages (set once listening) */
@@ -126,12 +131,43 @@ export async function startHttp(opts: {
     }
   }
 
+  /** `/hooks/<token>`: a webhook delivery, recorded (and its run queued) before the answer. */
+  async function handleHook(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+    // deliveries are sent: a GET (a link preview, a prefetch) must not start a run
+    if (req.method !== 'POST' && req.method !== 'PUT' && req.method !== 'PATCH') {
+      res.setHeader('allow', 'POST, PUT, PATCH');
+      return json(res, 405, { error: 'method_not_allowed', message: 'Webhooks are delivered with POST, PUT or PATCH.' });
+    }
+    const max = opts.webhookMaxBytes ?? 1024 * 1024;
+    const raw = await readBody(req, max);
+    if (raw === null) return json(res, 413, { error: 'too_large', message: `Webhook bodies are limited to ${max} bytes.` });
+    const url = new URL(req.url ?? '/', 'http://x');
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const out = await receiveDelivery(opts.core, token, {
+      method: req.method ?? 'POST',
+      headers,
+      query: Object.fromEntries(url.searchParams),
+      contentType: req.headers['content-type'] ?? null,
+      raw,
+      size: Buffer.byteLength(raw),
+      sourceIp: req.socket.remoteAddress ?? null,
+    });
+    if (out.status === 404) {
+      hooksUnknown += 1;
+      return json(res, 404, { error: 'not_found' });
+    }
+    json(res, out.status, { delivery_id: out.deliveryId, status: out.delivery, ...(out.reason ? { reason: out.reason } : {}) });
+  }
+  /** requests to unknown webhook URLs: counted, never stored */
+  let hooksUnknown = 0;
+
   const http = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const done = (p: Promise<void>) =>
       p.catch((err) => {
         // a page path carries its one-time link token: never log it
-        log.error('http request failed', { path: path?.replace(/^\/(connect|verify)\/.*/, '/$1/…'), ...errorFields(err) });
+        log.error('http request failed', { path: path?.replace(/^\/(connect|verify|hooks)\/.*/, '/$1/…'), ...errorFields(err) });
         if (!res.headersSent) json(res, 500, { error: 'internal_error' });
         else res.end();
       });
@@ -147,6 +183,7 @@ export async function startHttp(opts: {
     const refused = guard.check(req);
     if (refused) return json(res, 403, refused);
     if (path === '/mcp') return done(handleMcp(req, res));
+    if (path?.startsWith('/hooks/')) return done(handleHook(req, res, path.slice('/hooks/'.length)));
     if (path === '/connect' || path === '/verify' || path?.startsWith('/connect/') || path?.startsWith('/verify/')) {
       // every request gets an answer, even one a page handler forgot
       return done(handlePage(opts.core, req, res, path).then(() => void (res.headersSent || json(res, 404, { error: 'not_found' }))));
@@ -176,6 +213,7 @@ export async function startHttp(opts: {
     url: `http://${host}:${addr.port}/mcp`,
     server: http,
     sessionCount: () => sessions.size,
+    unknownHooks: () => hooksUnknown,
     async close() {
       clearInterval(sweep);
       await Promise.allSettled([...sessions.values()].map((s) => s.transport.close()));

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { pgTable, uuid, text, timestamp, jsonb, index, primaryKey } from 'drizzle-orm/pg-core';
+import { jsonValue } from './json.js';
 import { accounts, tenants } from './tenancy.js';
 
 /**
@@ -12,7 +13,7 @@ export const accountData = pgTable('account_data', {
   accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
   key: text('key').notNull(),
   tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
-  value: jsonb('value').notNull(),
+  value: jsonValue('value').notNull(),
   expiresAt: timestamp('expires_at', { withTimezone: true }),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [

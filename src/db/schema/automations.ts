@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { pgTable, uuid, text, timestamp, integer, boolean, jsonb, index, uniqueIndex, check, primaryKey } from 'drizzle-orm/pg-core';
+import { jsonValue } from './json.js';
 import { accounts, tenants, users } from './tenancy.js';
 import { connections } from './connections.js';
 
@@ -22,6 +23,10 @@ export const automations = pgTable('automations', {
   pausedByConnectionId: uuid('paused_by_connection_id').references(() => connections.id, { onDelete: 'set null' }),
   /** the current revision's number (automation_revisions.revision) */
   revision: integer('revision').notNull().default(1),
+  /** the webhook URL's generation: rotate_webhook_url moves to the next (src/core/webhooks.ts) */
+  webhookGeneration: integer('webhook_generation').notNull().default(1),
+  /** SHA-256 of the current webhook token: how a delivery finds its automation (the token itself is never stored) */
+  webhookTokenHash: text('webhook_token_hash'),
   createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
@@ -29,6 +34,7 @@ export const automations = pgTable('automations', {
   index('automations_account').on(t.accountId, t.id),
   // names are unique in an account, case-insensitively; also the order of list_automations
   uniqueIndex('automations_account_name').on(t.accountId, sql`lower(${t.name})`),
+  uniqueIndex('automations_webhook').on(t.webhookTokenHash),
   index('automations_paused_by').on(t.pausedByConnectionId).where(sql`${t.pausedByConnectionId} is not null`),
   check('automations_status_check', sql`${t.status} in ('active', 'paused')`),
 ]);
@@ -44,7 +50,7 @@ export const automationRevisions = pgTable('automation_revisions', {
   tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
   accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
   name: text('name').notNull(),
-  definition: jsonb('definition').notNull(),
+  definition: jsonValue('definition').notNull(),
   note: text('note').notNull().default(''),
   createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

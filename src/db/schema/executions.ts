@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { pgTable, uuid, text, timestamp, integer, jsonb, index, check, primaryKey } from 'drizzle-orm/pg-core';
+import { jsonValue } from './json.js';
 import { accounts, tenants } from './tenancy.js';
 import { automations } from './automations.js';
 
@@ -23,9 +24,10 @@ export const executions = pgTable('executions', {
   revision: integer('revision').notNull(),
   /** what started it: a test run (run_automation) or a webhook delivery */
   source: text('source').$type<'test' | 'webhook'>().notNull(),
+  deliveryId: uuid('delivery_id'),
   status: text('status').$type<ExecutionStatus>().notNull().default('queued'),
-  trigger: jsonb('trigger').notNull(),
-  state: jsonb('state').$type<Record<string, unknown>>().notNull().default({}),
+  trigger: jsonValue('trigger').notNull(),
+  state: jsonValue<Record<string, unknown>>('state').notNull().default({}),
   nextStep: integer('next_step').notNull().default(0),
   /** attempts of the current step so far, rate-limit waits included (each has a step record) */
   attempt: integer('attempt').notNull().default(0),
@@ -62,8 +64,8 @@ export const executionSteps = pgTable('execution_steps', {
   stepId: text('step_id').notNull(),
   kind: text('kind').notNull(),
   status: text('status').$type<StepStatus>().notNull(),
-  input: jsonb('input'),
-  output: jsonb('output'),
+  input: jsonValue('input'),
+  output: jsonValue('output'),
   errorCode: text('error_code'),
   errorMessage: text('error_message'),
   startedAt: timestamp('started_at', { withTimezone: true }).notNull(),
@@ -72,4 +74,35 @@ export const executionSteps = pgTable('execution_steps', {
   primaryKey({ columns: [t.executionId, t.stepIndex, t.attempt] }),
   index('execution_steps_account').on(t.accountId),
   check('execution_steps_status_check', sql`${t.status} in ('succeeded', 'failed', 'filtered', 'retrying')`),
+]);
+
+export const DELIVERY_STATUSES = ['accepted', 'rejected', 'recorded'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/**
+ * One request to an automation's webhook URL, recorded before it is answered (with the run it
+ * started, in the same transaction): accepted (a run was queued), rejected (malformed body, the
+ * reason says why), recorded (kept, not run: the automation is disabled or paused, or the
+ * account suspended). Secret headers are redacted; the body is kept up to the size limit.
+ */
+export const webhookDeliveries = pgTable('webhook_deliveries', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
+  automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
+  status: text('status').$type<DeliveryStatus>().notNull(),
+  reason: text('reason'),
+  method: text('method').notNull(),
+  headers: jsonb('headers').$type<Record<string, string>>().notNull(),
+  query: jsonb('query').$type<Record<string, string>>().notNull(),
+  contentType: text('content_type'),
+  body: jsonValue('body'),
+  size: integer('size').notNull(),
+  sourceIp: text('source_ip'),
+  executionId: uuid('execution_id'),
+  receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [
+  index('webhook_deliveries_account').on(t.accountId, t.receivedAt.desc(), t.id.desc()),
+  index('webhook_deliveries_automation').on(t.automationId, t.receivedAt.desc()),
+  check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'rejected', 'recorded')`),
 ]);

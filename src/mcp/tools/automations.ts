@@ -7,6 +7,18 @@ import {
   setAutomationEnabled, updateAutomation, usedConnections,
 } from '../../core/automations.js';
 import type { Definition } from '../../core/automation-definition.js';
+import { rotateWebhook, webhookPath, webhookToken } from '../../core/webhooks.js';
+import { atLeast } from '../../core/access.js';
+import type { Core } from '../../core/core.js';
+
+const webhookOut = z.object({
+  url: z.string().nullable().describe('The URL apps send events to (null when this server does not know its public address; then use path).'),
+  path: z.string().describe('/hooks/<token>: the token is a secret capability, anyone holding it can send events.'),
+});
+const webhookOf = (core: Core, row: Parameters<typeof webhookToken>[1]) => {
+  const path = webhookPath(webhookToken(core, row));
+  return { url: core.publicBaseUrl ? `${core.publicBaseUrl}${path}` : null, path };
+};
 
 const automationArg = z.string().min(1).max(MAX_NAME).describe('The automation: its id or exact name.');
 const nameArg = z.string().min(1).max(MAX_NAME).describe('Unique in the account.');
@@ -77,7 +89,7 @@ const updateAutomationTool = defineTool({
 const getAutomationTool = defineTool({
   name: 'get_automation',
   title: 'Get automation',
-  description: 'Shows an automation: its state, current (or a given) revision with the full definition, recent revisions, and the connections it uses.',
+  description: 'Shows an automation: its webhook URL, state, current (or a given) revision with the full definition, recent revisions, and the connections it uses.',
   input: {
     account: accountArg().optional(),
     automation: automationArg,
@@ -85,6 +97,7 @@ const getAutomationTool = defineTool({
   },
   output: {
     automation: automationOut,
+    webhook: webhookOut.nullable().describe('Shown to members and above (anyone holding the URL can start runs); null for viewers.'),
     shown_revision: z.object({ revision: z.number().int(), note: z.string(), created_at: z.string() }),
     definition: definitionOut,
     revisions: z.array(z.object({ revision: z.number().int(), note: z.string(), created_at: z.string() })).describe('The latest 10, newest first.'),
@@ -113,6 +126,7 @@ const getAutomationTool = defineTool({
     return {
       data: {
         automation: automationView(row, current),
+        webhook: ctx.grant && atLeast(ctx.grant.role, 'member') ? webhookOf(ctx.core, row) : null,
         shown_revision: { revision: shown.revision, note: shown.note, created_at: iso(shown.createdAt)! },
         definition: shown.definition as z.infer<typeof definitionOut>,
         revisions: history.map((h) => ({ revision: h.revision, note: h.note, created_at: iso(h.createdAt)! })),
@@ -179,6 +193,25 @@ const deleteAutomationTool = defineTool({
   },
 });
 
+const rotateWebhookUrlTool = defineTool({
+  name: 'rotate_webhook_url',
+  title: 'Rotate webhook URL',
+  description: "Gives an automation a new webhook URL; the old one answers 404 at once (when it leaked). Update the app's webhook settings.",
+  input: { account: accountArg().optional(), automation: automationArg },
+  output: { automation: automationOut, webhook: webhookOut },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  access: { role: 'member' },
+  async handler(ctx, args) {
+    const row = await resolveAutomation(ctx.core, ctx.account, args.automation);
+    const { row: updated } = await rotateWebhook(ctx.core, ctx.account, row);
+    const revision = await getRevision(ctx.core, ctx.account, updated.id, updated.revision);
+    return {
+      data: { automation: automationView(updated, revision), webhook: webhookOf(ctx.core, updated) },
+      text: `The automation '${updated.name}' has a new webhook URL; the old one no longer answers.`,
+    };
+  },
+});
+
 export const automationTools: ToolDef[] = [
   listAutomationsTool,
   getAutomationTool,
@@ -186,4 +219,5 @@ export const automationTools: ToolDef[] = [
   updateAutomationTool,
   setAutomationEnabledTool,
   deleteAutomationTool,
+  rotateWebhookUrlTool,
 ];
