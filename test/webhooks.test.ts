@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { Worker } from '../src/engine/worker.js';
 import { awaitExecution } from '../src/core/executions.js';
-import { executions, webhookDeliveries } from '../src/db/schema/index.js';
+import { executions, webhookDedupeKeys, webhookDeliveries } from '../src/db/schema/index.js';
 import { withAccount } from '../src/db/scope.js';
 
 /**
@@ -124,6 +124,32 @@ describe('webhook ingress', () => {
       data(await admin.call('set_account_status', { account: 'boring-co', status: 'active', reason: 'done' }));
       await admin.close();
     }
+  });
+
+  it('runs a repeat of the same event once within 24 h (dedupe), and again once its key expired', async () => {
+    data(
+      await boring.call('create_automation', {
+        name: 'Deduped',
+        trigger: { dedupe: { key: 'trigger.body.id' } },
+        steps: [{ id: 'a', kind: 'transform', value: '{{ trigger.body.id }}' }],
+      }),
+    );
+    const url = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Deduped' })).webhook.url;
+    const send = async (body: unknown) => (await (await post(url, JSON.stringify(body))).json()) as { status: string; reason?: string; delivery_id: string };
+    expect((await send({ id: 'evt_1' })).status).toBe('accepted');
+    const again = await send({ id: 'evt_1' });
+    expect(again).toMatchObject({ status: 'duplicate', reason: expect.stringMatching(/same de-duplication key/) });
+    expect((await send({ id: 'evt_2' })).status).toBe('accepted');
+    // an event without the key runs (never lost), and says why it was not de-duplicated
+    expect(await send({ other: 1 })).toMatchObject({ status: 'accepted', reason: expect.stringMatching(/key is empty/) });
+    const [dup] = await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, again.delivery_id));
+    expect(dup).toMatchObject({ status: 'duplicate', executionId: null });
+    await w.core.db.update(webhookDedupeKeys).set({ expiresAt: sql`now() - interval '1 second'` });
+    expect((await send({ id: 'evt_1' })).status).toBe('accepted');
+    // concurrent repeats: exactly one runs
+    const burst = await Promise.all(Array.from({ length: 8 }, () => send({ id: 'evt_burst' })));
+    expect(burst.filter((b) => b.status === 'accepted')).toHaveLength(1);
+    expect(burst.filter((b) => b.status === 'duplicate')).toHaveLength(7);
   });
 
   it('retires the old URL when rotated, and keeps deliveries to their account', async () => {

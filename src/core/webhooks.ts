@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
-import { accounts, automations, executions, webhookDeliveries, type DeliveryStatus } from '../db/schema/index.js';
+import { accounts, automationRevisions, automations, executions, webhookDedupeKeys, webhookDeliveries, type DeliveryStatus } from '../db/schema/index.js';
 import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
@@ -9,6 +9,9 @@ import { hashToken } from './crypto.js';
 import { notifyWorkers, type TriggerEvent } from './executions.js';
 import { storable } from './storable.js';
 import { UserError } from './errors.js';
+import type { Definition } from './automation-definition.js';
+import { evaluate, ExpressionError } from '../engine/expressions.js';
+import type { Tx } from '../db/scope.js';
 
 /**
  * Webhook URLs and deliveries. An automation's URL is `/hooks/<token>`: a 256-bit capability
@@ -116,6 +119,58 @@ function parseBody(d: IncomingDelivery): { ok: true; body: unknown } | { ok: fal
   return { ok: true, body: d.raw };
 }
 
+/** Definitions by automation and revision: revisions never change. */
+const definitions = new Map<string, Definition>();
+const DEDUPE_HOURS = 24;
+
+/**
+ * The automation's de-duplication, when its revision declares one: the key is evaluated on the
+ * event and claimed for 24 h in the same transaction as the delivery. A live key means the event
+ * was seen: the delivery is a duplicate. A key that cannot be computed runs the event anyway —
+ * losing an event is worse than running one twice — and the reason says so.
+ */
+async function dedupe(
+  core: Core,
+  tx: Tx,
+  row: AutomationRow,
+  account: Account,
+  deliveryId: string,
+  trigger: TriggerEvent,
+): Promise<[DeliveryStatus, string] | null> {
+  const cacheKey = `${row.id}:${row.revision}`;
+  let def = definitions.get(cacheKey);
+  if (!def) {
+    const [rev] = await tx
+      .select({ definition: automationRevisions.definition })
+      .from(automationRevisions)
+      .where(and(eq(automationRevisions.automationId, row.id), eq(automationRevisions.revision, row.revision)));
+    def = rev!.definition as Definition;
+    if (definitions.size > 10_000) definitions.clear();
+    definitions.set(cacheKey, def);
+  }
+  const expr = def.trigger.dedupe?.key;
+  if (!expr) return null;
+  let value: unknown;
+  try {
+    value = await evaluate(expr, { trigger, steps: {}, account: { id: account.id, slug: account.slug, routing_key: account.routingKey } });
+  } catch (err) {
+    if (!(err instanceof ExpressionError)) throw err;
+    return ['accepted', `the de-duplication key could not be computed (${err.reason}); run without de-duplication`];
+  }
+  if (value === undefined || value === null || value === '') return ['accepted', 'the de-duplication key is empty for this event; run without de-duplication'];
+  const key = hashToken(typeof value === 'string' ? value : JSON.stringify(value));
+  const claimed = await tx
+    .insert(webhookDedupeKeys)
+    .values({ automationId: row.id, key, tenantId: core.tenantId, accountId: account.id, deliveryId, expiresAt: sql`now() + ${DEDUPE_HOURS} * interval '1 hour'` })
+    .onConflictDoUpdate({
+      target: [webhookDedupeKeys.automationId, webhookDedupeKeys.key],
+      set: { deliveryId, expiresAt: sql`now() + ${DEDUPE_HOURS} * interval '1 hour'` },
+      setWhere: sql`${webhookDedupeKeys.expiresAt} <= now()`,
+    })
+    .returning({ key: webhookDedupeKeys.key });
+  return claimed.length ? null : ['duplicate', `an event with the same de-duplication key arrived within ${DEDUPE_HOURS} h: not run again`];
+}
+
 /**
  * Receive a request to `/hooks/<token>`: find the automation by the token's hash (the privileged
  * path: the token is the only credential), then record the delivery — and queue its run when
@@ -145,11 +200,15 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
       .where(and(eq(automations.id, row.id), eq(automations.webhookTokenHash, hashToken(token))))
       .for('share');
     if (!locked) return null;
+    const deliveryId = randomUUID();
     if (!parsed.ok) [delivery, reason] = ['rejected', parsed.reason];
     else if (account.status === 'suspended') [delivery, reason] = ['recorded', 'the account is suspended'];
     else if (!locked.enabled) [delivery, reason] = ['recorded', 'the automation is disabled'];
     else if (locked.status === 'paused') [delivery, reason] = ['recorded', 'the automation is paused: a connection it uses is disconnected'];
-    const deliveryId = randomUUID();
+    else {
+      const seen = await dedupe(core, tx, locked, account, deliveryId, { body, headers, query, method: d.method });
+      if (seen) [delivery, reason] = seen;
+    }
     const executionId = delivery === 'accepted' ? randomUUID() : null;
     await tx.insert(webhookDeliveries).values({
       id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: delivery, reason, method: d.method, headers, query,

@@ -76,12 +76,13 @@ export const executionSteps = pgTable('execution_steps', {
   check('execution_steps_status_check', sql`${t.status} in ('succeeded', 'failed', 'filtered', 'retrying')`),
 ]);
 
-export const DELIVERY_STATUSES = ['accepted', 'rejected', 'recorded'] as const;
+export const DELIVERY_STATUSES = ['accepted', 'duplicate', 'rejected', 'recorded'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
 /**
  * One request to an automation's webhook URL, recorded before it is answered (with the run it
- * started, in the same transaction): accepted (a run was queued), rejected (malformed body, the
+ * started, in the same transaction): accepted (a run was queued), duplicate (its de-duplication
+ * key was seen within 24 h: not run again), rejected (malformed body, the
  * reason says why), recorded (kept, not run: the automation is disabled or paused, or the
  * account suspended). Secret headers are redacted; the body is kept up to the size limit.
  */
@@ -104,5 +105,21 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
 }, (t) => [
   index('webhook_deliveries_account').on(t.accountId, t.receivedAt.desc(), t.id.desc()),
   index('webhook_deliveries_automation').on(t.automationId, t.receivedAt.desc()),
-  check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'rejected', 'recorded')`),
+  check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'duplicate', 'rejected', 'recorded')`),
+]);
+
+/**
+ * De-duplication keys of deliveries (an automation's `trigger.dedupe.key`), live for 24 h: a
+ * delivery whose key is live here is recorded as a duplicate and not run again.
+ */
+export const webhookDedupeKeys = pgTable('webhook_dedupe_keys', {
+  automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
+  key: text('key').notNull(),
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
+  deliveryId: uuid('delivery_id').notNull(),
+  expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.automationId, t.key] }),
+  index('webhook_dedupe_keys_expiry').on(t.expiresAt),
 ]);
