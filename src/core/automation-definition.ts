@@ -4,7 +4,7 @@ import { getApp } from './apps.js';
 import { resolveConnection } from './connections.js';
 import { UserError } from './errors.js';
 import { compile, ExpressionError, stepReferences, templateExpressions } from '../engine/expressions.js';
-import { scrubUrl } from './crypto.js';
+import { CREDENTIAL_NAME, scrubUrl } from './crypto.js';
 
 /**
  * What an automation does, as stored in an immutable revision, and its validation at save: every
@@ -65,8 +65,6 @@ export interface Definition {
 /** Headers the engine sets or that change where and how a request goes: never from a step. */
 export const FORBIDDEN_HEADER = /^(host|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect|idempotency-key|proxy-.*|:.*)$/i;
 
-/** A header or query parameter whose written-out value would be a credential: those come from a connection. */
-const CREDENTIAL_NAME = /authorization|cookie|token|secret|passw|api[-_]?key|apikey|signature|session|credential|^key$|access[-_]?key/i;
 /** What a credential value may say besides its expressions: the scheme, e.g. "Bearer {{ … }}" forwarding the caller's token. */
 const SCHEME_ONLY = /^(bearer|basic|token)?$/i;
 

@@ -161,6 +161,30 @@ export async function getRevision(core: Core, account: Account, automationId: st
   return row;
 }
 
+/** Definitions by automation and revision: a revision never changes, so it is read once per process (bounded). */
+const definitions = new Map<string, Definition>();
+
+/**
+ * The definition of one revision, from the cache or read in the account's scope — through `tx`
+ * when the caller is already inside that scope's transaction.
+ */
+export async function definitionOf(core: Core, accountId: string, automationId: string, revision: number, tx?: Tx): Promise<Definition> {
+  const key = `${automationId}:${revision}`;
+  const cached = definitions.get(key);
+  if (cached) return cached;
+  const read = (t: Tx) =>
+    t
+      .select({ definition: automationRevisions.definition })
+      .from(automationRevisions)
+      .where(and(eq(automationRevisions.automationId, automationId), eq(automationRevisions.revision, revision)));
+  const [rev] = tx ? await read(tx) : await withAccount(core.db, [accountId], read);
+  if (!rev) throw new Error(`revision ${revision} of automation ${automationId} is missing`);
+  if (definitions.size > 10_000) definitions.clear();
+  const def = rev.definition as Definition;
+  definitions.set(key, def);
+  return def;
+}
+
 /** The latest revisions of an automation, newest first (number, note, author, time). */
 export async function revisionHistory(core: Core, account: Account, automationId: string, limit = 10) {
   return withAccount(core.db, [account.id], (tx) =>

@@ -35,8 +35,15 @@ const TOKEN_LIKE = new RegExp(`${TOKEN_PREFIX}[A-Za-z0-9_-]*`, 'g');
 export const REDACTED = '[redacted]';
 
 
+/**
+ * Names of HTTP headers and query parameters that carry credentials or signatures: refused as
+ * written-out values in step definitions, redacted in recorded deliveries and step records.
+ */
+const CREDENTIAL_WORDS = 'authorization|cookie|token|secret|passw|api[-_]?key|apikey|signature|hmac|session|credential|access[-_]?key';
+export const CREDENTIAL_NAME = new RegExp(`${CREDENTIAL_WORDS}|^key$|^x-.*-key$`, 'i');
+
 const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)[^/?#\s@]*@/gi;
-const SECRET_PARAM = /([?&](?:[^=&#\s]*(?:token|secret|passw|api[-_]?key|apikey|signature|session|credential|access[-_]?key|auth)[^=&#\s]*)=)[^&#\s]*/gi;
+const SECRET_PARAM = new RegExp(`([?&](?:[^=&#\\s]*(?:${CREDENTIAL_WORDS}|auth)[^=&#\\s]*)=)[^&#\\s]*`, 'gi');
 
 /** Text with the user:password of URLs and the values of secret-named query parameters replaced. */
 export const scrubUrl = (s: string): string => s.replace(URL_USERINFO, `$1${REDACTED}@`).replace(SECRET_PARAM, `$1${REDACTED}`);

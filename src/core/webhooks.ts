@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
-import { accounts, automationRevisions, automations, executions, webhookDedupeKeys, webhookDeliveries, type DeliveryStatus } from '../db/schema/index.js';
+import { accounts, automations, executions, webhookDedupeKeys, webhookDeliveries, type DeliveryStatus } from '../db/schema/index.js';
 import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
-import type { AutomationRow } from './automations.js';
-import { hashToken } from './crypto.js';
+import { definitionOf, type AutomationRow } from './automations.js';
+import { CREDENTIAL_NAME, hashToken, REDACTED } from './crypto.js';
 import { notifyWorkers, type TriggerEvent } from './executions.js';
 import { storable } from './storable.js';
 import { UserError } from './errors.js';
-import type { Definition } from './automation-definition.js';
 import { evaluate, ExpressionError } from '../engine/expressions.js';
 import type { Tx } from '../db/scope.js';
 
@@ -70,8 +69,7 @@ export async function rotateWebhook(core: Core, account: Account, row: Automatio
  * (the provider's token, shared secret or signature; cookies) are redacted — a delivery is
  * readable by the account's viewers.
  */
-const RECORDED_SECRET = /authorization|cookie|token|secret|signature|hmac|passw|api[-_]?key|apikey|session|credential|^x-.*-key$|^key$/i;
-const redacted = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), RECORDED_SECRET.test(k) ? '[redacted]' : v]));
+const redacted = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), CREDENTIAL_NAME.test(k) ? REDACTED : v]));
 
 export interface IncomingDelivery {
   method: string;
@@ -119,8 +117,6 @@ function parseBody(d: IncomingDelivery): { ok: true; body: unknown } | { ok: fal
   return { ok: true, body: d.raw };
 }
 
-/** Definitions by automation and revision: revisions never change. */
-const definitions = new Map<string, Definition>();
 const DEDUPE_HOURS = 24;
 
 /**
@@ -137,17 +133,7 @@ async function dedupe(
   deliveryId: string,
   trigger: TriggerEvent,
 ): Promise<[DeliveryStatus, string] | null> {
-  const cacheKey = `${row.id}:${row.revision}`;
-  let def = definitions.get(cacheKey);
-  if (!def) {
-    const [rev] = await tx
-      .select({ definition: automationRevisions.definition })
-      .from(automationRevisions)
-      .where(and(eq(automationRevisions.automationId, row.id), eq(automationRevisions.revision, row.revision)));
-    def = rev!.definition as Definition;
-    if (definitions.size > 10_000) definitions.clear();
-    definitions.set(cacheKey, def);
-  }
+  const def = await definitionOf(core, account.id, row.id, row.revision, tx);
   const expr = def.trigger.dedupe?.key;
   if (!expr) return null;
   let value: unknown;
@@ -187,7 +173,7 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
   if (!found) return { status: 404 };
   const { row, account } = found;
   const headers = storable(redacted(d.headers)) as Record<string, string>;
-  const query = storable(Object.fromEntries(Object.entries(d.query).map(([k, v]) => [k, RECORDED_SECRET.test(k) ? '[redacted]' : v]))) as Record<string, string>;
+  const query = storable(Object.fromEntries(Object.entries(d.query).map(([k, v]) => [k, CREDENTIAL_NAME.test(k) ? REDACTED : v]))) as Record<string, string>;
   const parsed = parseBody(d);
   const body = storable(parsed.ok ? parsed.body : d.raw);
   let delivery = 'accepted' as DeliveryStatus;

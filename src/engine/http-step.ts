@@ -3,6 +3,7 @@ import { FORBIDDEN_HEADER, type HttpStep } from '../core/automation-definition.j
 import { getApp, type App } from '../core/apps.js';
 import { openCredentials, resolveConnection, type ConnectionRow } from '../core/connections.js';
 import { UserError } from '../core/errors.js';
+import { CREDENTIAL_NAME, REDACTED, scrubUrl } from '../core/crypto.js';
 import { acquireConnection } from './rate-limiter.js';
 import { OutboundError, send, type OutboundResponse } from './outbound.js';
 import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
@@ -177,7 +178,9 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   }
   headers['idempotency-key'] = `${ctx.executionId}:${step.id}`;
   headers['user-agent'] ??= 'Switchboard';
-  const input = { method: step.method, url: url.toString(), headers: { ...headers }, body: rendered.body ?? null };
+  // the record never keeps a credential, whether from a connection (below) or computed into a header or the URL
+  const recordedHeaders = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, CREDENTIAL_NAME.test(k) ? REDACTED : v]));
+  const input = { method: step.method, url: scrubUrl(url.toString()), headers: recordedHeaders, body: rendered.body ?? null };
 
   let auth: Auth | null = null;
   if (step.connection !== undefined) {

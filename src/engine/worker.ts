@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
-import { automationRevisions, executions, executionSteps } from '../db/schema/index.js';
+import { executions, executionSteps } from '../db/schema/index.js';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { withAccount } from '../db/scope.js';
 import type { Core } from '../core/core.js';
 import { getAccountById, type Account } from '../core/accounts.js';
 import type { Definition } from '../core/automation-definition.js';
+import { definitionOf } from '../core/automations.js';
 import { EXECUTION_CHANNEL, type ExecutionRow } from '../core/executions.js';
 import { runStep, StepError, type ExpressionDoc } from './steps.js';
 import type { StepServices } from './step-context.js';
@@ -59,7 +60,6 @@ export class Worker {
   private unlisten: (() => Promise<void>) | null = null;
   private loop: Promise<void> | null = null;
   private lastRecovery = 0;
-  private readonly revisions = new Map<string, Definition>();
   private readonly services: StepServices;
 
   constructor(
@@ -173,24 +173,6 @@ export class Worker {
     if (back.length) log.warn('worker: took back executions whose lease lapsed', { count: back.length });
   }
 
-  private async definition(row: ExecutionRow): Promise<Definition> {
-    const key = `${row.automationId}:${row.revision}`;
-    const cached = this.revisions.get(key);
-    if (cached) return cached;
-    const [rev] = await withAccount(this.core.db, [row.accountId], (tx) =>
-      tx
-        .select({ definition: automationRevisions.definition })
-        .from(automationRevisions)
-        .where(and(eq(automationRevisions.automationId, row.automationId), eq(automationRevisions.revision, row.revision))),
-    );
-    if (!rev) throw new Error(`revision ${row.revision} of automation ${row.automationId} is missing`);
-    // revisions never change: cached for the life of the worker (bounded)
-    if (this.revisions.size > 10_000) this.revisions.clear();
-    const def = rev.definition as Definition;
-    this.revisions.set(key, def);
-    return def;
-  }
-
   /**
    * A write of this execution, only while this claim still holds it (the claim id is unique per
    * claim, so a run this worker claimed again after its lease lapsed is not confused with the
@@ -238,7 +220,7 @@ export class Worker {
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
     heartbeat.unref();
     try {
-      await this.steps(row, account, await this.definition(row));
+      await this.steps(row, account, await definitionOf(this.core, row.accountId, row.automationId, row.revision));
     } finally {
       clearInterval(heartbeat);
     }

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { pgTable, uuid, text, timestamp, jsonb, index, primaryKey } from 'drizzle-orm/pg-core';
+import { pgTable, uuid, text, timestamp, index, primaryKey } from 'drizzle-orm/pg-core';
 import { jsonValue } from './json.js';
 import { accounts, tenants } from './tenancy.js';
 

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { pgTable, uuid, text, timestamp, integer, boolean, jsonb, index, uniqueIndex, check, primaryKey } from 'drizzle-orm/pg-core';
+import { pgTable, uuid, text, timestamp, integer, boolean, index, uniqueIndex, check, primaryKey } from 'drizzle-orm/pg-core';
 import { jsonValue } from './json.js';
 import { accounts, tenants, users } from './tenancy.js';
 import { connections } from './connections.js';

@@ -116,9 +116,10 @@ const getAutomationTool = defineTool({
   access: { role: 'viewer' },
   async handler(ctx, args) {
     const row = await resolveAutomation(ctx.core, ctx.account, args.automation);
+    const shownRevision = getRevision(ctx.core, ctx.account, row.id, args.revision ?? row.revision);
     const [current, shown, history, used] = await Promise.all([
-      getRevision(ctx.core, ctx.account, row.id, row.revision),
-      getRevision(ctx.core, ctx.account, row.id, args.revision ?? row.revision),
+      args.revision === undefined || args.revision === row.revision ? shownRevision : getRevision(ctx.core, ctx.account, row.id, row.revision),
+      shownRevision,
       revisionHistory(ctx.core, ctx.account, row.id),
       usedConnections(ctx.core, ctx.account, row.id),
     ]);
