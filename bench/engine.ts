@@ -31,6 +31,8 @@ export interface EngineResult {
   /** enqueued → started at `rate`/s: the queue's latency with the worker idle between arrivals */
   startLatency: { rate: number; n: number; p50: number; p99: number };
   failed: number;
+  /** account B's single run queued behind account A's backlog: how long until it started, and how many of A's started first */
+  fairness: { backlog: number; startMs: number; backlogStartedBefore: number } | null;
 }
 
 function upstream(): Promise<{ server: Server; url: string }> {
@@ -46,6 +48,9 @@ function upstream(): Promise<{ server: Server; url: string }> {
 }
 
 const rowsOf = <T>(r: unknown): T[] => (Array.isArray(r) ? r : (r as { rows: T[] }).rows) as T[];
+
+/** the other account's backlog in the fairness case */
+const FAIR_BACKLOG = 10_000;
 
 export async function engineThroughput(opts: { url?: string; executions: number; concurrency: number; rate: number; seconds: number }): Promise<EngineResult> {
   const database = await openDatabase({ url: opts.url, max: opts.concurrency + 4 });
@@ -123,6 +128,35 @@ export async function engineThroughput(opts: { url?: string; executions: number;
     const lat = rowsOf<{ ms: number }>(
       await database.db.execute(sql`select extract(epoch from (started_at - created_at)) * 1000 as ms from executions where id in ${ids}`),
     ).map((r) => Number(r.ms));
+
+    // 3. fairness: account A has a backlog of FAIR_BACKLOG queued (committed at once), then account B queues one
+    const other = await createAccount(core, { name: 'Bench Other', slug: 'bench-other' });
+    const { row: single } = await createAutomation(core, other, {
+      name: 'Single',
+      createdBy: null,
+      definition: { trigger: { type: 'webhook', dedupe: null }, routing: null, retries: { max: 0 }, steps: [{ id: 'a', kind: 'transform', value: '{{ trigger.body.i }}' }] },
+    });
+    const [{ at: fairFrom }] = rowsOf<{ at: string }>(await database.db.execute(sql`select now()::text as at`)) as [{ at: string }];
+    await database.db.transaction(async (tx) => {
+      for (let i = 0; i < FAIR_BACKLOG; i += 1000) {
+        await tx.insert(executions).values(
+          Array.from({ length: Math.min(1000, FAIR_BACKLOG - i) }, (_, k) => ({
+            tenantId: core.tenantId, accountId: account.id, automationId: automation.id, revision: automation.revision, source: 'test' as const, trigger: trigger(i + k),
+          })),
+        );
+      }
+    });
+    const b = await enqueueExecution(core, other, single, trigger(0), 'test', null);
+    let bRow: { ms: number; before: number } | undefined;
+    for (let i = 0; i < 3000 && !bRow; i++) {
+      [bRow] = rowsOf<{ ms: number; before: number }>(
+        await database.db.execute(sql`
+          select extract(epoch from (b.started_at - b.created_at)) * 1000 as ms,
+                 (select count(*)::int from executions a where a.account_id = ${account.id} and a.started_at <= b.started_at and a.created_at >= ${fairFrom}::timestamptz) as before
+          from executions b where b.id = ${b.id} and b.started_at is not null`),
+      );
+      if (!bRow) await new Promise((res) => setTimeout(res, 10));
+    }
     return {
       executions: opts.executions,
       concurrency: opts.concurrency,
@@ -131,6 +165,7 @@ export async function engineThroughput(opts: { url?: string; executions: number;
       stepMs,
       overheadMeanMs: Number(per!.wall) - Number(per!.inside),
       startLatency: { rate: opts.rate, n: lat.length, p50: percentile(lat, 50), p99: percentile(lat, 99) },
+      fairness: bRow ? { backlog: FAIR_BACKLOG, startMs: Number(bRow.ms), backlogStartedBefore: Number(bRow.before) } : null,
       failed: Number(failed!.n),
     };
   } finally {

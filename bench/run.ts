@@ -280,8 +280,9 @@ async function main(): Promise<void> {
 
   // ---------------------------------------------------------------- 6. engine
   line();
-  line(`6. Engine end to end (webhook ingress not built yet: runs enqueued directly): transform → http POST to a local server → transform,`);
-  line(`   ${fmt(ENGINE_EXECUTIONS)} queued runs drained by one in-process worker (${ENGINE_CONCURRENCY} at once); then start latency at ${ENGINE_RATE}/s for ${ENGINE_SECONDS} s`);
+  line(`6. Engine end to end (runs enqueued directly; 6a measures the intake): transform → http POST to a local server → transform,`);
+  line(`   ${fmt(ENGINE_EXECUTIONS)} queued runs drained by one in-process worker (${ENGINE_CONCURRENCY} at once); then start latency at ${ENGINE_RATE}/s for ${ENGINE_SECONDS} s;`);
+  line(`   then fairness: account A gets 10,000 queued at once, account B one run, timed from B's enqueue to its start`);
   const engineReport = (title: string, r: EngineResult, target: boolean) => {
     line();
     line(`  ${title}`);
@@ -289,6 +290,14 @@ async function main(): Promise<void> {
     for (const [kind, v] of Object.entries(r.stepMs)) line(`  ${`extra: time inside ${kind} steps`.padEnd(LABEL)}mean ${ms(v.mean, 6)}   p99 ${ms(v.p99, 6)}`);
     line(`  ${'extra: per run outside its steps'.padEnd(LABEL)}mean ${ms(r.overheadMeanMs, 6)}   (claim → final minus step time: committing each step, the queue)`);
     line(`  ${`enqueued → started at ${r.startLatency.rate}/s`.padEnd(LABEL)}p50 ${ms(r.startLatency.p50, 6)}   p99 ${ms(r.startLatency.p99, 6)}   target p50 < 25 ms: ${r.startLatency.p50 < 25 ? 'met' : 'MISSED'}   (${r.startLatency.n} runs)`);
+    if (r.fairness) {
+      const f = r.fairness;
+      const fifo = (f.backlog / r.perSecond) * 1000;
+      line(
+        `  ${`fairness: B's one run, A has ${fmt(f.backlog)} queued`.padEnd(LABEL)}${ms(f.startMs, 6)} to start   target: ahead of A's backlog (≤ ${ENGINE_CONCURRENCY} of A's started first): ${f.backlogStartedBefore <= ENGINE_CONCURRENCY ? 'met' : 'MISSED'}` +
+          `   (${f.backlogStartedBefore} of A's started first; oldest-first would wait ~${(fifo / 1000).toFixed(1)} s at the rate above)`,
+      );
+    } else line(`  fairness: B's run did not start within 30 s   MISSED`);
   };
   if (pg.ok) {
     await guarded('engine, PostgreSQL', async () => {

@@ -82,6 +82,7 @@ export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring):
   keys,
   secretArgs: config.secretArgs,
   outbound: { allow: config.outboundAllow },
+  authFailureLimit: config.expireAfter401,
   ...(config.publicUrl ? { publicBaseUrl: config.publicUrl.replace(/\/+$/, '') } : {}),
 });
 

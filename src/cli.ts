@@ -106,7 +106,13 @@ async function serve(config: Config): Promise<number> {
 /** The in-process worker of serve and stdio (SWITCHBOARD_WORKERS executions at once; 0: none). */
 async function startWorker(app: App, config: Config, concurrency = config.workers): Promise<Worker | null> {
   if (concurrency <= 0) return null;
-  const worker = new Worker(app.core, { ...DEFAULT_WORKER, concurrency, listen: (c, fn) => app.database.listen(c, fn) });
+  const worker = new Worker(app.core, {
+    ...DEFAULT_WORKER,
+    concurrency,
+    accountConcurrency: config.accountConcurrency,
+    retentionDays: config.retentionDays,
+    listen: (c, fn) => app.database.listen(c, fn),
+  });
   await worker.start();
   return worker;
 }

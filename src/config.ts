@@ -20,6 +20,9 @@ const schema = z.object({
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
   SWITCHBOARD_WORKERS: z.coerce.number().int().min(0).max(256).default(4),
   SWITCHBOARD_OUTBOUND_ALLOW: z.string().optional(),
+  SWITCHBOARD_ACCOUNT_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(16),
+  SWITCHBOARD_EXPIRE_AFTER_401: z.coerce.number().int().min(1).max(1000).default(3),
+  SWITCHBOARD_EXECUTION_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   SWITCHBOARD_WEBHOOK_MAX_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_ALLOWED_ORIGINS: z
@@ -48,6 +51,12 @@ export type Config = {
   workers: number;
   /** addresses and CIDR ranges http steps may call although loopback or private */
   outboundAllow: string[];
+  /** runs of one account at once, across all workers */
+  accountConcurrency: number;
+  /** 401s in a row after which a connection is marked expired */
+  expireAfter401: number;
+  /** days executions and deliveries are kept */
+  retentionDays: number;
   /** largest webhook body accepted, in bytes */
   webhookMaxBytes: number;
   /** Host headers `serve` answers (empty: loopback names on a loopback address, else unchecked) */
@@ -77,6 +86,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretArgs: e.SWITCHBOARD_SECRET_ARGS === 'on',
     workers: e.SWITCHBOARD_WORKERS,
     outboundAllow: parseAllow(e.SWITCHBOARD_OUTBOUND_ALLOW),
+    accountConcurrency: e.SWITCHBOARD_ACCOUNT_CONCURRENCY,
+    expireAfter401: e.SWITCHBOARD_EXPIRE_AFTER_401,
+    retentionDays: e.SWITCHBOARD_EXECUTION_RETENTION_DAYS,
     webhookMaxBytes: e.SWITCHBOARD_WEBHOOK_MAX_BYTES,
     allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),

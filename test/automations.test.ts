@@ -3,7 +3,9 @@ import { and, eq } from 'drizzle-orm';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
 import { addConnection } from '../src/core/connections.js';
 import { shareConnection } from '../src/core/connection-lifecycle.js';
-import { auditLog, automationRevisions, automations } from '../src/db/schema/index.js';
+import { auditLog, automationRevisions, automations, executions } from '../src/db/schema/index.js';
+import { resolveAutomation } from '../src/core/automations.js';
+import { enqueueExecution } from '../src/core/executions.js';
 
 /**
  * Automations through the MCP tools: definitions validated whole at save, immutable revisions,
@@ -278,6 +280,28 @@ describe('state, listing and deletion', () => {
     const left = await w.core.db.select().from(automationRevisions).where(eq(automationRevisions.name, 'Member flow'));
     expect(left).toEqual([]);
     await member.close();
+  });
+
+  it('deletes an automation that ran in the last 24 h only with the confirm token of its plan', async () => {
+    data(await boring.call('create_automation', { name: 'Busy flow', steps: [{ id: 'a', kind: 'transform', value: 1 }] }));
+    const row = await resolveAutomation(w.core, w.accounts.boring, 'Busy flow');
+    await enqueueExecution(w.core, w.accounts.boring, row, { body: null, headers: {}, query: {}, method: 'POST' }, 'test', null);
+    const plan = data<{ applied: boolean; deleted: unknown; confirm_token: string; executions_last_24h: number; in_flight: number }>(
+      await boring.call('delete_automation', { automation: 'Busy flow' }),
+    );
+    expect(plan).toMatchObject({ applied: false, deleted: null, executions_last_24h: 1, in_flight: 1, confirm_token: expect.stringMatching(/^del_/) });
+    // still there
+    data(await boring.call('get_automation', { automation: 'Busy flow' }));
+    const wrong = await boring.call('delete_automation', { automation: 'Busy flow', confirm: 'del_0000' });
+    expect(wrong.isError).toBe(true);
+    expect(text(wrong)).toMatch(/confirm token does not match/);
+    // a change since the plan makes its token stale
+    data(await boring.call('update_automation', { automation: 'Busy flow', steps: [{ id: 'a', kind: 'transform', value: 2 }] }));
+    expect((await boring.call('delete_automation', { automation: 'Busy flow', confirm: plan.confirm_token })).isError).toBe(true);
+    const again = data<{ confirm_token: string }>(await boring.call('delete_automation', { automation: 'Busy flow' }));
+    const done = data<{ applied: boolean; deleted: { name: string } }>(await boring.call('delete_automation', { automation: 'Busy flow', confirm: again.confirm_token }));
+    expect(done).toMatchObject({ applied: true, deleted: { name: 'Busy flow' } });
+    expect(await w.core.db.select().from(executions).where(eq(executions.automationId, row.id))).toEqual([]);
   });
 
   it('audits definitions without the secrets a header might carry', async () => {

@@ -164,7 +164,7 @@ describe('http step', () => {
   it('fails at once on 401, 404 and other 4xx, keeping the answer', async () => {
     const u = await runOnce('Unauthorized', { method: 'GET', url: `${base}/unauthorized` });
     expect(u.execution.error!.code).toBe('http_401');
-    expect(u.execution.error!.message).toMatch(/credentials were refused \(http\/Default\)/);
+    expect(u.execution.error!.message).toMatch(/the credentials of http\/Default were refused \(1 in a row/);
     expect(u.steps).toHaveLength(1);
     expect(u.steps[0]!.output).toMatchObject({ status: 401, body: '{"error":"invalid api key"}' });
     expect((await runOnce('Missing', { method: 'GET', url: `${base}/nowhere` })).execution.error!.code).toBe('http_404');

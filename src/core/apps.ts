@@ -82,6 +82,16 @@ export const BUILTIN_APPS: readonly App[] = [
     defaultPerMinute: 600,
     builtin: true,
   },
+  {
+    slug: 'webhook',
+    name: 'Webhook signing secret',
+    description:
+      'The secret a provider signs its webhooks with (Stripe whsec_…, GitHub, Shopify, Slack, or your own): an automation names it in trigger.signature and every delivery is checked against it. Never sent anywhere.',
+    auth: [{ kind: 'signing_secret', fields: [secret('signing_secret', 'Signing secret')] }],
+    baseUrl: null,
+    defaultPerMinute: 60,
+    builtin: true,
+  },
 ];
 
 const BUILTIN = new Map(BUILTIN_APPS.map((a) => [a.slug, a]));

@@ -5,6 +5,7 @@ import { resolveConnection } from './connections.js';
 import { UserError } from './errors.js';
 import { compile, ExpressionError, stepReferences, templateExpressions } from '../engine/expressions.js';
 import { CREDENTIAL_NAME, scrubUrl } from './crypto.js';
+import type { SignatureSpec } from './signatures.js';
 
 /**
  * What an automation does, as stored in an immutable revision, and its validation at save: every
@@ -56,7 +57,7 @@ export interface StoreStep extends StepBase {
 export type Step = HttpStep | TransformStep | FilterStep | StoreStep;
 
 export interface Definition {
-  trigger: { type: 'webhook'; dedupe?: { key: string } | null };
+  trigger: { type: 'webhook'; dedupe?: { key: string } | null; signature?: SignatureSpec | null };
   routing: { key: string } | null;
   steps: Step[];
   retries: { max: number };
@@ -117,6 +118,24 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
   if (def.trigger.dedupe) expression(def.trigger.dedupe.key, { field: 'de-duplication key' }, -1);
 
   const connectionIds = new Set<string>();
+  let trigger = def.trigger;
+  const sig = def.trigger.signature;
+  if (sig) {
+    if (sig.preset === 'generic' && !sig.header) problems.push('The signature: the generic preset needs header (the header carrying the HMAC-SHA256 of the body).');
+    if (sig.header && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(sig.header)) problems.push(`The signature: '${clip(sig.header)}' is not a valid header name.`);
+    if (sig.preset !== 'generic' && (sig.header || sig.encoding || sig.prefix !== undefined)) problems.push(`The signature: the ${sig.preset} preset fixes its header and encoding; header, encoding and prefix are for the generic preset.`);
+    try {
+      const { row } = await resolveConnection(core, account, sig.connection);
+      if (row.authKind !== 'signing_secret') problems.push(`The signature: ${row.app}/${row.name} is not a signing secret; add a webhook connection holding the provider's signing secret and name it here.`);
+      else {
+        connectionIds.add(row.id);
+        trigger = { ...trigger, signature: { ...sig, connection_id: row.id } };
+      }
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      problems.push(`The signature: ${err.message}`);
+    }
+  }
   const steps: Step[] = [];
   for (const [i, step] of def.steps.entries()) {
     switch (step.kind) {
@@ -144,6 +163,7 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
         if (step.connection !== undefined) {
           try {
             const { row } = await resolveConnection(core, account, step.connection);
+            if (row.authKind === 'signing_secret') problems.push(`${at({ step, field: 'connection' })}: ${row.app}/${row.name} is a webhook signing secret: it verifies deliveries (trigger.signature) and is never sent.`);
             connectionId = row.id;
             connectionIds.add(connectionId);
             const origin = literalOrigin(step.url);
@@ -182,7 +202,7 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
         break;
     }
   }
-  const definition: Definition = { ...def, steps };
+  const definition: Definition = { ...def, trigger, steps };
   if (JSON.stringify(definition).length > MAX_DEFINITION_CHARS) problems.push(`The definition is larger than ${MAX_DEFINITION_CHARS / 1024} KiB.`);
   if (problems.length) {
     const shown = problems.slice(0, 20);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, ilike, sql, type SQL } from 'drizzle-orm';
 import { accounts, automationConnections, automationRevisions, automations, connections } from '../db/schema/index.js';
@@ -278,6 +279,22 @@ export async function setAutomationEnabled(core: Core, account: Account, row: Au
 }
 
 /** Delete an automation and its revisions. */
+/**
+ * What deleting an automation takes with it: its runs of the last 24 h and those queued or
+ * running now, in every account it runs in (a routed automation's runs live in the children).
+ * The confirm token names the automation as it is now (its revision and last change): an update
+ * since the plan makes it stale.
+ */
+export async function deletionPlan(core: Core, row: AutomationRow): Promise<{ recent: number; inFlight: number; token: string }> {
+  const rows = await core.db.execute(sql`
+    select count(*) filter (where created_at > now() - interval '24 hours')::int as recent,
+           count(*) filter (where status in ('queued', 'running'))::int as in_flight
+    from executions where automation_id = ${row.id}`);
+  const [c] = (Array.isArray(rows) ? rows : (rows as { rows: unknown[] }).rows) as { recent: number; in_flight: number }[];
+  const token = `del_${createHash('sha256').update(JSON.stringify([row.id, row.revision, row.updatedAt.toISOString()])).digest('hex').slice(0, 20)}`;
+  return { recent: Number(c?.recent ?? 0), inFlight: Number(c?.in_flight ?? 0), token };
+}
+
 export async function deleteAutomation(core: Core, account: Account, row: AutomationRow): Promise<void> {
   await withAccount(core.db, [account.id], (tx) => tx.delete(automations).where(and(eq(automations.id, row.id), eq(automations.accountId, account.id))));
 }

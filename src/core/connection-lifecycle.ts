@@ -6,6 +6,7 @@ import { visibleToUser, type Account } from './accounts.js';
 import { getApp, maskCredentials, validateCredentials } from './apps.js';
 import { sealCredentials, setConnectionFields, systemAccountId, type ConnectionRow } from './connections.js';
 import { UserError } from './errors.js';
+import { withAccount } from '../db/scope.js';
 
 /**
  * What happens to a connection over its life: which automations use it, disconnecting (pauses
@@ -162,6 +163,7 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
   const { sealed, dataKeyId } = await sealCredentials(core, row.accountId, row.id, authKind, values);
   const updated = await setConnectionFields(core, row, {
     status: 'active',
+    authFailures: 0,
     credentials: sealed,
     dataKeyId,
     authKind,
@@ -176,11 +178,29 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
 }
 
 /**
- * The app refused the credentials (expired token, revoked key): the execution engine marks the
- * connection expired; reconnecting with new credentials makes it active again.
+ * The app refused the credentials (expired token, revoked key) again and again: the execution
+ * engine marks the connection expired (src/engine/auth-failures.ts) and pauses the automations
+ * that use it, as a disconnect does — reconnecting with new credentials makes it active again
+ * and resumes exactly those. Null when it was no longer active (another worker expired it first).
  */
-export async function expireConnection(core: Core, row: ConnectionRow): Promise<ConnectionRow> {
-  return setConnectionFields(core, row, { status: 'expired' });
+export async function expireConnection(core: Core, row: ConnectionRow): Promise<ConnectionRow | null> {
+  // only the call that moves it from active expires it: concurrent 401s do it once
+  const [expired] = await withAccount(core.db, [row.accountId], (tx) =>
+    tx
+      .update(connections)
+      .set({ status: 'expired', authFailures: 0, updatedAt: sql`now()` as unknown as Date })
+      .where(and(eq(connections.id, row.id), eq(connections.status, 'active')))
+      .returning(),
+  );
+  if (!expired) return null;
+  const pauses = await activeUsers(core, expired);
+  if (pauses.length) {
+    await core.db
+      .update(automations)
+      .set({ status: 'paused', pausedByConnectionId: row.id })
+      .where(and(inArray(automations.id, pauses), eq(automations.status, 'active')));
+  }
+  return expired;
 }
 
 /** Mark an own connection shared (or not): only accounts that are not themselves linked children share. */

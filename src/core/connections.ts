@@ -310,7 +310,7 @@ export async function updateConnection(core: Core, row: ConnectionRow, input: { 
 export async function setConnectionFields(
   core: Core,
   row: ConnectionRow,
-  set: Partial<Pick<ConnectionRow, 'name' | 'notes' | 'status' | 'shared' | 'ratePerMinute' | 'credentials' | 'dataKeyId' | 'masked' | 'authKind'>>,
+  set: Partial<Pick<ConnectionRow, 'name' | 'notes' | 'status' | 'shared' | 'ratePerMinute' | 'credentials' | 'dataKeyId' | 'masked' | 'authKind' | 'authFailures'>>,
 ): Promise<ConnectionRow> {
   const [updated] = await withAccount(core.db, [row.accountId], (tx) =>
     tx

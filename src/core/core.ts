@@ -19,4 +19,6 @@ export interface Core {
   outbound?: OutboundPolicy;
   /** where this server is reached (SWITCHBOARD_PUBLIC_URL, else the address serve listens on): webhook URLs are shown under it */
   publicBaseUrl?: string;
+  /** 401s in a row after which a connection is marked expired (SWITCHBOARD_EXPIRE_AFTER_401, default 3) */
+  authFailureLimit?: number;
 }

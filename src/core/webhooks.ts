@@ -5,6 +5,9 @@ import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
 import { definitionOf, type AutomationRow } from './automations.js';
+import type { Definition } from './automation-definition.js';
+import { openCredentials, resolveConnection } from './connections.js';
+import { checkSignature, type SignatureSpec } from './signatures.js';
 import { CREDENTIAL_NAME, hashToken, REDACTED } from './crypto.js';
 import { notifyWorkers, type TriggerEvent } from './executions.js';
 import { storable } from './storable.js';
@@ -73,18 +76,18 @@ const redacted = (o: Record<string, string>) => Object.fromEntries(Object.entrie
 
 export interface IncomingDelivery {
   method: string;
+  /** as received, names in lower case (signatures are checked on these, before redaction) */
   headers: Record<string, string>;
   query: Record<string, string>;
   contentType: string | null;
-  /** the raw body as text */
-  raw: string;
-  size: number;
+  /** the raw body, bytes as received: signatures are computed on them */
+  raw: Buffer;
   sourceIp: string | null;
 }
 
 export type DeliveryOutcome =
   | { status: 404 }
-  | { status: 400 | 202; deliveryId: string; delivery: DeliveryStatus; reason: string | null; executionId: string | null };
+  | { status: 400 | 401 | 202; deliveryId: string; delivery: DeliveryStatus; reason: string | null; executionId: string | null };
 
 /** Nesting a body may have (what walks it — storing, expressions — must not run out of stack). */
 const MAX_BODY_DEPTH = 64;
@@ -100,21 +103,42 @@ function deeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
-function parseBody(d: IncomingDelivery): { ok: true; body: unknown } | { ok: false; reason: string } {
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A body that is not UTF-8 text (an image, a protobuf): kept as base64 with its size, the way expressions see it. */
+export interface BinaryBody {
+  encoding: 'base64';
+  data: string;
+  size: number;
+}
+
+type Parsed = { ok: true; body: unknown } | { ok: false; reason: string; body: unknown };
+
+function parseBody(d: IncomingDelivery): Parsed {
   const type = (d.contentType ?? '').split(';')[0]!.trim().toLowerCase();
-  if (d.raw === '') return { ok: true, body: null };
+  if (d.raw.length === 0) return { ok: true, body: null };
+  let text: string;
+  try {
+    text = utf8.decode(d.raw);
+  } catch {
+    const binary: BinaryBody = { encoding: 'base64', data: d.raw.toString('base64'), size: d.raw.length };
+    if (type === 'application/json' || type.endsWith('+json') || type === 'application/x-www-form-urlencoded') {
+      return { ok: false, reason: `the body is not UTF-8 text, as ${type} must be`, body: binary };
+    }
+    return { ok: true, body: binary };
+  }
   if (type === 'application/json' || type.endsWith('+json')) {
     let body: unknown;
     try {
-      body = JSON.parse(d.raw);
+      body = JSON.parse(text);
     } catch (err) {
-      return { ok: false, reason: `malformed JSON: ${(err as Error).message.slice(0, 200)}` };
+      return { ok: false, reason: `malformed JSON: ${(err as Error).message.slice(0, 200)}`, body: text };
     }
-    if (deeperThan(body, MAX_BODY_DEPTH)) return { ok: false, reason: `the JSON is nested more than ${MAX_BODY_DEPTH} levels deep` };
+    if (deeperThan(body, MAX_BODY_DEPTH)) return { ok: false, reason: `the JSON is nested more than ${MAX_BODY_DEPTH} levels deep`, body: text };
     return { ok: true, body };
   }
-  if (type === 'application/x-www-form-urlencoded') return { ok: true, body: Object.fromEntries(new URLSearchParams(d.raw)) };
-  return { ok: true, body: d.raw };
+  if (type === 'application/x-www-form-urlencoded') return { ok: true, body: Object.fromEntries(new URLSearchParams(text)) };
+  return { ok: true, body: text };
 }
 
 const DEDUPE_HOURS = 24;
@@ -125,25 +149,17 @@ const DEDUPE_HOURS = 24;
  * was seen: the delivery is a duplicate. A key that cannot be computed runs the event anyway —
  * losing an event is worse than running one twice — and the reason says so.
  */
-async function dedupe(
-  core: Core,
-  tx: Tx,
-  row: AutomationRow,
-  account: Account,
-  deliveryId: string,
-  trigger: TriggerEvent,
-): Promise<[DeliveryStatus, string] | null> {
-  const def = await definitionOf(core, account.id, row.id, row.revision, tx);
+async function dedupe(core: Core, tx: Tx, def: Definition, row: AutomationRow, account: Account, deliveryId: string, trigger: TriggerEvent): Promise<Decision | null> {
   const expr = def.trigger.dedupe?.key;
   if (!expr) return null;
   let value: unknown;
   try {
-    value = await evaluate(expr, { trigger, steps: {}, account: { id: account.id, slug: account.slug, routing_key: account.routingKey } });
+    value = await evaluate(expr, eventDoc(trigger, account));
   } catch (err) {
     if (!(err instanceof ExpressionError)) throw err;
-    return ['accepted', `the de-duplication key could not be computed (${err.reason}); run without de-duplication`];
+    return { status: 'accepted', code: null, reason: `the de-duplication key could not be computed (${err.reason}); run without de-duplication` };
   }
-  if (value === undefined || value === null || value === '') return ['accepted', 'the de-duplication key is empty for this event; run without de-duplication'];
+  if (value === undefined || value === null || value === '') return { status: 'accepted', code: null, reason: 'the de-duplication key is empty for this event; run without de-duplication' };
   const key = hashToken(typeof value === 'string' ? value : JSON.stringify(value));
   const claimed = await tx
     .insert(webhookDedupeKeys)
@@ -154,60 +170,148 @@ async function dedupe(
       setWhere: sql`${webhookDedupeKeys.expiresAt} <= now()`,
     })
     .returning({ key: webhookDedupeKeys.key });
-  return claimed.length ? null : ['duplicate', `an event with the same de-duplication key arrived within ${DEDUPE_HOURS} h: not run again`];
+  return claimed.length ? null : { status: 'duplicate', code: 'duplicate', reason: `an event with the same de-duplication key arrived within ${DEDUPE_HOURS} h: not run again` };
+}
+
+interface Decision {
+  status: DeliveryStatus;
+  code: string | null;
+  reason: string | null;
+}
+
+const accountView = (a: Account) => ({ id: a.id, slug: a.slug, routing_key: a.routingKey });
+
+/**
+ * What the event-level keys (routing, de-duplication) see: the event under `trigger`, as steps
+ * see it, and its parts at the top as well, so `body.location_id` and `trigger.body.location_id`
+ * both work.
+ */
+const eventDoc = (trigger: TriggerEvent, account: Account) => ({ ...trigger, trigger, steps: {}, account: accountView(account) });
+
+/** Signing secrets read in the last second, by automation account and connection (decrypted in memory only). */
+const secrets = new WeakMap<Core, Map<string, { at: number; secret: string | null; why: string }>>();
+const SECRET_TTL_MS = 1000;
+
+async function signingSecret(core: Core, account: Account, sig: SignatureSpec): Promise<{ secret: string | null; why: string }> {
+  let cache = secrets.get(core);
+  if (!cache) secrets.set(core, (cache = new Map()));
+  const key = `${account.id}|${sig.connection_id ?? sig.connection}`;
+  const hit = cache.get(key);
+  if (hit && Date.now() - hit.at < SECRET_TTL_MS) return hit;
+  let found: { secret: string | null; why: string };
+  try {
+    const { row } = await resolveConnection(core, account, sig.connection_id ?? sig.connection);
+    const opened = row.authKind === 'signing_secret' ? await openCredentials(core, row).catch(() => null) : null;
+    found = opened?.values.signing_secret
+      ? { secret: opened.values.signing_secret, why: '' }
+      : { secret: null, why: `the signing secret ${row.app}/${row.name} cannot be read: reconnect it (reconnect_connection)` };
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    found = { secret: null, why: `the signing secret is not available (${err.message.replace(/\.$/, '')})` };
+  }
+  if (cache.size > 10_000) cache.clear();
+  cache.set(key, { at: Date.now(), ...found });
+  return found;
+}
+
+/**
+ * Where a routed automation's event runs: the linked child of `parent` whose routing_key is the
+ * value of the routing key expression, or why none.
+ */
+async function route(core: Core, def: Definition, parent: Account, trigger: TriggerEvent): Promise<{ value: string | null; child: Account | null; reason: string | null }> {
+  let value: unknown;
+  try {
+    value = await evaluate(def.routing!.key, eventDoc(trigger, parent));
+  } catch (err) {
+    if (!(err instanceof ExpressionError)) throw err;
+    return { value: null, child: null, reason: `the routing key could not be computed: ${err.reason}` };
+  }
+  if (value === undefined || value === null || value === '') return { value: null, child: null, reason: 'the routing key is empty for this event' };
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') return { value: null, child: null, reason: 'the routing key is not a string or a number for this event' };
+  const key = String(value).slice(0, 200);
+  const [child] = await core.db
+    .select()
+    .from(accounts)
+    .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.parentAccountId, parent.id), eq(accounts.routingKey, key)));
+  return child ? { value: key, child, reason: null } : { value: key, child: null, reason: `no linked account has routing key ${key}` };
 }
 
 /**
  * Receive a request to `/hooks/<token>`: find the automation by the token's hash (the privileged
- * path: the token is the only credential), then record the delivery — and queue its run when
- * the automation runs events now — in one transaction in the automation's account scope.
+ * path: the token is the only credential), check its signature and find where it runs (routing),
+ * then record the delivery — and queue its run when the automation runs events now — in one
+ * transaction in the automation's account scope (and the routed child's).
+ *
+ * Signature, routing and de-duplication follow the revision current when the request is looked
+ * up, and the run is queued with that same revision, so the decision and the run agree.
  */
 export async function receiveDelivery(core: Core, token: string, d: IncomingDelivery): Promise<DeliveryOutcome> {
   if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return { status: 404 };
+  const tokenHash = hashToken(token);
   // the automation and its account in one query
   const [found] = await core.db
     .select({ row: automations, account: accounts })
     .from(automations)
     .innerJoin(accounts, eq(accounts.id, automations.accountId))
-    .where(and(eq(automations.tenantId, core.tenantId), eq(automations.webhookTokenHash, hashToken(token))));
+    .where(and(eq(automations.tenantId, core.tenantId), eq(automations.webhookTokenHash, tokenHash)));
   if (!found) return { status: 404 };
   const { row, account } = found;
+  const def = await definitionOf(core, account.id, row.id, row.revision);
   const headers = storable(redacted(d.headers)) as Record<string, string>;
   const query = storable(Object.fromEntries(Object.entries(d.query).map(([k, v]) => [k, CREDENTIAL_NAME.test(k) ? REDACTED : v]))) as Record<string, string>;
   const parsed = parseBody(d);
-  const body = storable(parsed.ok ? parsed.body : d.raw);
-  let delivery = 'accepted' as DeliveryStatus;
-  let reason: string | null = null;
-  const recorded = await withAccount(core.db, [account.id], async (tx) => {
+  const body = storable(parsed.body);
+  const trigger: TriggerEvent = { body: parsed.ok ? body : null, headers, query, method: d.method };
+
+  // decided before the transaction: what only the request and the revision say
+  let early: Decision | null = null;
+  if (def.trigger.signature) {
+    const { secret, why } = await signingSecret(core, account, def.trigger.signature);
+    const bad = secret === null ? why : checkSignature(def.trigger.signature, secret, d.raw, d.headers);
+    if (bad) early = { status: 'rejected', code: 'signature_invalid', reason: `signature_invalid: ${bad}` };
+  }
+  if (!early && !parsed.ok) early = { status: 'rejected', code: 'malformed_body', reason: parsed.reason };
+  let routed: Awaited<ReturnType<typeof route>> | null = null;
+  if (!early && def.routing) {
+    routed = await route(core, def, account, trigger);
+    if (!routed.child) early = { status: 'unrouted', code: 'unrouted', reason: routed.reason };
+  }
+  const child = routed?.child ?? null;
+
+  const recorded = await withAccount(core.db, child ? [account.id, child.id] : [account.id], async (tx) => {
     // decided on the row as it is now, locked against a concurrent rotate, disable or update
     const [locked] = await tx
       .select()
       .from(automations)
-      .where(and(eq(automations.id, row.id), eq(automations.webhookTokenHash, hashToken(token))))
+      .where(and(eq(automations.id, row.id), eq(automations.webhookTokenHash, tokenHash)))
       .for('share');
     if (!locked) return null;
     const deliveryId = randomUUID();
-    if (!parsed.ok) [delivery, reason] = ['rejected', parsed.reason];
-    else if (account.status === 'suspended') [delivery, reason] = ['recorded', 'the account is suspended'];
-    else if (!locked.enabled) [delivery, reason] = ['recorded', 'the automation is disabled'];
-    else if (locked.status === 'paused') [delivery, reason] = ['recorded', 'the automation is paused: a connection it uses is disconnected'];
-    else {
-      const seen = await dedupe(core, tx, locked, account, deliveryId, { body, headers, query, method: d.method });
-      if (seen) [delivery, reason] = seen;
+    let decision: Decision = early ?? { status: child ? 'routed' : 'accepted', code: null, reason: null };
+    if (!early) {
+      if (account.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: 'the account is suspended' };
+      else if (!locked.enabled) decision = { status: 'recorded', code: 'automation_disabled', reason: 'the automation is disabled' };
+      else if (locked.status === 'paused') decision = { status: 'recorded', code: 'automation_paused', reason: 'the automation is paused: a connection it uses is disconnected' };
+      else if (child?.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: `the linked account ${child.slug} (routing key ${routed!.value}) is suspended` };
+      else decision = (await dedupe(core, tx, def, locked, account, deliveryId, trigger)) ?? decision;
     }
-    const executionId = delivery === 'accepted' ? randomUUID() : null;
+    const runs = decision.status === 'accepted' || decision.status === 'routed';
+    const executionId = runs ? randomUUID() : null;
     await tx.insert(webhookDeliveries).values({
-      id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: delivery, reason, method: d.method, headers, query,
-      contentType: d.contentType, body, size: d.size, sourceIp: d.sourceIp, executionId,
+      id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: decision.status, code: decision.code, reason: decision.reason,
+      method: d.method, headers, query, contentType: d.contentType, body, size: d.raw.length, sourceIp: d.sourceIp, executionId,
+      routingValue: routed?.value ?? null, routedAccountId: child?.id ?? null,
     });
-    if (!executionId) return { deliveryId, executionId };
-    const trigger: TriggerEvent = { body: parsed.ok ? body : null, headers, query, method: d.method };
-    await tx
-      .insert(executions)
-      .values({ id: executionId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, revision: locked.revision, source: 'webhook', trigger, deliveryId });
+    if (!executionId) return { deliveryId, executionId, decision };
+    await tx.insert(executions).values({
+      id: executionId, tenantId: core.tenantId, accountId: child?.id ?? account.id, automationAccountId: child ? account.id : null,
+      automationId: row.id, revision: row.revision, source: 'webhook', trigger, deliveryId,
+    });
     await notifyWorkers(tx);
-    return { deliveryId, executionId };
+    return { deliveryId, executionId, decision };
   });
   if (!recorded) return { status: 404 };
-  return { status: delivery === 'rejected' ? 400 : 202, delivery, reason, ...recorded };
+  const { decision, ...ids } = recorded;
+  const status = decision.code === 'signature_invalid' ? 401 : decision.status === 'rejected' ? 400 : 202;
+  return { status, delivery: decision.status, reason: decision.reason, ...ids };
 }

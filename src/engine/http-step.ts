@@ -5,6 +5,7 @@ import { openCredentials, resolveConnection, type ConnectionRow } from '../core/
 import { UserError } from '../core/errors.js';
 import { CREDENTIAL_NAME, REDACTED, scrubUrl } from '../core/crypto.js';
 import { acquireConnection } from './rate-limiter.js';
+import { countAuthFailure, DEFAULT_AUTH_FAILURE_LIMIT, resetAuthFailures } from './auth-failures.js';
 import { OutboundError, send, type OutboundResponse } from './outbound.js';
 import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
 import { render } from './expressions.js';
@@ -57,6 +58,7 @@ async function authFor(ctx: StepContext, step: HttpStep, row: ConnectionRow, app
     throw new StepError('connection_missing', `Step '${step.id}': the credentials of ${row.app}/${row.name} cannot be decrypted: reconnect it (reconnect_connection).`);
   }
   const { auth_kind: kind, values } = opened;
+  if (kind === 'signing_secret') throw new StepError('connection_missing', `Step '${step.id}': ${row.app}/${row.name} is a webhook signing secret, never sent with a request: name the app's API connection.`);
   const spec = app.auth.find((a) => a.kind === kind);
   const secret = spec?.fields.find((f) => f.secret)?.name;
   const value = secret ? values[secret] : undefined;
@@ -83,8 +85,11 @@ async function authFor(ctx: StepContext, step: HttpStep, row: ConnectionRow, app
  */
 const CONNECTION_TTL_MS = 1000;
 
+const connectionCacheKey = (ctx: StepContext, step: HttpStep): string =>
+  `${ctx.account.id}|${ctx.account.id === ctx.automationAccountId ? (step.connection_id ?? step.connection) : step.connection}`;
+
 async function cachedConnection(ctx: StepContext, step: HttpStep): Promise<{ row: ConnectionRow; app: App; auth: Auth }> {
-  const key = `${ctx.account.id}|${ctx.account.id === ctx.automationAccountId ? (step.connection_id ?? step.connection) : step.connection}`;
+  const key = connectionCacheKey(ctx, step);
   const cache = ctx.services?.connections;
   const hit = cache?.get(key);
   if (hit && Date.now() - hit.at < CONNECTION_TTL_MS) return hit.value as { row: ConnectionRow; app: App; auth: Auth };
@@ -95,6 +100,11 @@ async function cachedConnection(ctx: StepContext, step: HttpStep): Promise<{ row
     cache.set(key, { at: Date.now(), value });
   }
   return value;
+}
+
+/** Drop the cached connection, so the next call reads its new state (a count of 401s, an expiry). */
+function forgetConnection(ctx: StepContext, step: HttpStep): void {
+  ctx.services?.connections.delete(connectionCacheKey(ctx, step));
 }
 
 const asText = (v: unknown): string => (typeof v === 'string' ? v : v === null || v === undefined ? '' : JSON.stringify(v));
@@ -183,9 +193,11 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   const input = { method: step.method, url: scrubUrl(url.toString()), headers: recordedHeaders, body: rendered.body ?? null };
 
   let auth: Auth | null = null;
+  let conn: ConnectionRow | null = null;
   if (step.connection !== undefined) {
     const { row, app, auth: found } = await cachedConnection(ctx, step);
     auth = found;
+    conn = row;
     if (url.origin !== auth.origin) {
       throw new StepError('blocked_address', `Step '${step.id}': the credentials of ${auth.label} are sent only to ${auth.origin}, not ${url.origin}.`, false, undefined, { input });
     }
@@ -213,12 +225,26 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   }
   const record = { input, output: answerRecord(res) };
   const s = res.status;
+  if (conn && s !== 401 && s !== 403 && conn.authFailures > 0) {
+    // accepted after 401s: the count of 401s in a row starts again
+    await resetAuthFailures(ctx.core, conn);
+    forgetConnection(ctx, step);
+  }
   if (s >= 200 && s < 400) {
     const { 'set-cookie': _cookie, ...headers } = res.headers;
     return { input, output: { status: s, headers, body: parseBody(res) }, record: record.output };
   }
   const at = `Step '${step.id}': ${url.host} answered ${s}`;
-  if (s === 401) throw new StepError('http_401', `${at}: the credentials were refused${auth ? ` (${auth.label}): reconnect it if this persists` : ''}.`, false, undefined, record);
+  if (s === 401) {
+    if (!conn || !auth) throw new StepError('http_401', `${at}: unauthorized (the step names no connection to authenticate it).`, false, undefined, record);
+    const { count, expired } = await countAuthFailure(ctx.core, conn);
+    forgetConnection(ctx, step);
+    const limit = ctx.core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
+    const what = expired
+      ? `the credentials of ${auth.label} were refused ${count} times in a row: the connection is now marked expired and the automations using it are paused; reconnect it (reconnect_connection) and they resume`
+      : `the credentials of ${auth.label} were refused (${count} in a row; at ${limit} the connection is marked expired): reconnect it (reconnect_connection) if this persists`;
+    throw new StepError('http_401', `${at}: ${what}.`, false, undefined, record);
+  }
   if (s === 403) throw new StepError('http_403', `${at}: forbidden.`, false, undefined, record);
   if (s === 404) throw new StepError('http_404', `${at}: not found.`, false, undefined, record);
   if (s === 429) throw new StepError('http_429', `${at}: too many requests.`, true, retryAfter(res), record);

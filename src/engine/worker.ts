@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { executions, executionSteps } from '../db/schema/index.js';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { withAccount } from '../db/scope.js';
@@ -11,6 +11,7 @@ import { EXECUTION_CHANNEL, type ExecutionRow } from '../core/executions.js';
 import { runStep, StepError, type ExpressionDoc } from './steps.js';
 import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
+import { schedulePruning } from './retention.js';
 import { log, errorFields } from '../log.js';
 import { storable, storableText } from '../core/storable.js';
 
@@ -38,9 +39,18 @@ export interface WorkerOptions {
   pollMs: number;
   /** first retry delay; doubled per attempt, with jitter (default 1000) */
   retryBaseMs?: number;
+  /** runs of one account at once, across all workers (default DEFAULT_ACCOUNT_CONCURRENCY) */
+  accountConcurrency?: number;
+  /** prune executions, deliveries and expired keys older than this many days (src/engine/retention.ts); none when absent */
+  retentionDays?: number;
   /** LISTEN support of the database (src/db/client.ts); without it the worker polls */
   listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
 }
+
+export const DEFAULT_ACCOUNT_CONCURRENCY = 16;
+/** accounts with due work one claim looks at (at least as many as it has slots) */
+const ACCOUNTS_PER_CLAIM = 16;
+const NO_ACCOUNT = '00000000-0000-0000-0000-000000000000';
 
 export const DEFAULT_WORKER: WorkerOptions = { concurrency: 4, leaseMs: 30_000, pollMs: 1_000 };
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -60,6 +70,7 @@ export class Worker {
   private unlisten: (() => Promise<void>) | null = null;
   private loop: Promise<void> | null = null;
   private lastRecovery = 0;
+  private stopPruning: (() => void) | null = null;
   private readonly services: StepServices;
 
   constructor(
@@ -80,6 +91,7 @@ export class Worker {
         log.warn('worker: LISTEN failed, polling only', errorFields(err));
       }
     }
+    if (this.opts.retentionDays) this.stopPruning = schedulePruning(this.core, this.opts.retentionDays);
     this.loop = this.run();
   }
 
@@ -87,6 +99,7 @@ export class Worker {
   async stop(deadlineMs = 10_000): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.stopPruning?.();
     this.nudge();
     await this.loop;
     await this.unlisten?.().catch(() => {});
@@ -109,6 +122,10 @@ export class Worker {
 
   private async run(): Promise<void> {
     while (this.running) {
+      // on PGlite every query resolves in microtasks: without a turn of the event loop here, a
+      // worker with a backlog would keep timers and I/O (HTTP requests, other callers) waiting
+      // until the backlog drained
+      await new Promise<void>((resolve) => setImmediate(resolve));
       try {
         if (Date.now() - this.lastRecovery > this.opts.leaseMs / 2) await this.recoverLapsed();
         const free = this.opts.concurrency - this.inFlight.size;
@@ -141,25 +158,78 @@ export class Worker {
     }
   }
 
-  /** Up to `n` due executions, oldest first, leased to this worker. */
+  private quoted(id: string): string {
+    if (!/^[0-9a-f-]{36}$/.test(id)) throw new Error('worker: bad account cursor');
+    return `'${id}'`;
+  }
+
+  /** where the next claim starts walking the accounts with work (rotates, so every account gets its turn) */
+  private cursor = NO_ACCOUNT;
+
+  /**
+   * Up to `n` due executions, leased to this worker, fairly across accounts: the claim walks the
+   * accounts that have due work (a skip scan of executions_queued, at most ACCOUNTS_PER_CLAIM of
+   * them, starting after where the last full claim stopped), takes from each its oldest — no
+   * more than its cap of runs at once (accountConcurrency) minus what it runs now — and then
+   * orders them first by their place in their account's line, then by age. So one account's
+   * burst of 10,000 queued runs gets one slot per round like any other account with work, not
+   * every slot. The cap is counted when claiming: two workers claiming at the same instant may
+   * together pass it by what they claim in that instant.
+   */
   private async claim(n: number): Promise<ExecutionRow[]> {
     const lease = this.opts.leaseMs;
-    const rows = await this.core.db.execute(sql`
-      with due as (
-        select id from executions
-        where status = 'queued' and run_at <= now()
-        order by run_at
-        limit ${n}
-        for update skip locked
+    const cap = this.opts.accountConcurrency ?? DEFAULT_ACCOUNT_CONCURRENCY;
+    const walk = Math.max(n, ACCOUNTS_PER_CLAIM);
+    // the accounts with due work in walk order: those after the cursor, then (wrapping) the rest
+    const next = (after: string) => sql`(select e.account_id from executions e
+      where e.status = 'queued' and e.run_at <= now() and e.account_id > ${sql.raw(after)}
+      order by e.account_id limit 1)`;
+    const due = sql`
+      with recursive after_cursor(account_id, visited) as (
+        select ${next(`${this.quoted(this.cursor)}::uuid`)}, 1
+        union all
+        select ${next('a.account_id')}, a.visited + 1 from after_cursor a where a.account_id is not null and a.visited < ${walk}
+      ),
+      from_start(account_id, visited) as (
+        select ${next(`'${NO_ACCOUNT}'::uuid`)}, 1
+        union all
+        select ${next('a.account_id')}, a.visited + 1 from from_start a
+        where a.account_id is not null and a.account_id <= ${this.cursor}::uuid and a.visited < ${walk}
+      ),
+      accts as (
+        select account_id, visited from after_cursor where account_id is not null
+        union all
+        select account_id, ${walk} + visited from from_start where account_id is not null and account_id <= ${this.cursor}::uuid
+      ),
+      lined as (
+        select x.id, a.visited, row_number() over (partition by a.account_id order by x.run_at) as place
+        from accts a
+        cross join lateral (
+          select q.id, q.run_at from executions q
+          where q.status = 'queued' and q.run_at <= now() and q.account_id = a.account_id
+          order by q.run_at
+          limit greatest(0, least(${n}, ${cap} - (select count(*) from executions r where r.account_id = a.account_id and r.status = 'running')))
+          for update skip locked
+        ) x
       )
-      update executions e
-      set status = 'running', lease_until = now() + ${lease} * interval '1 millisecond',
-          worker = ${this.id} || ':' || substr(md5(random()::text), 1, 12), started_at = coalesce(e.started_at, now())
-      from due where e.id = due.id
-      returning e.id`);
-    const ids = (Array.isArray(rows) ? rows : (rows as { rows: { id: string }[] }).rows).map((r) => (r as { id: string }).id);
-    if (!ids.length) return [];
-    return this.core.db.select().from(executions).where(inArray(executions.id, ids));
+      select id from lined order by place, visited limit ${n}`;
+    const rows = await this.core.db
+      .update(executions)
+      .set({
+        status: 'running',
+        leaseUntil: sql`now() + ${lease} * interval '1 millisecond'`,
+        worker: sql`${this.id} || ':' || substr(md5(random()::text), 1, 12)`,
+        startedAt: sql`coalesce(${executions.startedAt}, now())`,
+      })
+      .where(sql`${executions.id} in (${due})`)
+      .returning();
+    // the next claim starts after the last account served here (in walk order), so accounts take turns
+    if (rows.length) {
+      const ids = rows.map((r) => r.accountId);
+      const after = ids.filter((id) => id > this.cursor);
+      this.cursor = (after.length ? after : ids).reduce((max, id) => (id > max ? id : max));
+    }
+    return rows;
   }
 
   /** Executions whose worker stopped renewing go back to the queue (they resume after their last committed step). */
@@ -220,7 +290,7 @@ export class Worker {
     }, Math.max(50, Math.floor(this.opts.leaseMs / 3)));
     heartbeat.unref();
     try {
-      await this.steps(row, account, await definitionOf(this.core, row.accountId, row.automationId, row.revision));
+      await this.steps(row, account, await definitionOf(this.core, row.automationAccountId ?? row.accountId, row.automationId, row.revision));
     } finally {
       clearInterval(heartbeat);
     }
@@ -264,7 +334,7 @@ export class Worker {
         errorMessage: extra.errorMessage ? storableText(extra.errorMessage) : null,
       });
       try {
-        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.accountId, services: this.services }, step);
+        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.automationAccountId ?? row.accountId, services: this.services }, step);
         if (result.stop) {
           await this.mine(row, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, state, nextStep: i + 1, attempt: 0 }, [...pending, record('filtered', { input: result.input, output: result.output })]);
           return;

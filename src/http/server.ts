@@ -11,7 +11,7 @@ import { createMcpServer } from '../mcp/server.js';
 import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
-import { readBody } from './body.js';
+import { readBody, readBodyBytes } from './body.js';
 import { receiveDelivery } from '../core/webhooks.js';
 import { RequestGuard } from './request-guard.js';
 
@@ -139,7 +139,7 @@ export async function startHttp(opts: {
       return json(res, 405, { error: 'method_not_allowed', message: 'Webhooks are delivered with POST, PUT or PATCH.' });
     }
     const max = opts.webhookMaxBytes ?? 1024 * 1024;
-    const raw = await readBody(req, max);
+    const raw = await readBodyBytes(req, max);
     if (raw === null) return json(res, 413, { error: 'too_large', message: `Webhook bodies are limited to ${max} bytes.` });
     const url = new URL(req.url ?? '/', 'http://x');
     const headers: Record<string, string> = {};
@@ -150,7 +150,6 @@ export async function startHttp(opts: {
       query: Object.fromEntries(url.searchParams),
       contentType: req.headers['content-type'] ?? null,
       raw,
-      size: Buffer.byteLength(raw),
       sourceIp: req.socket.remoteAddress ?? null,
     });
     if (out.status === 404) {

@@ -4,7 +4,8 @@ import {
 } from 'drizzle-orm/pg-core';
 import { accounts, tenants, users } from './tenancy.js';
 
-export const AUTH_KINDS = ['bearer', 'api_key', 'basic'] as const;
+/** signing_secret: not sent anywhere — the secret a provider signs its webhooks with, checked at ingress */
+export const AUTH_KINDS = ['bearer', 'api_key', 'basic', 'signing_secret'] as const;
 export type AuthKind = (typeof AUTH_KINDS)[number];
 export const CONNECTION_STATUSES = ['active', 'expired', 'disconnected'] as const;
 export type ConnectionStatus = (typeof CONNECTION_STATUSES)[number];
@@ -79,6 +80,8 @@ export const connections = pgTable('connections', {
   shared: boolean('shared').notNull().default(false),
   ratePerMinute: integer('rate_per_minute'),
   lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+  /** 401s from the app in a row (src/engine/auth-failures.ts); one success resets it, a few expire the connection */
+  authFailures: integer('auth_failures').notNull().default(0),
   createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),

@@ -21,6 +21,8 @@ export const executions = pgTable('executions', {
   tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
   accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
   automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
+  /** the automation's account when it is not the one the run lives in: a parent's automation routed to a child */
+  automationAccountId: uuid('automation_account_id').references(() => accounts.id, { onDelete: 'cascade' }),
   revision: integer('revision').notNull(),
   /** what started it: a test run (run_automation) or a webhook delivery */
   source: text('source').$type<'test' | 'webhook'>().notNull(),
@@ -44,8 +46,12 @@ export const executions = pgTable('executions', {
   startedAt: timestamp('started_at', { withTimezone: true }),
   finishedAt: timestamp('finished_at', { withTimezone: true }),
 }, (t) => [
-  // the queue: what is due, oldest first
-  index('executions_due').on(t.runAt).where(sql`${t.status} = 'queued'`),
+  // the queue, per account (the fair claim walks the accounts with work, then each one's oldest)
+  index('executions_queued').on(t.accountId, t.runAt).where(sql`${t.status} = 'queued'`),
+  // an account's runs in flight: its concurrency cap
+  index('executions_running').on(t.accountId).where(sql`${t.status} = 'running'`),
+  // retention prunes by age
+  index('executions_created').on(t.createdAt),
   // lapsed leases
   index('executions_leased').on(t.leaseUntil).where(sql`${t.status} = 'running'`),
   // history: an account's and an automation's runs, newest first
@@ -76,15 +82,17 @@ export const executionSteps = pgTable('execution_steps', {
   check('execution_steps_status_check', sql`${t.status} in ('succeeded', 'failed', 'filtered', 'retrying')`),
 ]);
 
-export const DELIVERY_STATUSES = ['accepted', 'duplicate', 'rejected', 'recorded'] as const;
+export const DELIVERY_STATUSES = ['accepted', 'routed', 'unrouted', 'duplicate', 'rejected', 'recorded'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
 /**
  * One request to an automation's webhook URL, recorded before it is answered (with the run it
- * started, in the same transaction): accepted (a run was queued), duplicate (its de-duplication
- * key was seen within 24 h: not run again), rejected (malformed body, the
- * reason says why), recorded (kept, not run: the automation is disabled or paused, or the
- * account suspended). Secret headers are redacted; the body is kept up to the size limit.
+ * started, in the same transaction): accepted (a run was queued), routed (a run was queued in the
+ * linked child whose routing key matched), unrouted (no child matched: not run), duplicate (its
+ * de-duplication key was seen within 24 h: not run again), rejected (bad signature or malformed
+ * body: `code` and `reason` say which), recorded (kept, not run: the automation is disabled or
+ * paused, or the account suspended). Secret headers are redacted; the body is kept up to the
+ * size limit.
  */
 export const webhookDeliveries = pgTable('webhook_deliveries', {
   id: uuid('id').primaryKey().defaultRandom(),
@@ -92,7 +100,12 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
   accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
   automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
   status: text('status').$type<DeliveryStatus>().notNull(),
+  /** why it was not run, as a fixed code: signature_invalid, malformed_body, unrouted, … (reason says it in a sentence) */
+  code: text('code'),
   reason: text('reason'),
+  /** routing: the routing key's value for this event, and the linked child it ran in */
+  routingValue: text('routing_value'),
+  routedAccountId: uuid('routed_account_id').references(() => accounts.id, { onDelete: 'set null' }),
   method: text('method').notNull(),
   headers: jsonb('headers').$type<Record<string, string>>().notNull(),
   query: jsonb('query').$type<Record<string, string>>().notNull(),
@@ -105,7 +118,9 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
 }, (t) => [
   index('webhook_deliveries_account').on(t.accountId, t.receivedAt.desc(), t.id.desc()),
   index('webhook_deliveries_automation').on(t.automationId, t.receivedAt.desc()),
-  check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'duplicate', 'rejected', 'recorded')`),
+  // retention prunes by age
+  index('webhook_deliveries_received').on(t.receivedAt),
+  check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'routed', 'unrouted', 'duplicate', 'rejected', 'recorded')`),
 ]);
 
 /**

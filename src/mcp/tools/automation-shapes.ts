@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HTTP_METHODS, MAX_RETRIES, MAX_STEPS, STORE_ACTIONS, type Definition } from '../../core/automation-definition.js';
 import { stateOf, type AutomationRow, type RevisionRow } from '../../core/automations.js';
 import { iso } from './shapes.js';
+import { SIGNATURE_PRESETS } from '../../core/signatures.js';
 
 /** Zod shapes of automation definitions, shared by the automation tools' input and output. */
 
@@ -49,11 +50,21 @@ export const storeStepIn = z.strictObject({
 });
 export const stepIn = z.discriminatedUnion('kind', [httpStepIn, transformStepIn, filterStepIn, storeStepIn]);
 
+export const signatureIn = z.strictObject({
+  preset: z.enum(SIGNATURE_PRESETS).describe('stripe (Stripe-Signature, timestamp checked), github (X-Hub-Signature-256), shopify (X-Shopify-Hmac-Sha256), slack (X-Slack-Signature, timestamp checked), or generic.'),
+  connection: z.string().min(1).max(300).describe('The signing secret: a webhook connection (id or webhook/<name>).'),
+  header: z.string().min(1).max(100).optional().describe('generic: the header carrying the HMAC-SHA256 of the body.'),
+  encoding: z.enum(['hex', 'base64']).optional().describe('generic: how the digest is written (default hex).'),
+  prefix: z.string().max(40).optional().describe('generic: text before the digest, e.g. sha256=.'),
+  tolerance_seconds: z.number().int().min(1).max(86_400).optional().describe('stripe, slack: how old a signed timestamp may be (default 300).'),
+});
+
 export const definitionIn = {
   trigger: z
     .object({
       type: z.literal('webhook').optional().describe('webhook (the only trigger for now).'),
       dedupe: z.object({ key: expr('The event\'s identity, e.g. body.id') }).nullable().optional().describe('Skip repeats of the same key within 24 h.'),
+      signature: signatureIn.nullable().optional().describe('Refuse deliveries not signed with the secret (401, recorded as rejected: signature_invalid).'),
     })
     .optional()
     .describe('What starts a run (default: its webhook).'),
@@ -68,13 +79,13 @@ export const definitionIn = {
 
 /** The definition as given to a tool → as stored (defaults filled in). */
 export function toDefinition(args: {
-  trigger?: { type?: 'webhook' | undefined; dedupe?: { key: string } | null | undefined } | undefined;
+  trigger?: { type?: 'webhook' | undefined; dedupe?: { key: string } | null | undefined; signature?: z.infer<typeof signatureIn> | null | undefined } | undefined;
   routing?: { key: string } | null | undefined;
   steps: z.infer<typeof stepIn>[];
   retries?: number | undefined;
 }): Definition {
   return {
-    trigger: { type: 'webhook', dedupe: args.trigger?.dedupe ?? null },
+    trigger: { type: 'webhook', dedupe: args.trigger?.dedupe ?? null, signature: args.trigger?.signature ?? null },
     routing: args.routing ?? null,
     steps: args.steps,
     retries: { max: args.retries ?? 3 },
@@ -114,7 +125,11 @@ export const automationView = (row: AutomationRow, revision: Pick<RevisionRow, '
 
 /** The stored definition, described once: its steps are as create_automation takes them. */
 export const definitionOut = z.object({
-  trigger: z.object({ type: z.literal('webhook'), dedupe: z.object({ key: z.string() }).nullable() }),
+  trigger: z.object({
+    type: z.literal('webhook'),
+    dedupe: z.object({ key: z.string() }).nullable(),
+    signature: z.looseObject({ preset: z.enum(SIGNATURE_PRESETS), connection: z.string(), connection_id: z.string().nullable().optional() }).nullable().optional(),
+  }),
   routing: z.object({ key: z.string() }).nullable(),
   steps: z
     .array(z.looseObject({ id: z.string(), kind: z.enum(['http', 'transform', 'filter', 'store']), connection_id: z.string().nullable().optional() }))

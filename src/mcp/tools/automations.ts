@@ -3,13 +3,14 @@ import { defineTool, type ToolDef } from '../define-tool.js';
 import { accountArg, cursorArg, iso, limitArg } from './shapes.js';
 import { automationOut, automationStates, automationView, definitionIn, definitionOut, toDefinition } from './automation-shapes.js';
 import {
-  createAutomation, deleteAutomation, getRevision, listAutomations, MAX_DESCRIPTION, MAX_NAME, resolveAutomation, revisionHistory,
+  createAutomation, deleteAutomation, deletionPlan, getRevision, listAutomations, MAX_DESCRIPTION, MAX_NAME, resolveAutomation, revisionHistory,
   setAutomationEnabled, updateAutomation, usedConnections,
 } from '../../core/automations.js';
 import type { Definition } from '../../core/automation-definition.js';
 import { rotateWebhook, webhookPath, webhookToken } from '../../core/webhooks.js';
 import { atLeast } from '../../core/access.js';
 import type { Core } from '../../core/core.js';
+import { UserError } from '../../core/errors.js';
 
 const webhookOut = z.object({
   url: z.string().nullable().describe('The URL apps send events to (null when this server does not know its public address; then use path).'),
@@ -182,15 +183,44 @@ const setAutomationEnabledTool = defineTool({
 const deleteAutomationTool = defineTool({
   name: 'delete_automation',
   title: 'Delete automation',
-  description: 'Deletes an automation with all its revisions (admin role). Its webhook URL stops answering.',
-  input: { account: accountArg().optional(), automation: automationArg },
-  output: { deleted: z.object({ id: z.string(), name: z.string(), revisions: z.number().int() }) },
+  description:
+    'Deletes an automation with all its revisions and run history (admin role); its webhook URL stops answering. When it ran in the ' +
+    'last 24 h, the first call only returns what would go and a confirm_token; call again with confirm to delete.',
+  input: {
+    account: accountArg().optional(),
+    automation: automationArg,
+    confirm: z.string().max(100).optional().describe('The confirm_token of the plan, to carry it out.'),
+  },
+  output: {
+    applied: z.boolean(),
+    deleted: z.object({ id: z.string(), name: z.string(), revisions: z.number().int() }).nullable(),
+    confirm_token: z.string().nullable().describe('Pass as confirm to delete (plan only).'),
+    executions_last_24h: z.number().int().describe('Runs in the last 24 h, in every account it runs in; deleted with it.'),
+    in_flight: z.number().int().describe('Runs queued or running now: they stop.'),
+  },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
   access: { role: 'admin' },
   async handler(ctx, args) {
     const row = await resolveAutomation(ctx.core, ctx.account, args.automation);
+    const plan = await deletionPlan(ctx.core, row);
+    const counts = { executions_last_24h: plan.recent, in_flight: plan.inFlight };
+    if (args.confirm === undefined && (plan.recent > 0 || plan.inFlight > 0)) {
+      return {
+        data: { applied: false, deleted: null, confirm_token: plan.token, ...counts },
+        text:
+          `The automation '${row.name}' ran ${plan.recent} time${plan.recent === 1 ? '' : 's'} in the last 24 h` +
+          `${plan.inFlight ? ` and has ${plan.inFlight} run${plan.inFlight === 1 ? '' : 's'} queued or running` : ''}; deleting it deletes that history ` +
+          'and stops its webhook URL. Call again with confirm set to confirm_token to delete it (set_automation_enabled pauses it instead).',
+      };
+    }
+    if (args.confirm !== undefined && args.confirm !== plan.token) {
+      throw new UserError('The confirm token does not match the automation as it is now (it changed since the plan): call delete_automation without confirm to see the plan again.', 'conflict');
+    }
     await deleteAutomation(ctx.core, ctx.account, row);
-    return { data: { deleted: { id: row.id, name: row.name, revisions: row.revision } }, text: `Deleted the automation '${row.name}' from ${ctx.account.name}.` };
+    return {
+      data: { applied: true, deleted: { id: row.id, name: row.name, revisions: row.revision }, confirm_token: null, ...counts },
+      text: `Deleted the automation '${row.name}' from ${ctx.account.name}.`,
+    };
   },
 });
 
