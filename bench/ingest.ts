@@ -6,12 +6,13 @@ import { webhookPath, webhookToken } from '../src/core/webhooks.js';
 import { Keyring, newMasterKey } from '../src/core/keyring.js';
 import type { Core } from '../src/core/core.js';
 import { startHttp } from '../src/http/server.js';
-import { percentile } from './stats.js';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 
 /**
  * Webhook ingest: deliveries durably recorded (delivery row + queued run, one transaction, then
- * 202) per second over HTTP on loopback, `clients` senders at once, for `seconds`. No worker
- * runs meanwhile: this is the intake alone.
+ * 202) per second over HTTP on loopback, `clients` senders at once (in a process of their own:
+ * bench/ingest-sender.mjs), for `seconds`. No worker runs meanwhile: this is the intake alone.
  */
 export interface IngestResult {
   clients: number;
@@ -36,28 +37,14 @@ export async function ingestRate(opts: { url?: string; clients: number; seconds:
       definition: { trigger: { type: 'webhook', dedupe: null }, routing: null, retries: { max: 3 }, steps: [{ id: 'shape', kind: 'transform', value: '{{ trigger.body }}' }] },
     });
     const url = `${new URL(http.url).origin}${webhookPath(webhookToken(core, row))}`;
-    const body = JSON.stringify({ id: 'evt_1', type: 'order.created', data: { order: 'o-1', total: 1250, lines: [{ sku: 'a', qty: 2 }] } });
-    const send = () => fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
-    for (let i = 0; i < 50; i++) await (await send()).arrayBuffer(); // warm-up
-    let accepted = 0;
-    let other = 0;
-    const lat: number[] = [];
-    const end = performance.now() + opts.seconds * 1000;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: opts.clients }, async () => {
-        while (performance.now() < end) {
-          const s = performance.now();
-          const res = await send();
-          await res.arrayBuffer();
-          lat.push(performance.now() - s);
-          if (res.status === 202) accepted += 1;
-          else other += 1;
-        }
-      }),
-    );
-    const wall = performance.now() - t0;
-    return { clients: opts.clients, accepted, perSecond: (accepted / wall) * 1000, other, p50: percentile(lat, 50), p99: percentile(lat, 99) };
+    // the senders run in a process of their own, as a provider does: their HTTP client's work is not the server's
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [join(import.meta.dirname, 'ingest-sender.mjs'), url, String(opts.clients), String(opts.seconds)], { timeout: (opts.seconds + 60) * 1000 }, (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      );
+    });
+    const { accepted, other, wall, p50, p99 } = JSON.parse(out.trim().split('\n').pop()!) as { accepted: number; other: number; wall: number; p50: number; p99: number };
+    return { clients: opts.clients, accepted, perSecond: (accepted / wall) * 1000, other, p50, p99 };
   } finally {
     await http.close();
     await database.close();

@@ -5,6 +5,7 @@ import { eq } from 'drizzle-orm';
 import { buildWorld, connect, data, type Session, type World } from './helpers/world.js';
 import { Worker } from '../src/engine/worker.js';
 import { connections } from '../src/db/schema/index.js';
+import { countAuthFailure } from '../src/engine/auth-failures.js';
 
 /**
  * 401s count against the connection that authenticated the call: one success resets the count,
@@ -112,5 +113,26 @@ describe('401s against a connection', () => {
       const listed = data<{ automations: { name: string; state: string }[] }>(await admin.call('list_automations', { account: studio }));
       expect(listed.automations.find((a) => a.name === 'Chain sync')?.state, studio).toBe('paused');
     }
+  });
+
+  it('does not count a 401 for credentials the step sent itself, nor one for credentials since replaced', async () => {
+    refuse = true;
+    data(await boring.call('add_connection', { app: 'http', name: 'Keyed', credentials: { auth_kind: 'api_key', base_url: base, header_name: 'X-Api-Key', api_key: 'key_0123456789abcdef' } }));
+    data(
+      await boring.call('create_automation', {
+        name: 'Forwarding',
+        retries: 0,
+        steps: [{ id: 'call', kind: 'http', method: 'GET', url: `${base}/me`, connection: 'http/Keyed', headers: { authorization: 'Bearer {{ trigger.body.token }}' } }],
+      }),
+    );
+    for (let i = 0; i < 4; i++) {
+      const r = data<Run>(await boring.call('run_automation', { automation: 'Forwarding', input: { body: { token: 'junk' } }, wait_seconds: 20 })).execution;
+      expect(r.error!.message).toMatch(/sends credentials of its own/);
+    }
+    const keyed = (await w.core.db.select().from(connections).where(eq(connections.accountId, w.accounts.boring.id))).find((c) => c.name === 'Keyed')!;
+    expect(keyed).toMatchObject({ status: 'active', authFailures: 0 });
+    // a 401 answered to the old credentials after a reconnect is not about the new ones
+    data(await boring.call('reconnect_connection', { connection: 'http/Keyed', credentials: { base_url: base, header_name: 'X-Api-Key', api_key: 'key_new_0123456789' } }));
+    expect(await countAuthFailure(w.core, keyed)).toEqual({ count: 0, expired: false });
   });
 });

@@ -8,7 +8,7 @@ import { createAutomation } from '../src/core/automations.js';
 import { addConnection } from '../src/core/connections.js';
 import { awaitExecution, enqueueExecution } from '../src/core/executions.js';
 import { executions } from '../src/db/schema/index.js';
-import type { Account } from '../src/core/accounts.js';
+import { createAccount, type Account } from '../src/core/accounts.js';
 
 /**
  * Fairness between accounts: one account's burst does not hold back another account's single
@@ -109,5 +109,32 @@ describe('fairness between accounts', () => {
       await worker.stop();
     }
     expect(maxInFlight).toBe(3);
+  });
+
+  it('steps over accounts at their cap: they cannot crowd out an account with room', async () => {
+    await w.core.db.delete(executions);
+    const capped: Account[] = [];
+    for (let i = 0; i < 20; i++) capped.push(await createAccount(w.core, { name: `Capped ${i}`, slug: `capped-${i}` }));
+    const crowd = await transformAutomation(w.accounts.boring, 'Crowd');
+    // each capped account runs one (held by another worker) and has one more queued
+    for (const a of capped) {
+      const auto = await transformAutomation(a, `Flow ${a.slug}`);
+      const base = { tenantId: w.core.tenantId, accountId: a.id, automationId: auto.id, revision: 1, source: 'test' as const, trigger: trigger(0) };
+      await w.core.db.insert(executions).values([
+        { ...base, status: 'running' as const, worker: 'elsewhere:1', leaseUntil: new Date(Date.now() + 600_000), startedAt: new Date() },
+        { ...base, runAt: new Date(Date.now() - 60_000) },
+      ]);
+    }
+    const run = await enqueueExecution(w.core, w.accounts.boring, crowd, trigger(1), 'test', null);
+    const worker = new Worker(w.core, { concurrency: 2, leaseMs: 10_000, pollMs: 20, accountConcurrency: 1 });
+    await worker.start();
+    try {
+      expect((await awaitExecution(w.core, w.accounts.boring, run.id, 10_000)).status).toBe('succeeded');
+    } finally {
+      await worker.stop();
+    }
+    // the capped accounts' queued runs stayed queued: none passed its cap
+    const [still] = await w.core.db.select({ n: sql<number>`count(*)::int` }).from(executions).where(eq(executions.status, 'queued'));
+    expect(Number(still!.n)).toBe(capped.length);
   });
 });

@@ -42,7 +42,9 @@ describe('retention', () => {
     const delivery = { tenantId: w.core.tenantId, accountId: w.accounts.boring.id, automationId: a.id, status: 'accepted' as const, method: 'POST', headers: {}, query: {}, size: 0 };
     const oldDeliveries = Array.from({ length: 12 }, () => ({ ...delivery, id: randomUUID(), receivedAt: old }));
     const newDelivery = { ...delivery, id: randomUUID() };
-    await w.core.db.insert(webhookDeliveries).values([...oldDeliveries, newDelivery]);
+    // an old delivery whose run still waits (a long-suspended account) stays with its run
+    const waiting = { ...delivery, id: randomUUID(), receivedAt: old, executionId: oldQueued.id };
+    await w.core.db.insert(webhookDeliveries).values([...oldDeliveries, newDelivery, waiting]);
     await w.core.db.insert(webhookDedupeKeys).values([
       { automationId: a.id, key: 'expired', tenantId: w.core.tenantId, accountId: w.accounts.boring.id, deliveryId: newDelivery.id, expiresAt: new Date(Date.now() - 1000) },
       { automationId: a.id, key: 'live', tenantId: w.core.tenantId, accountId: w.accounts.boring.id, deliveryId: newDelivery.id, expiresAt: new Date(Date.now() + 3600_000) },
@@ -57,7 +59,7 @@ describe('retention', () => {
     const steps = await w.core.db.select({ id: executionSteps.executionId }).from(executionSteps).where(inArray(executionSteps.executionId, [...oldDone, recent].map((e) => e.id)));
     expect(steps.map((s) => s.id)).toEqual([recent.id]);
     const deliveries = await w.core.db.select({ id: webhookDeliveries.id }).from(webhookDeliveries).where(eq(webhookDeliveries.automationId, a.id));
-    expect(deliveries.map((d) => d.id)).toEqual([newDelivery.id]);
+    expect(deliveries.map((d) => d.id).sort()).toEqual([newDelivery.id, waiting.id].sort());
     const keys = await w.core.db.select({ key: webhookDedupeKeys.key }).from(webhookDedupeKeys).where(eq(webhookDedupeKeys.automationId, a.id));
     expect(keys.map((k) => k.key)).toEqual(['live']);
     // nothing more to do

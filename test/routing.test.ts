@@ -8,6 +8,7 @@ import { Worker } from '../src/engine/worker.js';
 import { awaitExecution } from '../src/core/executions.js';
 import { getEntry } from '../src/core/account-data.js';
 import { executions, webhookDeliveries } from '../src/db/schema/index.js';
+import { getAccountById, linkAccount, setAccountStatus, unlinkAccount } from '../src/core/accounts.js';
 
 /**
  * Per-location routing: a parent's automation runs each event in the linked child whose
@@ -121,5 +122,31 @@ describe('routing to linked accounts', () => {
     const numeric = await post({ id: 'b-5', location_id: 7 });
     expect(numeric.answer.status).toBe('routed');
     expect((await w.core.db.select().from(executions)).length).toBe(before + 1);
+  });
+
+  it('does not run a queued routed run in an account that is no longer linked, nor while the parent is suspended', async () => {
+    // the worker is stopped: runs stay queued while the links change
+    await worker.stop();
+    try {
+      const queued = await post({ id: 'b-6', location_id: 'studio-01' });
+      const [d] = await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, queued.answer.delivery_id));
+      const studio1 = (await getAccountById(w.core, w.accounts.studio1.id))!;
+      await unlinkAccount(w.core, studio1);
+      await linkAccount(w.core, (await getAccountById(w.core, w.accounts.studio1.id))!, w.accounts.boring, 'moved-01');
+      const paused = await post({ id: 'b-7', location_id: 'studio-02' });
+      const [p] = await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, paused.answer.delivery_id));
+      await setAccountStatus(w.core, w.accounts.acme, 'suspended', 'routing test', w.userIds.admin);
+      worker = new Worker(w.core, { concurrency: 4, leaseMs: 5_000, pollMs: 50, listen: (c, fn) => w.database.listen(c, fn) });
+      await worker.start();
+      const moved = await awaitExecution(w.core, w.accounts.studio1, d!.executionId!, 10_000);
+      expect(moved).toMatchObject({ status: 'cancelled', errorCode: 'unrouted' });
+      expect(moved.errorMessage).toMatch(/no longer a linked account/);
+      // the suspended parent's routed run waits
+      await new Promise((r) => setTimeout(r, 300));
+      const [waiting] = await w.core.db.select().from(executions).where(eq(executions.id, p!.executionId!));
+      expect(waiting!.status).toBe('queued');
+    } finally {
+      await setAccountStatus(w.core, w.accounts.acme, 'active', 'routing test done', w.userIds.admin);
+    }
   });
 });

@@ -151,4 +151,39 @@ describe('webhook signatures', () => {
     expect(missing.isError).toBe(true);
     expect(text(missing)).toMatch(/The signature: /);
   });
+
+  it('withholds the body of a request that fails its signature, and tells the sender no names', async () => {
+    const body = JSON.stringify({ id: 'evt_5', big: 'x'.repeat(1000) });
+    const res = await post(hooks.github!, body, signFor('github', `whsec_${randomBytes(8).toString('hex')}`, body));
+    expect(res.status).toBe(401);
+    const row = await delivery(((await res.json()) as { delivery_id: string }).delivery_id);
+    expect(row.body).toMatchObject({ withheld: 'signature_invalid', size: Buffer.byteLength(body), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    // a generic preset's header is redacted in the record whatever its name, and a prototype-like name is just a missing header
+    data(await boring.call('create_automation', { name: 'Odd header', trigger: { signature: { preset: 'generic', connection: 'webhook/Provider', header: 'constructor' } }, steps: [{ id: 'a', kind: 'transform', value: 1 }] }));
+    const odd = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Odd header' })).webhook.url;
+    const r = await post(odd, '{}', {});
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as { reason: string }).reason).toMatch(/constructor header is missing/);
+    const digest = createHmac('sha256', SECRET).update('{}').digest('hex');
+    const ok = await post(odd, '{}', { constructor: digest });
+    expect(ok.status).toBe(202);
+    const kept = await delivery(((await ok.json()) as { delivery_id: string }).delivery_id);
+    expect(kept.headers.constructor).toBe('[redacted]');
+  });
+
+  it('says only that the signature cannot be verified when the signing secret is unavailable', async () => {
+    data(await boring.call('add_connection', { app: 'webhook', name: 'Gone', credentials: { signing_secret: 'whsec_gone_0123456789' } }));
+    data(await boring.call('create_automation', { name: 'Gone secret', trigger: { signature: { preset: 'github', connection: 'webhook/Gone' } }, steps: [{ id: 'a', kind: 'transform', value: 1 }] }));
+    const url = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Gone secret' })).webhook.url;
+    const plan = data<{ confirm_token: string }>(await boring.call('disconnect_connection', { connection: 'webhook/Gone' }));
+    data(await boring.call('disconnect_connection', { connection: 'webhook/Gone', confirm: plan.confirm_token }));
+    data(await boring.call('set_automation_enabled', { automation: 'Gone secret', enabled: true }));
+    await new Promise((r) => setTimeout(r, 1100)); // the secret cache holds a second
+    const res = await post(url, '{}', signFor('github', 'whsec_gone_0123456789', '{}'));
+    const answer = (await res.json()) as { status: string; reason?: string; delivery_id: string };
+    // paused by the disconnect, or refused: either way not run, and the answer names nothing
+    expect(JSON.stringify(answer)).not.toMatch(/webhook\/Gone|reconnect_connection/);
+    const row = await delivery(answer.delivery_id);
+    expect(row.executionId).toBeNull();
+  });
 });

@@ -75,6 +75,27 @@ describe('webhook ingress', () => {
     expect((await fetch(hook.url!)).status).toBe(405);
   });
 
+  it('records every one of a burst of concurrent deliveries with its own run (written in batches)', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 120 }, async (_, i) => {
+        const res = await post(hook.url!, JSON.stringify({ id: `burst-${i}` }));
+        return { http: res.status, ...((await res.json()) as { delivery_id: string; status: string }) };
+      }),
+    );
+    expect(answers.filter((a) => a.http !== 202 || a.status !== 'accepted' || !a.delivery_id)).toEqual([]);
+    const ids = answers.map((a) => a.delivery_id);
+    expect(new Set(ids).size).toBe(120);
+    const rows = await w.core.db.select().from(webhookDeliveries).where(sql`${webhookDeliveries.id} in ${ids}`);
+    expect(rows).toHaveLength(120);
+    const runs = await w.core.db.select().from(executions).where(sql`${executions.deliveryId} in ${ids}`);
+    expect(runs).toHaveLength(120);
+    // each run carries its own delivery's body
+    for (const r of runs) {
+      const d = rows.find((x) => x.id === r.deliveryId)!;
+      expect((r.trigger as { body: unknown }).body).toEqual(d.body);
+    }
+  });
+
   it('accepts form and text bodies', async () => {
     const form = await post(hook.url!, 'id=o-2&x=1', { 'content-type': 'application/x-www-form-urlencoded' });
     const f = (await form.json()) as { delivery_id: string };

@@ -6,7 +6,6 @@ import { visibleToUser, type Account } from './accounts.js';
 import { getApp, maskCredentials, validateCredentials } from './apps.js';
 import { sealCredentials, setConnectionFields, systemAccountId, type ConnectionRow } from './connections.js';
 import { UserError } from './errors.js';
-import { withAccount } from '../db/scope.js';
 
 /**
  * What happens to a connection over its life: which automations use it, disconnecting (pauses
@@ -184,23 +183,30 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
  * and resumes exactly those. Null when it was no longer active (another worker expired it first).
  */
 export async function expireConnection(core: Core, row: ConnectionRow): Promise<ConnectionRow | null> {
-  // only the call that moves it from active expires it: concurrent 401s do it once
-  const [expired] = await withAccount(core.db, [row.accountId], (tx) =>
-    tx
+  const system = await ownerIsSystem(core, row); // read before: inside, use only tx (PGlite)
+  // one transaction with the row locked: a reconnect waits for it, then resumes what it paused
+  return core.db.transaction(async (tx) => {
+    const [current] = await tx.select().from(connections).where(eq(connections.id, row.id)).for('update');
+    // only the call that moves it from active expires it: concurrent 401s do it once
+    if (!current || current.status !== 'active') return null;
+    const pauses = await tx
+      .select({ id: automations.id })
+      .from(automationConnections)
+      .innerJoin(automations, eq(automations.id, automationConnections.automationId))
+      .where(and(eq(automationConnections.connectionId, row.id), eq(automations.status, 'active'), usableIn(current, system)));
+    if (pauses.length) {
+      await tx
+        .update(automations)
+        .set({ status: 'paused', pausedByConnectionId: row.id })
+        .where(and(inArray(automations.id, pauses.map((p) => p.id)), eq(automations.status, 'active')));
+    }
+    const [expired] = await tx
       .update(connections)
       .set({ status: 'expired', authFailures: 0, updatedAt: sql`now()` as unknown as Date })
-      .where(and(eq(connections.id, row.id), eq(connections.status, 'active')))
-      .returning(),
-  );
-  if (!expired) return null;
-  const pauses = await activeUsers(core, expired);
-  if (pauses.length) {
-    await core.db
-      .update(automations)
-      .set({ status: 'paused', pausedByConnectionId: row.id })
-      .where(and(inArray(automations.id, pauses), eq(automations.status, 'active')));
-  }
-  return expired;
+      .where(eq(connections.id, row.id))
+      .returning();
+    return expired ?? null;
+  });
 }
 
 /** Mark an own connection shared (or not): only accounts that are not themselves linked children share. */

@@ -53,7 +53,9 @@ function fresh(ts: string | undefined, nowMs: number, toleranceSeconds: number, 
  * Check a delivery's signature. `headers` have lower-case names (as Node gives them). Returns
  * null when it is valid, else the reason in a sentence fragment — never the expected digest.
  */
-export function checkSignature(spec: SignatureSpec, secret: string, raw: Buffer, headers: Record<string, string>, nowMs = Date.now()): string | null {
+export function checkSignature(spec: SignatureSpec, secret: string, raw: Buffer, given: Record<string, string>, nowMs = Date.now()): string | null {
+  // own names only: a header named like an Object.prototype member (constructor, toString) is just absent
+  const headers: Record<string, string | undefined> = Object.assign(Object.create(null) as Record<string, string>, given);
   const tolerance = spec.tolerance_seconds ?? DEFAULT_TOLERANCE_SECONDS;
   switch (spec.preset) {
     case 'stripe': {

@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { createHash, randomUUID } from 'node:crypto';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { accounts, automations, executions, webhookDedupeKeys, webhookDeliveries, type DeliveryStatus } from '../db/schema/index.js';
 import { withAccount } from '../db/scope.js';
 import type { Core } from './core.js';
@@ -9,9 +9,10 @@ import type { Definition } from './automation-definition.js';
 import { openCredentials, resolveConnection } from './connections.js';
 import { checkSignature, type SignatureSpec } from './signatures.js';
 import { CREDENTIAL_NAME, hashToken, REDACTED } from './crypto.js';
-import { notifyWorkers, type TriggerEvent } from './executions.js';
+import { EXECUTION_CHANNEL, type TriggerEvent } from './executions.js';
 import { storable } from './storable.js';
 import { UserError } from './errors.js';
+import { GroupCommit } from './group-commit.js';
 import { evaluate, ExpressionError } from '../engine/expressions.js';
 import type { Tx } from '../db/scope.js';
 
@@ -72,7 +73,8 @@ export async function rotateWebhook(core: Core, account: Account, row: Automatio
  * (the provider's token, shared secret or signature; cookies) are redacted — a delivery is
  * readable by the account's viewers.
  */
-const redacted = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), CREDENTIAL_NAME.test(k) ? REDACTED : v]));
+const redacted = (o: Record<string, string>, also?: string) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), CREDENTIAL_NAME.test(k) || k.toLowerCase() === also ? REDACTED : v]));
 
 export interface IncomingDelivery {
   method: string;
@@ -176,7 +178,10 @@ async function dedupe(core: Core, tx: Tx, def: Definition, row: AutomationRow, a
 interface Decision {
   status: DeliveryStatus;
   code: string | null;
+  /** recorded with the delivery, for the account's members */
   reason: string | null;
+  /** what the sender is told, when it differs: never the names of connections or accounts */
+  answer?: string;
 }
 
 const accountView = (a: Account) => ({ id: a.id, slug: a.slug, routing_key: a.routingKey });
@@ -201,7 +206,7 @@ async function signingSecret(core: Core, account: Account, sig: SignatureSpec): 
   let found: { secret: string | null; why: string };
   try {
     const { row } = await resolveConnection(core, account, sig.connection_id ?? sig.connection);
-    const opened = row.authKind === 'signing_secret' ? await openCredentials(core, row).catch(() => null) : null;
+    const opened = row.authKind === 'signing_secret' && row.status !== 'disconnected' ? await openCredentials(core, row).catch(() => null) : null;
     found = opened?.values.signing_secret
       ? { secret: opened.values.signing_secret, why: '' }
       : { secret: null, why: `the signing secret ${row.app}/${row.name} cannot be read: reconnect it (reconnect_connection)` };
@@ -227,8 +232,9 @@ async function route(core: Core, def: Definition, parent: Account, trigger: Trig
     return { value: null, child: null, reason: `the routing key could not be computed: ${err.reason}` };
   }
   if (value === undefined || value === null || value === '') return { value: null, child: null, reason: 'the routing key is empty for this event' };
-  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') return { value: null, child: null, reason: 'the routing key is not a string or a number for this event' };
-  const key = String(value).slice(0, 200);
+  if (typeof value !== 'string' && typeof value !== 'number') return { value: null, child: null, reason: 'the routing key is not a string or a number for this event' };
+  const key = String(value).trim().slice(0, 200);
+  if (key === '') return { value: null, child: null, reason: 'the routing key is empty for this event' };
   const [child] = await core.db
     .select()
     .from(accounts)
@@ -245,19 +251,15 @@ async function route(core: Core, def: Definition, parent: Account, trigger: Trig
  * Signature, routing and de-duplication follow the revision current when the request is looked
  * up, and the run is queued with that same revision, so the decision and the run agree.
  */
-export async function receiveDelivery(core: Core, token: string, d: IncomingDelivery): Promise<DeliveryOutcome> {
+export async function receiveDelivery(core: Core, token: string, d: IncomingDelivery, fresh = false): Promise<DeliveryOutcome> {
   if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return { status: 404 };
   const tokenHash = hashToken(token);
-  // the automation and its account in one query
-  const [found] = await core.db
-    .select({ row: automations, account: accounts })
-    .from(automations)
-    .innerJoin(accounts, eq(accounts.id, automations.accountId))
-    .where(and(eq(automations.tenantId, core.tenantId), eq(automations.webhookTokenHash, tokenHash)));
+  const found = await lookup(core, tokenHash, fresh);
   if (!found) return { status: 404 };
   const { row, account } = found;
   const def = await definitionOf(core, account.id, row.id, row.revision);
-  const headers = storable(redacted(d.headers)) as Record<string, string>;
+  const sigHeader = def.trigger.signature?.header?.toLowerCase();
+  const headers = storable(redacted(d.headers, sigHeader)) as Record<string, string>;
   const query = storable(Object.fromEntries(Object.entries(d.query).map(([k, v]) => [k, CREDENTIAL_NAME.test(k) ? REDACTED : v]))) as Record<string, string>;
   const parsed = parseBody(d);
   const body = storable(parsed.body);
@@ -268,7 +270,14 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
   if (def.trigger.signature) {
     const { secret, why } = await signingSecret(core, account, def.trigger.signature);
     const bad = secret === null ? why : checkSignature(def.trigger.signature, secret, d.raw, d.headers);
-    if (bad) early = { status: 'rejected', code: 'signature_invalid', reason: `signature_invalid: ${bad}` };
+    if (bad) {
+      early = {
+        status: 'rejected',
+        code: 'signature_invalid',
+        reason: `signature_invalid: ${bad}`,
+        answer: secret === null ? 'signature_invalid: the signature cannot be verified now' : `signature_invalid: ${bad}`,
+      };
+    }
   }
   if (!early && !parsed.ok) early = { status: 'rejected', code: 'malformed_body', reason: parsed.reason };
   let routed: Awaited<ReturnType<typeof route>> | null = null;
@@ -278,40 +287,143 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
   }
   const child = routed?.child ?? null;
 
-  const recorded = await withAccount(core.db, child ? [account.id, child.id] : [account.id], async (tx) => {
-    // decided on the row as it is now, locked against a concurrent rotate, disable or update
-    const [locked] = await tx
-      .select()
-      .from(automations)
-      .where(and(eq(automations.id, row.id), eq(automations.webhookTokenHash, tokenHash)))
-      .for('share');
-    if (!locked) return null;
-    const deliveryId = randomUUID();
-    let decision: Decision = early ?? { status: child ? 'routed' : 'accepted', code: null, reason: null };
-    if (!early) {
-      if (account.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: 'the account is suspended' };
-      else if (!locked.enabled) decision = { status: 'recorded', code: 'automation_disabled', reason: 'the automation is disabled' };
-      else if (locked.status === 'paused') decision = { status: 'recorded', code: 'automation_paused', reason: 'the automation is paused: a connection it uses is disconnected' };
-      else if (child?.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: `the linked account ${child.slug} (routing key ${routed!.value}) is suspended` };
-      else decision = (await dedupe(core, tx, def, locked, account, deliveryId, trigger)) ?? decision;
-    }
-    const runs = decision.status === 'accepted' || decision.status === 'routed';
-    const executionId = runs ? randomUUID() : null;
-    await tx.insert(webhookDeliveries).values({
-      id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: decision.status, code: decision.code, reason: decision.reason,
-      method: d.method, headers, query, contentType: d.contentType, body, size: d.raw.length, sourceIp: d.sourceIp, executionId,
-      routingValue: routed?.value ?? null, routedAccountId: child?.id ?? null,
-    });
-    if (!executionId) return { deliveryId, executionId, decision };
-    await tx.insert(executions).values({
-      id: executionId, tenantId: core.tenantId, accountId: child?.id ?? account.id, automationAccountId: child ? account.id : null,
-      automationId: row.id, revision: row.revision, source: 'webhook', trigger, deliveryId,
-    });
-    await notifyWorkers(tx);
-    return { deliveryId, executionId, decision };
-  });
+  const recorded = await batcherOf(core).submit(`${account.id}|${child?.id ?? ''}`, { row, account, tokenHash, def, d, headers, query, body, trigger, early, routed, child });
+  if (recorded === 'stale') {
+    // the automation changed since the lookup (a new revision): decide again on what it is now
+    lookups.get(core)?.delete(tokenHash);
+    if (fresh) throw new Error('webhook delivery: the automation kept changing while it was recorded');
+    return receiveDelivery(core, token, d, true);
+  }
   if (!recorded) return { status: 404 };
   const { decision, ...ids } = recorded;
   const status = decision.code === 'signature_invalid' ? 401 : decision.status === 'rejected' ? 400 : 202;
-  return { status, delivery: decision.status, reason: decision.reason, ...ids };
+  return { status, delivery: decision.status, reason: decision.answer ?? decision.reason, ...ids };
+}
+
+/**
+ * The automation a token names, and its account: read at most once a second per token (a burst
+ * to one URL looks it up once). Only a hint: the transaction that records a delivery reads both
+ * again, locked, and a token rotated, an automation disabled or changed, an account suspended
+ * since is seen there.
+ */
+const lookups = new WeakMap<Core, Map<string, { at: number; found: { row: AutomationRow; account: Account } | null }>>();
+const LOOKUP_TTL_MS = 1000;
+
+async function lookup(core: Core, tokenHash: string, fresh: boolean): Promise<{ row: AutomationRow; account: Account } | null> {
+  let cache = lookups.get(core);
+  if (!cache) lookups.set(core, (cache = new Map()));
+  const hit = cache.get(tokenHash);
+  if (!fresh && hit && hit.found && Date.now() - hit.at < LOOKUP_TTL_MS) return hit.found;
+  const [found] = await core.db
+    .select({ row: automations, account: accounts })
+    .from(automations)
+    .innerJoin(accounts, eq(accounts.id, automations.accountId))
+    .where(and(eq(automations.tenantId, core.tenantId), eq(automations.webhookTokenHash, tokenHash)));
+  // unknown tokens are not cached: guessing must not fill memory
+  if (found) {
+    if (cache.size > 10_000) cache.clear();
+    cache.set(tokenHash, { at: Date.now(), found });
+  }
+  return found ?? null;
+}
+
+/** A delivery looked up and checked, waiting to be recorded with others of the same scope. */
+interface Pending {
+  row: AutomationRow;
+  account: Account;
+  tokenHash: string;
+  def: Definition;
+  d: IncomingDelivery;
+  headers: Record<string, string>;
+  query: Record<string, string>;
+  body: unknown;
+  trigger: TriggerEvent;
+  early: Decision | null;
+  routed: Awaited<ReturnType<typeof route>> | null;
+  child: Account | null;
+}
+/** null: the token no longer names the automation (404); 'stale': the automation changed since it was looked up */
+type Recorded = { deliveryId: string; executionId: string | null; decision: Decision } | null | 'stale';
+
+const batchers = new WeakMap<Core, GroupCommit<Pending, Recorded>>();
+const batcherOf = (core: Core): GroupCommit<Pending, Recorded> => {
+  let b = batchers.get(core);
+  if (!b) batchers.set(core, (b = new GroupCommit((_key, items) => recordBatch(core, items))));
+  return b;
+};
+
+/**
+ * Record deliveries of one scope (an automation account, and the child they are routed to) in
+ * one transaction: their automations locked FOR SHARE and each decided on the row as it is now
+ * (a rotate, disable or update that committed first is seen), then all deliveries and all runs
+ * in one insert each and one NOTIFY. Requests that arrive while a transaction of their scope is
+ * in flight are written by the next one (src/core/group-commit.ts): one commit for a burst.
+ */
+async function recordBatch(core: Core, items: Pending[]): Promise<Recorded[]> {
+  const first = items[0]!;
+  const scope = [first.account.id, ...(first.child ? [first.child.id] : [])];
+  return withAccount(core.db, scope, async (tx) => {
+    const ids = [...new Set(items.map((i) => i.row.id))];
+    const locked = new Map(
+      (
+        await tx
+          .select({ row: automations, account: accounts })
+          .from(automations)
+          .innerJoin(accounts, eq(accounts.id, automations.accountId))
+          .where(inArray(automations.id, ids))
+          .for('share', { of: automations })
+      ).map((r) => [r.row.id, r]),
+    );
+    // the child as it is now: unlinked or re-keyed since the lookup, the event is not routed to it
+    const childNow = first.child ? (await tx.select().from(accounts).where(eq(accounts.id, first.child.id)))[0] : undefined;
+    const deliveries: (typeof webhookDeliveries.$inferInsert)[] = [];
+    const runs: (typeof executions.$inferInsert)[] = [];
+    const out: Recorded[] = [];
+    for (const it of items) {
+      const now = locked.get(it.row.id);
+      if (!now || now.row.webhookTokenHash !== it.tokenHash) {
+        out.push(null);
+        continue;
+      }
+      if (now.row.revision !== it.row.revision) {
+        out.push('stale');
+        continue;
+      }
+      const { row, account } = now;
+      const { child, routed } = it;
+      const deliveryId = randomUUID();
+      let decision: Decision = it.early ?? { status: child ? 'routed' : 'accepted', code: null, reason: null };
+      if (!it.early) {
+        if (account.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: 'the account is suspended' };
+        else if (!row.enabled) decision = { status: 'recorded', code: 'automation_disabled', reason: 'the automation is disabled' };
+        else if (row.status === 'paused') decision = { status: 'recorded', code: 'automation_paused', reason: 'the automation is paused: a connection it uses is disconnected' };
+        else if (child && (childNow?.parentAccountId !== account.id || childNow.routingKey !== routed!.value)) {
+          decision = { status: 'unrouted', code: 'unrouted', reason: `no linked account has routing key ${routed!.value}` };
+        } else if (child && childNow?.status === 'suspended') {
+          decision = { status: 'recorded', code: 'account_suspended', reason: `the linked account ${child.slug} (routing key ${routed!.value}) is suspended`, answer: 'the account this event is routed to is suspended' };
+        } else decision = (await dedupe(core, tx, it.def, row, account, deliveryId, it.trigger)) ?? decision;
+      }
+      const executionId = decision.status === 'accepted' || decision.status === 'routed' ? randomUUID() : null;
+      const routedTo = decision.status === 'unrouted' ? null : (child?.id ?? null);
+      deliveries.push({
+        id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: decision.status, code: decision.code, reason: decision.reason,
+        method: it.d.method, headers: it.headers, query: it.query, contentType: it.d.contentType, sourceIp: it.d.sourceIp, executionId, size: it.d.raw.length,
+        // a request that fails its signature is not the provider's: its body is not kept (whoever holds a
+        // leaked URL could otherwise store megabytes at will), only what identifies it
+        body: decision.code === 'signature_invalid' ? { withheld: 'signature_invalid', size: it.d.raw.length, sha256: createHash('sha256').update(it.d.raw).digest('hex') } : it.body,
+        routingValue: routed?.value ?? null, routedAccountId: routedTo,
+      });
+      if (executionId) {
+        runs.push({
+          id: executionId, tenantId: core.tenantId, accountId: routedTo ?? account.id, automationAccountId: routedTo ? account.id : null,
+          automationId: row.id, revision: it.row.revision, source: 'webhook', trigger: it.trigger, deliveryId,
+        });
+      }
+      out.push({ deliveryId, executionId, decision });
+    }
+    // one statement: the deliveries, their runs and the workers' wake-up
+    if (runs.length) await tx.execute(sql`with d as ${tx.insert(webhookDeliveries).values(deliveries)}, e as ${tx.insert(executions).values(runs)} select pg_notify(${EXECUTION_CHANNEL}, '')`);
+    else if (deliveries.length) await tx.insert(webhookDeliveries).values(deliveries);
+    return out;
+  });
 }

@@ -13,19 +13,29 @@ import { expireConnection } from '../core/connection-lifecycle.js';
  * row mean the credentials are gone, and retrying them only fills the records with failures.
  *
  * The count lives on the connection row (in its owner's account: a parent's shared connection
- * counts the 401s of all its children), so it holds across workers and processes.
+ * counts the 401s of all its children), so it holds across workers and processes. Only 401s
+ * that are about the connection's credentials count: a step that sends a credential header of
+ * its own (forwarding a caller's token) is not counted, so no account can expire a connection
+ * it shares with others by sending bad credentials of its own. A worker resets the count when its
+ * cached view of the connection (at most a second old) shows one: a success in another worker
+ * within that second may not reset it.
  */
 
 export const DEFAULT_AUTH_FAILURE_LIMIT = 3;
 
-/** Count one 401; returns the count and whether this one expired the connection. */
+/**
+ * Count one 401 against the credentials `row` holds; returns the count and whether this one
+ * expired the connection. A 401 for credentials that have changed since (the connection was
+ * reconnected or edited while the call was in flight or cached) counts for nothing: it is not
+ * about the credentials the connection holds now.
+ */
 export async function countAuthFailure(core: Core, row: ConnectionRow): Promise<{ count: number; expired: boolean }> {
   const limit = core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
   const [now] = await withAccount(core.db, [row.accountId], (tx) =>
     tx
       .update(connections)
       .set({ authFailures: sql`${connections.authFailures} + 1` })
-      .where(eq(connections.id, row.id))
+      .where(and(eq(connections.id, row.id), sql`date_trunc('milliseconds', ${connections.updatedAt}) = ${row.updatedAt.toISOString()}::timestamptz`))
       .returning({ count: connections.authFailures, status: connections.status }),
   );
   if (!now) return { count: 0, expired: false };

@@ -237,6 +237,9 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   const at = `Step '${step.id}': ${url.host} answered ${s}`;
   if (s === 401) {
     if (!conn || !auth) throw new StepError('http_401', `${at}: unauthorized (the step names no connection to authenticate it).`, false, undefined, record);
+    // a step that sent credentials of its own was refused for those, not the connection's
+    const ownCredentials = Object.keys(rendered.headers).some((h) => CREDENTIAL_NAME.test(h) && h.toLowerCase() !== auth.names[0]);
+    if (ownCredentials) throw new StepError('http_401', `${at}: unauthorized (the step sends credentials of its own beside those of ${auth.label}).`, false, undefined, record);
     const { count, expired } = await countAuthFailure(ctx.core, conn);
     forgetConnection(ctx, step);
     const limit = ctx.core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;

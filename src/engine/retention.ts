@@ -8,7 +8,7 @@ import { log, errorFields } from '../log.js';
  * SWITCHBOARD_EXECUTION_RETENTION_DAYS (default 30) are deleted, and so are expired
  * de-duplication keys and account data entries — in batches, each its own short statement, so
  * pruning never holds locks long or competes with the engine for more than a moment. Runs that
- * are still queued or running are kept whatever their age. Any number of workers may prune at
+ * are still queued or running, and the deliveries that started them, are kept whatever their age. Any number of workers may prune at
  * once: each batch skips the rows another is deleting.
  */
 
@@ -38,9 +38,11 @@ export async function pruneOnce(core: Core, days: number, batch = RETENTION_BATC
   const deliveries = count(
     await core.db.execute(sql`
       delete from webhook_deliveries where id in (
-        select id from webhook_deliveries
-        where tenant_id = ${core.tenantId} and received_at < ${before}
-        order by received_at limit ${batch} for update skip locked)
+        select d.id from webhook_deliveries d
+        where d.tenant_id = ${core.tenantId} and d.received_at < ${before}
+          -- kept while its run has not ended (a run waiting in a long-suspended account)
+          and not exists (select 1 from executions e where e.id = d.execution_id and e.status in ('queued', 'running'))
+        order by d.received_at limit ${batch} for update of d skip locked)
       returning 1`),
   );
   const dedupeKeys = count(

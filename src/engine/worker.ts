@@ -50,6 +50,8 @@ export interface WorkerOptions {
 export const DEFAULT_ACCOUNT_CONCURRENCY = 16;
 /** accounts with due work one claim looks at (at least as many as it has slots) */
 const ACCOUNTS_PER_CLAIM = 16;
+/** accounts a claim steps over at most (at their cap, or passed) before it stops walking */
+const MAX_WALK_STEPS = 256;
 const NO_ACCOUNT = '00000000-0000-0000-0000-000000000000';
 
 export const DEFAULT_WORKER: WorkerOptions = { concurrency: 4, leaseMs: 30_000, pollMs: 1_000 };
@@ -180,26 +182,29 @@ export class Worker {
     const lease = this.opts.leaseMs;
     const cap = this.opts.accountConcurrency ?? DEFAULT_ACCOUNT_CONCURRENCY;
     const walk = Math.max(n, ACCOUNTS_PER_CLAIM);
-    // the accounts with due work in walk order: those after the cursor, then (wrapping) the rest
+    // the accounts with due work and room under their cap, in walk order: those after the cursor,
+    // then (wrapping) the rest. Accounts at their cap are stepped over (up to MAX_WALK_STEPS accounts in all),
+    // so they cannot crowd out an account with room.
     const next = (after: string) => sql`(select e.account_id from executions e
       where e.status = 'queued' and e.run_at <= now() and e.account_id > ${sql.raw(after)}
       order by e.account_id limit 1)`;
+    const room = (id: string) => sql`${cap} - (select count(*)::int from executions r where r.account_id = ${sql.raw(id)} and r.status = 'running')`;
+    const walkFrom = (name: string, start: string, until: ReturnType<typeof sql> | null) => sql`
+      ${sql.raw(name)}(account_id, room, seen, steps) as (
+        select n.account_id, ${room('n.account_id')}, 0, 1 from (select ${next(start)} as account_id) n
+        union all
+        select n.account_id, ${room('n.account_id')}, a.seen + (a.room > 0)::int, a.steps + 1
+        from ${sql.raw(name)} a cross join lateral (select ${next('a.account_id')} as account_id) n
+        where a.account_id is not null and a.seen + (a.room > 0)::int < ${walk} and a.steps < ${MAX_WALK_STEPS}
+          ${until ? sql`and a.account_id <= ${until}` : sql``}
+      )`;
     const due = sql`
-      with recursive after_cursor(account_id, visited) as (
-        select ${next(`${this.quoted(this.cursor)}::uuid`)}, 1
-        union all
-        select ${next('a.account_id')}, a.visited + 1 from after_cursor a where a.account_id is not null and a.visited < ${walk}
-      ),
-      from_start(account_id, visited) as (
-        select ${next(`'${NO_ACCOUNT}'::uuid`)}, 1
-        union all
-        select ${next('a.account_id')}, a.visited + 1 from from_start a
-        where a.account_id is not null and a.account_id <= ${this.cursor}::uuid and a.visited < ${walk}
-      ),
+      with recursive ${walkFrom('after_cursor', `${this.quoted(this.cursor)}::uuid`, null)},
+      ${walkFrom('from_start', `'${NO_ACCOUNT}'::uuid`, sql`${this.cursor}::uuid`)},
       accts as (
-        select account_id, visited from after_cursor where account_id is not null
+        select account_id, room, steps as visited from after_cursor where account_id is not null and room > 0
         union all
-        select account_id, ${walk} + visited from from_start where account_id is not null and account_id <= ${this.cursor}::uuid
+        select account_id, room, ${MAX_WALK_STEPS} + steps from from_start where account_id is not null and room > 0 and account_id <= ${this.cursor}::uuid
       ),
       lined as (
         select x.id, a.visited, row_number() over (partition by a.account_id order by x.run_at) as place
@@ -208,7 +213,7 @@ export class Worker {
           select q.id, q.run_at from executions q
           where q.status = 'queued' and q.run_at <= now() and q.account_id = a.account_id
           order by q.run_at
-          limit greatest(0, least(${n}, ${cap} - (select count(*) from executions r where r.account_id = a.account_id and r.status = 'running')))
+          limit least(${n}, a.room)
           for update skip locked
         ) x
       )
@@ -274,9 +279,22 @@ export class Worker {
   }
 
   private async execute(row: ExecutionRow): Promise<void> {
-    const account = await this.account(row.accountId);
+    // a routed run reads its account fresh: the link to the parent is checked as it is now
+    const account = row.automationAccountId ? await getAccountById(this.core, row.accountId) : await this.account(row.accountId);
     if (!account) return;
-    if (account.status === 'suspended') {
+    // a parent's automation routed here runs only while this account is still that parent's child
+    const owner = row.automationAccountId ? await this.account(row.automationAccountId) : account;
+    if (row.automationAccountId && (!owner || account.parentAccountId !== row.automationAccountId)) {
+      await this.mine(row, {
+        status: 'cancelled',
+        finishedAt: sql`now()`,
+        leaseUntil: null,
+        errorCode: 'unrouted',
+        errorMessage: `Not run: '${account.slug}' is no longer a linked account of the automation's account, which routed this event to it.`,
+      });
+      return;
+    }
+    if (account.status === 'suspended' || owner?.status === 'suspended') {
       // nothing runs in a suspended account: it waits, and runs once the suspension is lifted
       await this.mine(row, { status: 'queued', leaseUntil: null, worker: null, runAt: sql`now() + interval '30 seconds'` });
       return;
