@@ -87,7 +87,8 @@ export async function engineThroughput(opts: { url?: string; executions: number;
       await database.db.insert(executions).values(batch);
     }
     const t0 = performance.now();
-    worker.w = new Worker(core, { concurrency: opts.concurrency, leaseMs: 30_000, pollMs: 20, listen: (c, fn) => database.listen(c, fn) });
+    // one account has the whole worker here: its cap is the worker's concurrency
+    worker.w = new Worker(core, { concurrency: opts.concurrency, accountConcurrency: opts.concurrency, leaseMs: 30_000, pollMs: 20, listen: (c, fn) => database.listen(c, fn) });
     await worker.w.start();
     for (;;) {
       const [r] = rowsOf<{ n: number }>(await database.db.execute(sql`select count(*)::int as n from executions where status in ('queued', 'running')`));

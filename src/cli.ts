@@ -109,6 +109,7 @@ async function startWorker(app: App, config: Config, concurrency = config.worker
   const worker = new Worker(app.core, {
     ...DEFAULT_WORKER,
     concurrency,
+    leaseMs: config.leaseMs,
     accountConcurrency: config.accountConcurrency,
     retentionDays: config.retentionDays,
     listen: (c, fn) => app.database.listen(c, fn),

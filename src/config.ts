@@ -20,6 +20,7 @@ const schema = z.object({
   SWITCHBOARD_SECRET_ARGS: z.enum(['on', 'off']).default('on'),
   SWITCHBOARD_WORKERS: z.coerce.number().int().min(0).max(256).default(4),
   SWITCHBOARD_OUTBOUND_ALLOW: z.string().optional(),
+  SWITCHBOARD_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(30),
   SWITCHBOARD_ACCOUNT_CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(16),
   SWITCHBOARD_EXPIRE_AFTER_401: z.coerce.number().int().min(1).max(1000).default(3),
   SWITCHBOARD_EXECUTION_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
@@ -51,6 +52,8 @@ export type Config = {
   workers: number;
   /** addresses and CIDR ranges http steps may call although loopback or private */
   outboundAllow: string[];
+  /** how long a claimed run is a worker's without a heartbeat: a crashed worker's runs are taken back after it */
+  leaseMs: number;
   /** runs of one account at once, across all workers */
   accountConcurrency: number;
   /** 401s in a row after which a connection is marked expired */
@@ -87,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workers: e.SWITCHBOARD_WORKERS,
     outboundAllow: parseAllow(e.SWITCHBOARD_OUTBOUND_ALLOW),
     accountConcurrency: e.SWITCHBOARD_ACCOUNT_CONCURRENCY,
+    leaseMs: e.SWITCHBOARD_LEASE_SECONDS * 1000,
     expireAfter401: e.SWITCHBOARD_EXPIRE_AFTER_401,
     retentionDays: e.SWITCHBOARD_EXECUTION_RETENTION_DAYS,
     webhookMaxBytes: e.SWITCHBOARD_WEBHOOK_MAX_BYTES,

@@ -61,6 +61,20 @@ describe('bounds', () => {
     expect(templateExpressions('{{'.repeat(50_000) + 'a }}')).toEqual([{ path: '', text: '{{'.repeat(49_999) + 'a' }]);
   });
 
+  it('refuses regular expressions that backtrack exponentially, before they run, and caps what a regex reads', async () => {
+    for (const bad of ['$match(trigger.body.id, /(a+)+$/)', '$replace(trigger.body.id, /(\\w+\\s?)*$/, "")', '$contains(trigger.body.id, /(x)\\1/)']) {
+      expect(() => compile(bad), bad).toThrow(/regular expression .* is refused/);
+    }
+    // the classic catastrophic case would block the worker for minutes; refused in microseconds instead
+    await expect(evaluate('$match("' + 'a'.repeat(40) + '!", /(a+)+$/)', doc)).rejects.toThrow(ExpressionError);
+    // ordinary patterns work
+    expect(await evaluate('$match(trigger.body.location_id, /studio-(\\d+)/).groups[0]', doc)).toBe('01');
+    expect(await evaluate('$replace(account.slug, /-(\\w+)/, "_$1")', doc)).toBe('acme_studio_01');
+    expect(await evaluate('$split("a1b22c", /\\d+/)', doc)).toEqual(['a', 'b', 'c']);
+    // a long subject is refused rather than scanned
+    await expect(evaluate('$contains($pad("", 30000, "x"), /y/)', doc)).rejects.toThrow(/more than the limit of 20000/);
+  });
+
   it('has no way into JavaScript', async () => {
     // JSONata has no eval of JavaScript; these are plain (failing or empty) lookups, never code
     expect(await evaluate('constructor', doc)).toBeUndefined();

@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { SafeRegExp, unsafeRegex } from './safe-regex.js';
 
 /**
  * Expressions in automation definitions: JSONata (https://jsonata.org), a declarative JSON query
@@ -83,6 +84,22 @@ function describe(err: unknown): string {
   const e = err as JsonataError;
   const msg = e?.message ?? String(err);
   return e?.position !== undefined && e.code?.startsWith('S') ? `${msg} (at character ${e.position})` : msg;
+}
+
+/** A regular expression literal of the expression that would backtrack without bound, said in a sentence fragment. */
+function unsafeRegexIn(expr: jsonata.Expression): string | null {
+  const todo: unknown[] = [expr.ast()];
+  while (todo.length) {
+    const node = todo.pop();
+    if (!node || typeof node !== 'object') continue;
+    const n = node as { type?: string; value?: unknown };
+    if (n.type === 'regex' && n.value instanceof RegExp) {
+      const why = unsafeRegex(n.value.source);
+      if (why) return `the regular expression /${n.value.source.slice(0, 60)}/ is refused: ${why}`;
+    }
+    for (const v of Object.values(node)) if (v && typeof v === 'object') todo.push(v);
+  }
+  return null;
 }
 
 /** Parse an expression; throws ExpressionError with JSONata's reason. */
@@ -181,10 +198,12 @@ function compiled(text: string, limits: ExpressionLimits): jsonata.Expression {
   if (!expr) {
     if (text.length > MAX_EXPRESSION_CHARS) throw new ExpressionError(text.slice(0, 60), `the expression is longer than ${MAX_EXPRESSION_CHARS} characters`);
     try {
-      expr = jsonata(text, { timeout: limits.timeoutMs, stack: STACK, sequence: SEQUENCE } as jsonata.JsonataOptions);
+      expr = jsonata(text, { timeout: limits.timeoutMs, stack: STACK, sequence: SEQUENCE, RegexEngine: SafeRegExp } as jsonata.JsonataOptions);
     } catch (err) {
       throw new ExpressionError(text, err instanceof RangeError ? 'it is nested too deeply' : describe(err));
     }
+    const badRegex = unsafeRegexIn(expr);
+    if (badRegex) throw new ExpressionError(text, badRegex);
     expr.registerFunction('pad', boundedPad(limits.maxResultChars), '<s-ns?:s>');
     expr.assign(EXIT as unknown as string, budgetHook(limits.maxResultChars));
     while (cache.size && cacheChars + key.length > CACHE_MAX_CHARS) {

@@ -12,6 +12,7 @@ import { runStep, StepError, type ExpressionDoc } from './steps.js';
 import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
 import { schedulePruning } from './retention.js';
+import { GroupCommit } from '../core/group-commit.js';
 import { log, errorFields } from '../log.js';
 import { storable, storableText } from '../core/storable.js';
 
@@ -131,7 +132,10 @@ export class Worker {
       try {
         if (Date.now() - this.lastRecovery > this.opts.leaseMs / 2) await this.recoverLapsed();
         const free = this.opts.concurrency - this.inFlight.size;
-        const claimed = free > 0 ? await this.claim(free) : [];
+        // busy, claim in batches (a quarter of the slots at least): one claim statement per run
+        // finishing would cost a round trip per run; idle, claim whatever is due at once
+        const batch = Math.max(1, Math.ceil(this.opts.concurrency / 4));
+        const claimed = free > 0 && (this.inFlight.size === 0 || free >= batch) ? await this.claim(free) : [];
         for (const row of claimed) {
           // keyed by the claim: a run this worker claims again (its lease lapsed) is another claim
           const claim = row.worker!;
@@ -266,6 +270,57 @@ export class Worker {
     });
   }
 
+  /**
+   * Progress commits (a step done, or the run succeeded) of runs of the same account are written
+   * together: what arrives while one is in flight goes into the next (src/core/group-commit.ts).
+   * Each is one statement — the executions updated from a VALUES list, guarded by their claim,
+   * and the step records inserted for those the update still held — in the account's scope.
+   */
+  private readonly progress = new GroupCommit<Progress, boolean>((accountId, items) => this.writeProgress(accountId, items));
+
+  private async writeProgress(accountId: string, items: Progress[]): Promise<boolean[]> {
+    const runs = sql.join(
+      items.map((it) => sql`(${it.row.id}::uuid, ${it.row.worker}::text, ${it.state}::jsonb, ${it.nextStep}::int, ${it.last}::boolean)`),
+      sql`, `,
+    );
+    const steps = items.flatMap((it) => it.steps);
+    const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+    const stepRows = sql.join(
+      steps.map(
+        (r) =>
+          sql`(${r.executionId}::uuid, ${r.stepIndex}::int, ${r.attempt}::int, ${r.tenantId}::uuid, ${r.accountId}::uuid, ${r.stepId}::text, ${r.kind}::text, ${r.status}::text,
+               ${json(r.input)}::jsonb, ${json(r.output)}::jsonb, ${r.errorCode ?? null}::text, ${r.errorMessage ?? null}::text, ${r.startedAt.toISOString()}::timestamptz, ${r.durationMs}::int)`,
+      ),
+      sql`, `,
+    );
+    const result = await withAccount(this.core.db, [accountId], (tx) =>
+      tx.execute(sql`
+        with v(id, worker, state, next_step, last) as (values ${runs}),
+        u as (
+          update executions e
+          set state = v.state, next_step = v.next_step, attempt = 0, waits = 0,
+              status = case when v.last then 'succeeded' else e.status end,
+              finished_at = case when v.last then now() else e.finished_at end,
+              lease_until = case when v.last then null else e.lease_until end
+          from v
+          where e.id = v.id and e.worker = v.worker and e.status = 'running'
+          returning e.id
+        )${
+          steps.length
+            ? sql`,
+        s as (
+          insert into execution_steps (execution_id, step_index, attempt, tenant_id, account_id, step_id, kind, status, input, output, error_code, error_message, started_at, duration_ms)
+          select x.* from (values ${stepRows}) x(execution_id, step_index, attempt, tenant_id, account_id, step_id, kind, status, input, output, error_code, error_message, started_at, duration_ms)
+          where x.execution_id in (select id from u)
+        )`
+            : sql``
+        }
+        select id from u`),
+    );
+    const held = new Set((Array.isArray(result) ? result : (result as { rows: { id: string }[] }).rows).map((r) => (r as { id: string }).id));
+    return items.map((it) => held.has(it.row.id));
+  }
+
   /** Accounts read in the last second (a suspension reaches the worker within a second). */
   private readonly accounts = new Map<string, { at: number; account: Account | null }>();
 
@@ -368,11 +423,7 @@ export class Worker {
         // crash in between repeats that one call, with the same Idempotency-Key.
         const effectsAhead = def.steps.slice(i + 1).some((s) => s.kind === 'http' || s.kind === 'store');
         if (last || step.kind === 'store' || (step.kind === 'http' && effectsAhead)) {
-          const ok = await this.mine(
-            row,
-            { state, nextStep: i + 1, attempt: 0, waits: 0, ...(last ? { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null } : {}) },
-            pending,
-          );
+          const ok = await this.progress.submit(row.accountId, { row, state: JSON.stringify(state), nextStep: i + 1, last, steps: pending });
           if (!ok) return; // no longer ours: another worker carries on
           pending = [];
         }
@@ -408,6 +459,16 @@ export class Worker {
       await this.mine(row, { status: 'succeeded', finishedAt: sql`now()`, leaseUntil: null });
     }
   }
+}
+
+/** A progress commit: the run's state after its step `nextStep - 1`, the step records since the last commit, and whether the run is done. */
+interface Progress {
+  row: ExecutionRow;
+  /** the state, as JSON text (taken when submitted: the run goes on changing its object) */
+  state: string;
+  nextStep: number;
+  last: boolean;
+  steps: (typeof executionSteps.$inferInsert)[];
 }
 
 const RECORD_CHARS = 8 * 1024;
