@@ -52,4 +52,18 @@ describe('group commit', () => {
     release();
     expect(await s).toBe('slow:a');
   });
+
+  it('keeps a batch under its weight limit, one heavy item going alone', async () => {
+    const batches: number[][] = [];
+    const gc = new GroupCommit<number, number>(
+      async (_key, items) => {
+        batches.push(items);
+        await new Promise((r) => setTimeout(r, 10));
+        return items;
+      },
+      { maxBatch: 100, maxInFlight: 1, weigh: (n) => n, maxWeight: 10 },
+    );
+    await Promise.all([0, 4, 4, 4, 20, 1, 1].map((n) => gc.submit('k', n)));
+    expect(batches).toEqual([[0], [4, 4], [4], [20], [1, 1]]);
+  });
 });

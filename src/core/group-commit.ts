@@ -15,7 +15,7 @@ export class GroupCommit<I, O> {
     private readonly write: (key: string, items: I[]) => Promise<O[]>,
     // one write in flight per key: what arrives meanwhile makes the next batch larger (measured: as fast
     // as two in flight on PostgreSQL, faster on PGlite, where writes do not overlap anyway)
-    private readonly opts: { maxBatch: number; maxInFlight: number } = { maxBatch: 200, maxInFlight: 1 },
+    private readonly opts: { maxBatch: number; maxInFlight: number; weigh?: (item: I) => number; maxWeight?: number } = { maxBatch: 200, maxInFlight: 1 },
   ) {}
 
   submit(key: string, item: I): Promise<O> {
@@ -34,7 +34,15 @@ export class GroupCommit<I, O> {
       return;
     }
     if ((this.inFlight.get(key) ?? 0) >= this.opts.maxInFlight) return;
-    const batch = q.splice(0, this.opts.maxBatch);
+    // up to maxBatch items, and no more than maxWeight of them (one item always goes, whatever its weight)
+    let take = 0;
+    let weight = 0;
+    while (take < q.length && take < this.opts.maxBatch) {
+      weight += this.opts.weigh?.(q[take]!.item) ?? 0;
+      if (take > 0 && weight > (this.opts.maxWeight ?? Infinity)) break;
+      take += 1;
+    }
+    const batch = q.splice(0, take);
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     void this.flush(key, batch).finally(() => {
       const n = (this.inFlight.get(key) ?? 1) - 1;

@@ -348,7 +348,8 @@ type Recorded = { deliveryId: string; executionId: string | null; decision: Deci
 const batchers = new WeakMap<Core, GroupCommit<Pending, Recorded>>();
 const batcherOf = (core: Core): GroupCommit<Pending, Recorded> => {
   let b = batchers.get(core);
-  if (!b) batchers.set(core, (b = new GroupCommit((_key, items) => recordBatch(core, items))));
+  // a body is written twice (the delivery and its run's trigger): batches hold at most 16 MiB of them
+  if (!b) batchers.set(core, (b = new GroupCommit((_key, items) => recordBatch(core, items), { maxBatch: 200, maxInFlight: 1, weigh: (p) => 2 * p.d.raw.length + 1024, maxWeight: 16 * 1024 * 1024 })));
   return b;
 };
 

@@ -1,5 +1,5 @@
 import jsonata from 'jsonata';
-import { SafeRegExp, unsafeRegex } from './safe-regex.js';
+import { LinearRegExp, unsupportedRegex } from './safe-regex.js';
 
 /**
  * Expressions in automation definitions: JSONata (https://jsonata.org), a declarative JSON query
@@ -86,7 +86,7 @@ function describe(err: unknown): string {
   return e?.position !== undefined && e.code?.startsWith('S') ? `${msg} (at character ${e.position})` : msg;
 }
 
-/** A regular expression literal of the expression that would backtrack without bound, said in a sentence fragment. */
+/** A regular expression literal of the expression that RE2 cannot run (src/engine/safe-regex.ts), said in a sentence fragment. */
 function unsafeRegexIn(expr: jsonata.Expression): string | null {
   const todo: unknown[] = [expr.ast()];
   while (todo.length) {
@@ -94,8 +94,8 @@ function unsafeRegexIn(expr: jsonata.Expression): string | null {
     if (!node || typeof node !== 'object') continue;
     const n = node as { type?: string; value?: unknown };
     if (n.type === 'regex' && n.value instanceof RegExp) {
-      const why = unsafeRegex(n.value.source);
-      if (why) return `the regular expression /${n.value.source.slice(0, 60)}/ is refused: ${why}`;
+      const why = unsupportedRegex(n.value.source, n.value.flags);
+      if (why) return `the regular expression /${n.value.source.slice(0, 60)}/ cannot be used: ${why}`;
     }
     for (const v of Object.values(node)) if (v && typeof v === 'object') todo.push(v);
   }
@@ -192,19 +192,36 @@ function budgetHook(maxResultChars: number) {
   };
 }
 
+/**
+ * $toMillis: with a picture, JSONata parses the timestamp with a JavaScript RegExp it builds
+ * itself (not through RegexEngine), which backtracks on long inputs; a timestamp is short, so a
+ * long one is refused before it is parsed.
+ */
+const MAX_TIMESTAMP_CHARS = 64;
+const toMillisPlain = jsonata('$toMillis(t)');
+const toMillisPicture = jsonata('$toMillis(t, p)');
+async function boundedToMillis(timestamp: string | undefined, picture?: string): Promise<number | undefined> {
+  if (timestamp === undefined) return undefined;
+  if (picture !== undefined && timestamp.length > MAX_TIMESTAMP_CHARS) {
+    throw Object.assign(new Error(`$toMillis was given a timestamp of ${timestamp.length} characters to read with a picture; at most ${MAX_TIMESTAMP_CHARS} are read`), { code: 'SB003' });
+  }
+  return (picture === undefined ? toMillisPlain.evaluate({ t: timestamp }) : toMillisPicture.evaluate({ t: timestamp, p: picture })) as Promise<number | undefined>;
+}
+
 function compiled(text: string, limits: ExpressionLimits): jsonata.Expression {
   const key = `${limits.timeoutMs}|${limits.maxResultChars}|${text}`;
   let expr = cache.get(key);
   if (!expr) {
     if (text.length > MAX_EXPRESSION_CHARS) throw new ExpressionError(text.slice(0, 60), `the expression is longer than ${MAX_EXPRESSION_CHARS} characters`);
     try {
-      expr = jsonata(text, { timeout: limits.timeoutMs, stack: STACK, sequence: SEQUENCE, RegexEngine: SafeRegExp } as jsonata.JsonataOptions);
+      expr = jsonata(text, { timeout: limits.timeoutMs, stack: STACK, sequence: SEQUENCE, RegexEngine: LinearRegExp } as unknown as jsonata.JsonataOptions);
     } catch (err) {
       throw new ExpressionError(text, err instanceof RangeError ? 'it is nested too deeply' : describe(err));
     }
     const badRegex = unsafeRegexIn(expr);
     if (badRegex) throw new ExpressionError(text, badRegex);
     expr.registerFunction('pad', boundedPad(limits.maxResultChars), '<s-ns?:s>');
+    expr.registerFunction('toMillis', boundedToMillis, '<s-s?:n>');
     expr.assign(EXIT as unknown as string, budgetHook(limits.maxResultChars));
     while (cache.size && cacheChars + key.length > CACHE_MAX_CHARS) {
       const oldest = cache.keys().next().value!;

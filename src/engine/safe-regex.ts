@@ -1,99 +1,67 @@
+import { RE2JS } from 're2js';
+
 /**
- * Regular expressions in JSONata expressions ($match, $replace, $split, $contains with /…/) run
- * on JavaScript's backtracking engine, synchronously: a pattern such as /(a+)+$/ on a long
- * enough text blocks the worker — every account's runs — for minutes, and the evaluation
- * time limit cannot interrupt it. So patterns that backtrack exponentially are refused when the
- * automation is saved and again when they would run:
- *   - a quantified group that itself contains a quantifier ("star height" above one: (a+)+,
- *     (a*b?)*, (x{2,})+);
- *   - backreferences (\1, \k<name>), which no linear-time engine supports either;
- * and a pattern is applied to at most MAX_REGEX_INPUT characters. Polynomial cases of one level
- * ((a|aa)* and the like) stay possible; the input cap bounds them.
+ * Regular expressions in JSONata expressions ($match, $replace, $split, $contains with /…/) run on
+ * RE2 (the `re2js` package: a pure-JavaScript port of RE2, no native build), not on JavaScript's
+ * backtracking engine. RE2 matches in time linear in the input, so no pattern — (a+)+, (a|a)*,
+ * .*.*.*= — can hold the worker, and every account's runs with it, for seconds or minutes; the
+ * evaluation time limit could not have interrupted a synchronous backtracking match. What RE2 does
+ * not support (backreferences, lookaround) is refused with a clear reason, at save and at run.
+ *
+ * `LinearRegExp` is the RegexEngine JSONata is given: it keeps JSONata's use of RegExp (exec and
+ * lastIndex) and nothing more. A pattern reads at most MAX_REGEX_INPUT characters.
  */
 
-export const MAX_REGEX_INPUT = 20_000;
+export const MAX_REGEX_INPUT = 1_000_000;
 
-/** Why a pattern is refused, or null. */
-export function unsafeRegex(source: string): string | null {
-  if (/\\[1-9]|\\k</.test(source)) return 'it uses a backreference';
-  // open groups: whether each contains a quantifier so far
-  const groups: boolean[] = [];
-  let inClass = false;
-  // what the next quantifier applies to: a group that contained a quantifier, or anything else
-  let atomHadQuantifier = false;
-  let afterQuantifier = false;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]!;
-    if (inClass) {
-      if (c === '\\') i++;
-      else if (c === ']') inClass = false;
-      continue;
-    }
-    let quantifier: 'repeat' | 'optional' | null = null;
-    let end = i;
-    if (c === '*' || c === '+') quantifier = 'repeat';
-    else if (c === '?') quantifier = afterQuantifier ? null : 'optional'; // after a quantifier: lazy mark
-    else if (c === '{') {
-      const m = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i));
-      if (m) {
-        end = i + m[0].length - 1;
-        const min = Number(m[1]);
-        const max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-        quantifier = max > 1 ? 'repeat' : min === 0 ? 'optional' : null;
-        if (!quantifier) {
-          // {1}: exactly once, no repetition at all
-          i = end;
-          continue;
-        }
-      }
-    }
-    if (quantifier) {
-      if (quantifier === 'repeat' && atomHadQuantifier) return 'a repeated group contains a repetition (nested quantifiers backtrack exponentially)';
-      if (groups.length) groups[groups.length - 1] = true;
-      atomHadQuantifier = false;
-      afterQuantifier = true;
-      i = end;
-      continue;
-    }
-    if (afterQuantifier && c === '?') continue;
-    afterQuantifier = false;
-    atomHadQuantifier = false;
-    if (c === '\\') {
-      i++;
-    } else if (c === '[') {
-      inClass = true;
-    } else if (c === '(') {
-      groups.push(false);
-      // (?:  (?=  (?!  (?<=  (?<!  (?<name>: group syntax, not a quantifier
-      if (source[i + 1] === '?') {
-        i++;
-        if (source[i + 1] === '<' && source[i + 2] !== '=' && source[i + 2] !== '!') {
-          const close = source.indexOf('>', i);
-          if (close > 0) i = close;
-        } else i++;
-      }
-    } else if (c === ')') {
-      const had = groups.pop() ?? false;
-      if (had && groups.length) groups[groups.length - 1] = true;
-      atomHadQuantifier = had;
-    }
+/** Why a pattern cannot be used, or null. */
+export function unsupportedRegex(source: string, flags = ''): string | null {
+  try {
+    compilePattern(source, flags);
+    return null;
+  } catch (err) {
+    return reason(err);
   }
-  return null;
 }
 
-/** The RegExp JSONata is given (its RegexEngine option): refuses unsafe patterns and long inputs. */
-export class SafeRegExp extends RegExp {
-  constructor(pattern: RegExp | string, flags?: string) {
-    const source = pattern instanceof RegExp ? pattern.source : pattern;
-    const why = unsafeRegex(source);
-    if (why) throw Object.assign(new Error(`the regular expression /${source.slice(0, 60)}/ is refused: ${why}`), { code: 'SB001' });
-    super(pattern, flags ?? (pattern instanceof RegExp ? pattern.flags : undefined));
+const reason = (err: unknown): string =>
+  `${(err as Error).message.replace(/^error parsing regexp: /, '')} (expressions use linear-time regular expressions: no backreferences or lookaround)`;
+
+function compilePattern(source: string, flags: string): RE2JS {
+  let f = 0;
+  if (flags.includes('i')) f |= RE2JS.CASE_INSENSITIVE;
+  if (flags.includes('m')) f |= RE2JS.MULTILINE;
+  if (flags.includes('s')) f |= RE2JS.DOTALL;
+  return RE2JS.compile(source, f);
+}
+
+export class LinearRegExp {
+  lastIndex = 0;
+  readonly source: string;
+  private readonly pattern: RE2JS;
+
+  constructor(re: RegExp | string) {
+    this.source = re instanceof RegExp ? re.source : re;
+    try {
+      this.pattern = compilePattern(this.source, re instanceof RegExp ? re.flags : '');
+    } catch (err) {
+      throw Object.assign(new Error(`the regular expression /${this.source.slice(0, 60)}/ cannot be used: ${reason(err)}`), { code: 'SB001' });
+    }
   }
 
-  override exec(text: string): RegExpExecArray | null {
+  exec(text: string): RegExpExecArray | null {
     if (text.length > MAX_REGEX_INPUT) {
       throw Object.assign(new Error(`a regular expression is applied to a text of ${text.length} characters, more than the limit of ${MAX_REGEX_INPUT}`), { code: 'SB002' });
     }
-    return super.exec(text);
+    const m = this.pattern.matcher(text);
+    if (this.lastIndex > text.length || !m.find(this.lastIndex)) {
+      this.lastIndex = 0;
+      return null;
+    }
+    const groups: (string | undefined)[] = [];
+    for (let i = 0; i <= m.groupCount(); i++) groups.push(m.group(i) ?? undefined);
+    const result = Object.assign(groups, { index: m.start(), input: text }) as unknown as RegExpExecArray;
+    this.lastIndex = m.end();
+    return result;
   }
 }

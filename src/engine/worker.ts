@@ -124,6 +124,8 @@ export class Worker {
   }
 
   private async run(): Promise<void> {
+    // whether the last wait ended on the poll timer rather than a finished run or a notification
+    let polled = false;
     while (this.running) {
       // on PGlite every query resolves in microtasks: without a turn of the event loop here, a
       // worker with a backlog would keep timers and I/O (HTTP requests, other callers) waiting
@@ -133,9 +135,11 @@ export class Worker {
         if (Date.now() - this.lastRecovery > this.opts.leaseMs / 2) await this.recoverLapsed();
         const free = this.opts.concurrency - this.inFlight.size;
         // busy, claim in batches (a quarter of the slots at least): one claim statement per run
-        // finishing would cost a round trip per run; idle, claim whatever is due at once
+        // finishing would cost a round trip per run; idle, or a poll interval without a claim
+        // (slow runs holding most slots), claim whatever is due at once
         const batch = Math.max(1, Math.ceil(this.opts.concurrency / 4));
-        const claimed = free > 0 && (this.inFlight.size === 0 || free >= batch) ? await this.claim(free) : [];
+        const claimed = free > 0 && (this.inFlight.size === 0 || free >= batch || polled) ? await this.claim(free) : [];
+        polled = false;
         for (const row of claimed) {
           // keyed by the claim: a run this worker claims again (its lease lapsed) is another claim
           const claim = row.worker!;
@@ -153,12 +157,12 @@ export class Worker {
         log.error('worker: claim failed', errorFields(err));
       }
       if (!this.running) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, this.opts.pollMs);
+      polled = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(true), this.opts.pollMs);
         t.unref();
         this.wake = () => {
           clearTimeout(t);
-          resolve();
+          resolve(false);
         };
       });
     }
