@@ -169,7 +169,8 @@ async function dedupe(core: Core, tx: Tx, def: Definition, row: AutomationRow, a
     .onConflictDoUpdate({
       target: [webhookDedupeKeys.automationId, webhookDedupeKeys.key],
       set: { deliveryId, expiresAt: sql`now() + ${DEDUPE_HOURS} * interval '1 hour'` },
-      setWhere: sql`${webhookDedupeKeys.expiresAt} <= now()`,
+      // expired, or claimed by this very delivery (a batch written again)
+      setWhere: sql`${webhookDedupeKeys.expiresAt} <= now() or ${webhookDedupeKeys.deliveryId} = ${deliveryId}`,
     })
     .returning({ key: webhookDedupeKeys.key });
   return claimed.length ? null : { status: 'duplicate', code: 'duplicate', reason: `an event with the same de-duplication key arrived within ${DEDUPE_HOURS} h: not run again` };
@@ -287,7 +288,9 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
   }
   const child = routed?.child ?? null;
 
-  const recorded = await batcherOf(core).submit(`${account.id}|${child?.id ?? ''}`, { row, account, tokenHash, def, d, headers, query, body, trigger, early, routed, child });
+  // the ids are made here, not in the batch: a batch written again (its COMMIT's answer lost) repeats the same rows
+  const made = { deliveryId: randomUUID(), executionId: randomUUID() };
+  const recorded = await batcherOf(core).submit(`${account.id}|${child?.id ?? ''}`, { row, account, tokenHash, def, d, headers, query, body, trigger, early, routed, child, ...made });
   if (recorded === 'stale') {
     // the automation changed since the lookup (a new revision): decide again on what it is now
     lookups.get(core)?.delete(tokenHash);
@@ -341,6 +344,9 @@ interface Pending {
   early: Decision | null;
   routed: Awaited<ReturnType<typeof route>> | null;
   child: Account | null;
+  deliveryId: string;
+  /** used when the delivery runs */
+  executionId: string;
 }
 /** null: the token no longer names the automation (404); 'stale': the automation changed since it was looked up */
 type Recorded = { deliveryId: string; executionId: string | null; decision: Decision } | null | 'stale';
@@ -392,7 +398,7 @@ async function recordBatch(core: Core, items: Pending[]): Promise<Recorded[]> {
       }
       const { row, account } = now;
       const { child, routed } = it;
-      const deliveryId = randomUUID();
+      const { deliveryId } = it;
       let decision: Decision = it.early ?? { status: child ? 'routed' : 'accepted', code: null, reason: null };
       if (!it.early) {
         if (account.status === 'suspended') decision = { status: 'recorded', code: 'account_suspended', reason: 'the account is suspended' };
@@ -404,7 +410,7 @@ async function recordBatch(core: Core, items: Pending[]): Promise<Recorded[]> {
           decision = { status: 'recorded', code: 'account_suspended', reason: `the linked account ${child.slug} (routing key ${routed!.value}) is suspended`, answer: 'the account this event is routed to is suspended' };
         } else decision = (await dedupe(core, tx, it.def, row, account, deliveryId, it.trigger)) ?? decision;
       }
-      const executionId = decision.status === 'accepted' || decision.status === 'routed' ? randomUUID() : null;
+      const executionId = decision.status === 'accepted' || decision.status === 'routed' ? it.executionId : null;
       const routedTo = decision.status === 'unrouted' ? null : (child?.id ?? null);
       deliveries.push({
         id: deliveryId, tenantId: core.tenantId, accountId: account.id, automationId: row.id, status: decision.status, code: decision.code, reason: decision.reason,
@@ -423,8 +429,10 @@ async function recordBatch(core: Core, items: Pending[]): Promise<Recorded[]> {
       out.push({ deliveryId, executionId, decision });
     }
     // one statement: the deliveries, their runs and the workers' wake-up
-    if (runs.length) await tx.execute(sql`with d as ${tx.insert(webhookDeliveries).values(deliveries)}, e as ${tx.insert(executions).values(runs)} select pg_notify(${EXECUTION_CHANNEL}, '')`);
-    else if (deliveries.length) await tx.insert(webhookDeliveries).values(deliveries);
+    // (rows already there are a batch written again after its COMMIT's answer was lost: kept as they are)
+    const delivered = () => tx.insert(webhookDeliveries).values(deliveries).onConflictDoNothing();
+    if (runs.length) await tx.execute(sql`with d as ${delivered()}, e as ${tx.insert(executions).values(runs).onConflictDoNothing()} select pg_notify(${EXECUTION_CHANNEL}, '')`);
+    else if (deliveries.length) await delivered();
     return out;
   });
 }

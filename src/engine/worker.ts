@@ -316,6 +316,7 @@ export class Worker {
           insert into execution_steps (execution_id, step_index, attempt, tenant_id, account_id, step_id, kind, status, input, output, error_code, error_message, started_at, duration_ms)
           select x.* from (values ${stepRows}) x(execution_id, step_index, attempt, tenant_id, account_id, step_id, kind, status, input, output, error_code, error_message, started_at, duration_ms)
           where x.execution_id in (select id from u)
+          on conflict do nothing
         )`
             : sql``
         }
