@@ -178,10 +178,11 @@ export class Worker {
 
   /**
    * Up to `n` due executions, leased to this worker, fairly across accounts: the claim walks the
-   * accounts that have due work (a skip scan of executions_queued, at most ACCOUNTS_PER_CLAIM of
-   * them, starting after where the last full claim stopped), takes from each its oldest — no
-   * more than its cap of runs at once (accountConcurrency) minus what it runs now — and then
-   * orders them first by their place in their account's line, then by age. So one account's
+   * accounts that have due work and room under their cap (a skip scan of executions_queued, at
+   * most ACCOUNTS_PER_CLAIM of them, starting after the account the last claim served last), takes
+   * from each its oldest — no more than its cap of runs at once (accountConcurrency) minus what it
+   * runs now — and orders them first by their place in their account's line, then by the walk
+   * (so accounts take turns, whatever the age of their runs). So one account's
    * burst of 10,000 queued runs gets one slot per round like any other account with work, not
    * every slot. The cap is counted when claiming: two workers claiming at the same instant may
    * together pass it by what they claim in that instant.
