@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
-import { openDatabase } from '../src/db/client.js';
+import { openDatabase, rowsOf } from '../src/db/client.js';
 import { initialize } from '../src/core/tenants.js';
 import { createAccount } from '../src/core/accounts.js';
 import { addConnection } from '../src/core/connections.js';
@@ -47,7 +47,6 @@ function upstream(): Promise<{ server: Server; url: string }> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })));
 }
 
-const rowsOf = <T>(r: unknown): T[] => (Array.isArray(r) ? r : (r as { rows: T[] }).rows) as T[];
 
 /** the other account's backlog in the fairness case */
 const FAIR_BACKLOG = 10_000;

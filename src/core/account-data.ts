@@ -1,4 +1,5 @@
 import { and, asc, count, eq, gt, isNull, lte, ne, or, sql, type SQL } from 'drizzle-orm';
+import { rowsOf } from '../db/client.js';
 import { accountData } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Core } from './core.js';
@@ -194,5 +195,5 @@ export async function sweepExpired(core: Core, batch = 1000): Promise<number> {
   const rows = await core.db.execute(
     sql`delete from account_data where ctid in (select ctid from account_data where expires_at <= now() limit ${batch}) returning 1`,
   );
-  return Array.isArray(rows) ? rows.length : ((rows as { rows?: unknown[] }).rows?.length ?? 0);
+  return rowsOf(rows).length;
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, ilike, sql, type SQL } from 'drizzle-orm';
 import { accounts, automationConnections, automationRevisions, automations, connections } from '../db/schema/index.js';
 import { withAccount, type Tx } from '../db/scope.js';
+import { rowsOf } from '../db/client.js';
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
 import { validateDefinition, type Definition } from './automation-definition.js';
@@ -290,7 +291,7 @@ export async function deletionPlan(core: Core, row: AutomationRow): Promise<{ re
     select count(*) filter (where created_at > now() - interval '24 hours')::int as recent,
            count(*) filter (where status in ('queued', 'running'))::int as in_flight
     from executions where automation_id = ${row.id}`);
-  const [c] = (Array.isArray(rows) ? rows : (rows as { rows: unknown[] }).rows) as { recent: number; in_flight: number }[];
+  const [c] = rowsOf<{ recent: number; in_flight: number }>(rows);
   const token = `del_${createHash('sha256').update(JSON.stringify([row.id, row.revision, row.updatedAt.toISOString()])).digest('hex').slice(0, 20)}`;
   return { recent: Number(c?.recent ?? 0), inFlight: Number(c?.in_flight ?? 0), token };
 }

@@ -13,6 +13,7 @@ import { EXECUTION_CHANNEL, type TriggerEvent } from './executions.js';
 import { storable } from './storable.js';
 import { UserError } from './errors.js';
 import { GroupCommit } from './group-commit.js';
+import { perCore, TtlCache } from './ttl-cache.js';
 import { evaluate, ExpressionError } from '../engine/expressions.js';
 import type { Tx } from '../db/scope.js';
 
@@ -195,15 +196,13 @@ const accountView = (a: Account) => ({ id: a.id, slug: a.slug, routing_key: a.ro
 const eventDoc = (trigger: TriggerEvent, account: Account) => ({ ...trigger, trigger, steps: {}, account: accountView(account) });
 
 /** Signing secrets read in the last second, by automation account and connection (decrypted in memory only). */
-const secrets = new WeakMap<Core, Map<string, { at: number; secret: string | null; why: string }>>();
-const SECRET_TTL_MS = 1000;
+const secretsOf = perCore<Core, TtlCache<{ secret: string | null; why: string }>>(() => new TtlCache(1000));
 
 async function signingSecret(core: Core, account: Account, sig: SignatureSpec): Promise<{ secret: string | null; why: string }> {
-  let cache = secrets.get(core);
-  if (!cache) secrets.set(core, (cache = new Map()));
+  const cache = secretsOf(core);
   const key = `${account.id}|${sig.connection_id ?? sig.connection}`;
   const hit = cache.get(key);
-  if (hit && Date.now() - hit.at < SECRET_TTL_MS) return hit;
+  if (hit) return hit;
   let found: { secret: string | null; why: string };
   try {
     const { row } = await resolveConnection(core, account, sig.connection_id ?? sig.connection);
@@ -215,8 +214,7 @@ async function signingSecret(core: Core, account: Account, sig: SignatureSpec): 
     if (!(err instanceof UserError)) throw err;
     found = { secret: null, why: `the signing secret is not available (${err.message.replace(/\.$/, '')})` };
   }
-  if (cache.size > 10_000) cache.clear();
-  cache.set(key, { at: Date.now(), ...found });
+  cache.set(key, found);
   return found;
 }
 
@@ -293,7 +291,7 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
   const recorded = await batcherOf(core).submit(`${account.id}|${child?.id ?? ''}`, { row, account, tokenHash, def, d, headers, query, body, trigger, early, routed, child, ...made });
   if (recorded === 'stale') {
     // the automation changed since the lookup (a new revision): decide again on what it is now
-    lookups.get(core)?.delete(tokenHash);
+    lookupsOf(core).delete(tokenHash);
     if (fresh) throw new Error('webhook delivery: the automation kept changing while it was recorded');
     return receiveDelivery(core, token, d, true);
   }
@@ -309,24 +307,19 @@ export async function receiveDelivery(core: Core, token: string, d: IncomingDeli
  * again, locked, and a token rotated, an automation disabled or changed, an account suspended
  * since is seen there.
  */
-const lookups = new WeakMap<Core, Map<string, { at: number; found: { row: AutomationRow; account: Account } | null }>>();
-const LOOKUP_TTL_MS = 1000;
+const lookupsOf = perCore<Core, TtlCache<{ row: AutomationRow; account: Account }>>(() => new TtlCache(1000));
 
 async function lookup(core: Core, tokenHash: string, fresh: boolean): Promise<{ row: AutomationRow; account: Account } | null> {
-  let cache = lookups.get(core);
-  if (!cache) lookups.set(core, (cache = new Map()));
-  const hit = cache.get(tokenHash);
-  if (!fresh && hit && hit.found && Date.now() - hit.at < LOOKUP_TTL_MS) return hit.found;
+  const cache = lookupsOf(core);
+  const hit = fresh ? undefined : cache.get(tokenHash);
+  if (hit) return hit;
   const [found] = await core.db
     .select({ row: automations, account: accounts })
     .from(automations)
     .innerJoin(accounts, eq(accounts.id, automations.accountId))
     .where(and(eq(automations.tenantId, core.tenantId), eq(automations.webhookTokenHash, tokenHash)));
   // unknown tokens are not cached: guessing must not fill memory
-  if (found) {
-    if (cache.size > 10_000) cache.clear();
-    cache.set(tokenHash, { at: Date.now(), found });
-  }
+  if (found) cache.set(tokenHash, found);
   return found ?? null;
 }
 
@@ -351,13 +344,10 @@ interface Pending {
 /** null: the token no longer names the automation (404); 'stale': the automation changed since it was looked up */
 type Recorded = { deliveryId: string; executionId: string | null; decision: Decision } | null | 'stale';
 
-const batchers = new WeakMap<Core, GroupCommit<Pending, Recorded>>();
-const batcherOf = (core: Core): GroupCommit<Pending, Recorded> => {
-  let b = batchers.get(core);
-  // a body is written twice (the delivery and its run's trigger): batches hold at most 16 MiB of them
-  if (!b) batchers.set(core, (b = new GroupCommit((_key, items) => recordBatch(core, items), { maxBatch: 200, maxInFlight: 1, weigh: (p) => 2 * p.d.raw.length + 1024, maxWeight: 16 * 1024 * 1024 })));
-  return b;
-};
+// a body is written twice (the delivery and its run's trigger): batches hold at most 16 MiB of them
+const batcherOf = perCore<Core, GroupCommit<Pending, Recorded>>(
+  (core) => new GroupCommit((_key, items) => recordBatch(core, items), { maxBatch: 200, maxInFlight: 1, weigh: (p) => 2 * p.d.raw.length + 1024, maxWeight: 16 * 1024 * 1024 }),
+);
 
 /**
  * Record deliveries of one scope (an automation account, and the child they are routed to) in

@@ -8,6 +8,9 @@ export type Schema = typeof schema;
 /** Both drivers give the same Drizzle surface: one code path over PGlite and PostgreSQL. */
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 
+/** The rows of a raw `db.execute(sql…)`: postgres.js answers an array, PGlite an object with `rows`. */
+export const rowsOf = <T>(result: unknown): T[] => (Array.isArray(result) ? result : ((result as { rows?: T[] }).rows ?? [])) as T[];
+
 export interface Database {
   db: Db;
   kind: 'pglite' | 'postgres';

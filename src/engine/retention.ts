@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Core } from '../core/core.js';
 import { sweepExpired } from '../core/account-data.js';
+import { rowsOf } from '../db/client.js';
 import { log, errorFields } from '../log.js';
 
 /**
@@ -22,7 +23,7 @@ export interface Pruned {
   accountData: number;
 }
 
-const count = (rows: unknown): number => (Array.isArray(rows) ? rows.length : ((rows as { rows?: unknown[] }).rows?.length ?? 0));
+const count = (result: unknown): number => rowsOf(result).length;
 
 /** Delete one batch of each kind; returns how many of each went. */
 export async function pruneOnce(core: Core, days: number, batch = RETENTION_BATCH): Promise<Pruned> {

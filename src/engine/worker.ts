@@ -3,6 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { executions, executionSteps } from '../db/schema/index.js';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { withAccount } from '../db/scope.js';
+import { rowsOf } from '../db/client.js';
 import type { Core } from '../core/core.js';
 import { getAccountById, type Account } from '../core/accounts.js';
 import type { Definition } from '../core/automation-definition.js';
@@ -13,6 +14,7 @@ import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
 import { schedulePruning } from './retention.js';
 import { GroupCommit } from '../core/group-commit.js';
+import { TtlCache } from '../core/ttl-cache.js';
 import { log, errorFields } from '../log.js';
 import { storable, storableText } from '../core/storable.js';
 
@@ -323,19 +325,18 @@ export class Worker {
         }
         select id from u`),
     );
-    const held = new Set((Array.isArray(result) ? result : (result as { rows: { id: string }[] }).rows).map((r) => (r as { id: string }).id));
+    const held = new Set(rowsOf<{ id: string }>(result).map((r) => r.id));
     return items.map((it) => held.has(it.row.id));
   }
 
   /** Accounts read in the last second (a suspension reaches the worker within a second). */
-  private readonly accounts = new Map<string, { at: number; account: Account | null }>();
+  private readonly accounts = new TtlCache<Account | null>(1000);
 
   private async account(id: string): Promise<Account | null> {
     const hit = this.accounts.get(id);
-    if (hit && Date.now() - hit.at < 1000) return hit.account;
+    if (hit !== undefined) return hit;
     const account = await getAccountById(this.core, id);
-    if (this.accounts.size > 10_000) this.accounts.clear();
-    this.accounts.set(id, { at: Date.now(), account });
+    this.accounts.set(id, account);
     return account;
   }
 
