@@ -45,8 +45,9 @@ async function connectionFor(ctx: StepContext, step: HttpStep): Promise<{ row: C
     throw err;
   }
   const label = `${row.app}/${row.name}`;
-  if (row.status === 'expired') throw new StepError('connection_expired', `Step '${step.id}': the connection ${label} has expired: reconnect it (reconnect_connection).`);
-  if (row.status === 'disconnected') throw new StepError('connection_missing', `Step '${step.id}': the connection ${label} is disconnected: reconnect it (reconnect_connection).`);
+  const failed = (code: 'connection_expired' | 'connection_missing', message: string) => Object.assign(new StepError(code, message), { target: row.app });
+  if (row.status === 'expired') throw failed('connection_expired', `Step '${step.id}': the connection ${label} has expired: reconnect it (reconnect_connection).`);
+  if (row.status === 'disconnected') throw failed('connection_missing', `Step '${step.id}': the connection ${label} is disconnected: reconnect it (reconnect_connection).`);
   return { row, app: await getApp(ctx.core, row.app) };
 }
 
@@ -149,6 +150,16 @@ function retryAfter(res: OutboundResponse): number | undefined {
 }
 
 export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<StepResult> {
+  const seen: { target?: string } = {};
+  try {
+    return await callHttp(ctx, step, seen);
+  } catch (err) {
+    if (err instanceof StepError) err.target ??= seen.target;
+    throw err;
+  }
+}
+
+async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: string }): Promise<StepResult> {
   const rendered = await expressionGuard(step, async () => ({
     url: asText(await render(step.url, ctx.doc)),
     headers: (await render(step.headers ?? {}, ctx.doc)) as Record<string, unknown>,
@@ -164,6 +175,7 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new StepError('blocked_address', `Step '${step.id}': only http and https URLs are called, not ${url.protocol}.`);
   url.username = '';
   url.password = '';
+  seen.target = url.host;
   for (const [k, v] of Object.entries(rendered.query)) if (v !== null && v !== undefined) url.searchParams.append(k, asText(v));
 
   const headers: Record<string, string> = {};
@@ -186,7 +198,7 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
     body = Buffer.from(typeof rendered.body === 'string' ? rendered.body : JSON.stringify(rendered.body));
     headers['content-type'] ??= typeof rendered.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json';
   }
-  headers['idempotency-key'] = `${ctx.executionId}:${step.id}`;
+  headers['idempotency-key'] = `${ctx.idempotencyId ?? ctx.executionId}:${step.id}`;
   headers['user-agent'] ??= 'Switchboard';
   // the record never keeps a credential, whether from a connection (below) or computed into a header or the URL
   const recordedHeaders = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, CREDENTIAL_NAME.test(k) ? REDACTED : v]));
@@ -198,6 +210,7 @@ export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<Ste
     const { row, app, auth: found } = await cachedConnection(ctx, step);
     auth = found;
     conn = row;
+    seen.target = row.app;
     if (url.origin !== auth.origin) {
       throw new StepError('blocked_address', `Step '${step.id}': the credentials of ${auth.label} are sent only to ${auth.origin}, not ${url.origin}.`, false, undefined, { input });
     }

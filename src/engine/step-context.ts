@@ -30,6 +30,8 @@ export class StepError extends Error {
     super(message);
     this.name = 'StepError';
   }
+  /** what the step called: the connection's app, else the URL's host (failure groups key on it) */
+  target?: string;
 }
 
 /** What expressions read: the event, the outputs of earlier steps, and the account it runs in. */
@@ -55,6 +57,8 @@ export interface StepContext {
   account: Account;
   doc: ExpressionDoc;
   executionId: string;
+  /** the run whose Idempotency-Keys http steps send: this one, or for a replay that reuses them the original's */
+  idempotencyId?: string;
   /** the account that owns the automation (the parent, for a routed event) */
   automationAccountId: string;
   /** what the worker keeps between steps; absent: every step reads and takes afresh */

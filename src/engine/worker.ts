@@ -414,7 +414,7 @@ export class Worker {
         errorMessage: extra.errorMessage ? storableText(extra.errorMessage) : null,
       });
       try {
-        const result = await runStep({ core: this.core, account, doc, executionId: row.id, automationAccountId: row.automationAccountId ?? row.accountId, services: this.services }, step);
+        const result = await runStep({ core: this.core, account, doc, executionId: row.id, idempotencyId: row.idempotencyOf ?? row.id, automationAccountId: row.automationAccountId ?? row.accountId, services: this.services }, step);
         if (result.stop) {
           await this.mine(row, { status: 'filtered', finishedAt: sql`now()`, leaseUntil: null, state, nextStep: i + 1, attempt: 0 }, [...pending, record('filtered', { input: result.input, output: result.output })]);
           return;
@@ -452,7 +452,7 @@ export class Worker {
             const wait = e.countsAsAttempt ? backoffMs(tries, e.retryAfterMs, this.opts.retryBaseMs) : Math.max(e.retryAfterMs ?? 1000, 50);
             await this.mine(row, { ...at, status: 'queued', attempt, waits, leaseUntil: null, worker: null, runAt: sql`now() + ${wait} * interval '1 millisecond'`, errorCode: e.code, errorMessage: message }, done);
           } else {
-            await this.mine(row, { ...at, status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: message, failedStep: step.id }, done);
+            await this.mine(row, { ...at, status: 'failed', attempt, finishedAt: sql`now()`, leaseUntil: null, errorCode: e.code, errorMessage: message, failedStep: step.id, ...failureOf(step, e) }, done);
           }
         } catch (writeErr) {
           // the record could not be stored: end the run rather than send its request again and again
@@ -476,6 +476,12 @@ interface Progress {
   nextStep: number;
   last: boolean;
   steps: (typeof executionSteps.$inferInsert)[];
+}
+
+/** What a failure is grouped by besides its step and code (failure_groups): what the step called, and the upstream status. */
+function failureOf(step: Definition['steps'][number], e: StepError): { errorTarget: string; errorStatus: number | null } {
+  const status = (e.record?.output as { status?: unknown } | undefined)?.status;
+  return { errorTarget: e.target ?? step.kind, errorStatus: typeof status === 'number' && Number.isInteger(status) ? status : null };
 }
 
 const RECORD_CHARS = 8 * 1024;

@@ -24,9 +24,12 @@ export const executions = pgTable('executions', {
   /** the automation's account when it is not the one the run lives in: a parent's automation routed to a child */
   automationAccountId: uuid('automation_account_id').references(() => accounts.id, { onDelete: 'cascade' }),
   revision: integer('revision').notNull(),
-  /** what started it: a test run (run_automation) or a webhook delivery */
-  source: text('source').$type<'test' | 'webhook'>().notNull(),
+  /** what started it: a test run (run_automation), a webhook delivery, or a replay of one (replay_webhook) */
+  source: text('source').$type<'test' | 'webhook' | 'replay'>().notNull(),
+  /** the delivery it runs (for a replay: the original delivery it re-runs) */
   deliveryId: uuid('delivery_id'),
+  /** a replay: whether its http steps send the original run's Idempotency-Keys (the run they reuse) */
+  idempotencyOf: uuid('idempotency_of'),
   status: text('status').$type<ExecutionStatus>().notNull().default('queued'),
   trigger: jsonValue('trigger').notNull(),
   state: jsonValue<Record<string, unknown>>('state').notNull().default({}),
@@ -41,6 +44,9 @@ export const executions = pgTable('executions', {
   errorCode: text('error_code'),
   errorMessage: text('error_message'),
   failedStep: text('failed_step'),
+  /** of a failed run: what the failing step called (the connection's app, else the URL's host, else the step kind) and the upstream HTTP status */
+  errorTarget: text('error_target'),
+  errorStatus: integer('error_status'),
   createdBy: uuid('created_by'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   startedAt: timestamp('started_at', { withTimezone: true }),
@@ -57,6 +63,10 @@ export const executions = pgTable('executions', {
   // history: an account's and an automation's runs, newest first
   index('executions_account').on(t.accountId, t.createdAt.desc(), t.id.desc()),
   index('executions_automation').on(t.automationId, t.createdAt.desc(), t.id.desc()),
+  // replays of a delivery (the original run is the delivery's execution_id)
+  index('executions_replays').on(t.deliveryId).where(sql`${t.source} = 'replay'`),
+  // failed webhook runs by the account that owns the automation (the parent, for routed runs): debug_webhook {status: failed}
+  index('executions_failed_deliveries').on(sql`coalesce(${t.automationAccountId}, ${t.accountId})`, t.createdAt.desc()).where(sql`${t.status} = 'failed' and ${t.deliveryId} is not null`),
   check('executions_status_check', sql`${t.status} in ('queued', 'running', 'succeeded', 'failed', 'filtered', 'cancelled')`),
 ]);
 
@@ -120,6 +130,8 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
   index('webhook_deliveries_automation').on(t.automationId, t.receivedAt.desc()),
   // retention prunes by age
   index('webhook_deliveries_received').on(t.receivedAt),
+  // the deliveries that did not run (rare): debug_webhook {status: rejected | unrouted | duplicate}
+  index('webhook_deliveries_not_run').on(t.accountId, t.status, t.receivedAt.desc()).where(sql`${t.status} not in ('accepted', 'routed')`),
   check('webhook_deliveries_status_check', sql`${t.status} in ('accepted', 'routed', 'unrouted', 'duplicate', 'rejected', 'recorded')`),
 ]);
 

@@ -4,3 +4,4 @@ export * from './connections.js';
 export * from './automations.js';
 export * from './account-data.js';
 export * from './executions.js';
+export * from './operations.js';

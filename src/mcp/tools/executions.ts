@@ -11,7 +11,7 @@ const executionOut = z.object({
   id: z.string(),
   automation: z.object({ id: z.string(), name: z.string().nullable() }),
   revision: z.number().int(),
-  source: z.enum(['test', 'webhook']),
+  source: z.enum(['test', 'webhook', 'replay']),
   status: z.enum(EXECUTION_STATUSES),
   attempt: z.number().int().describe('Attempts of the current step so far.'),
   next_step: z.number().int(),
