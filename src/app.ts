@@ -83,6 +83,7 @@ export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring):
   secretArgs: config.secretArgs,
   outbound: { allow: config.outboundAllow },
   authFailureLimit: config.expireAfter401,
+  replayMax: config.replayMax,
   ...(config.publicUrl ? { publicBaseUrl: config.publicUrl.replace(/\/+$/, '') } : {}),
 });
 

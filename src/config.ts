@@ -26,6 +26,8 @@ const schema = z.object({
   SWITCHBOARD_EXECUTION_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   SWITCHBOARD_WEBHOOK_MAX_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
+  SWITCHBOARD_REPLAY_MAX: z.coerce.number().int().min(1).max(100_000).default(1000),
+  SWITCHBOARD_READY_STALL_SECONDS: z.coerce.number().int().min(5).max(86_400).default(120),
   SWITCHBOARD_ALLOWED_ORIGINS: z
     .string()
     .optional()
@@ -66,6 +68,10 @@ export type Config = {
   allowedHosts: string[];
   /** browser origins besides the server's own that may call /mcp and the pages */
   allowedOrigins: string[];
+  /** deliveries one replay_webhook call replays at most */
+  replayMax: number;
+  /** /readyz fails when work is due and none was claimed for this many seconds (a stalled queue) */
+  readyStallSeconds: number;
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -96,5 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookMaxBytes: e.SWITCHBOARD_WEBHOOK_MAX_BYTES,
     allowedHosts: list(e.SWITCHBOARD_ALLOWED_HOSTS),
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
+    replayMax: e.SWITCHBOARD_REPLAY_MAX,
+    readyStallSeconds: e.SWITCHBOARD_READY_STALL_SECONDS,
   };
 }

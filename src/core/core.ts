@@ -21,4 +21,6 @@ export interface Core {
   publicBaseUrl?: string;
   /** 401s in a row after which a connection is marked expired (SWITCHBOARD_EXPIRE_AFTER_401, default 3) */
   authFailureLimit?: number;
+  /** deliveries one replay_webhook call replays at most (SWITCHBOARD_REPLAY_MAX, default 1,000) */
+  replayMax?: number;
 }

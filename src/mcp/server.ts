@@ -16,12 +16,15 @@ import { connectionTools } from './tools/connections.js';
 import { automationTools } from './tools/automations.js';
 import { accountDataTools } from './tools/account-data.js';
 import { executionTools } from './tools/executions.js';
+import { debugWebhookTools } from './tools/debug-webhook.js';
+import { healthTools } from './tools/health.js';
+import { replayTools } from './tools/replay.js';
 import { interactionFor } from './interaction.js';
 
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...accountDataTools];
+export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +

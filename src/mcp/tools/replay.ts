@@ -1,0 +1,3 @@
+import type { ToolDef } from '../define-tool.js';
+
+export const replayTools: ToolDef[] = [];
