@@ -63,7 +63,7 @@ describe('retention', () => {
     const keys = await w.core.db.select({ key: webhookDedupeKeys.key }).from(webhookDedupeKeys).where(eq(webhookDedupeKeys.automationId, a.id));
     expect(keys.map((k) => k.key)).toEqual(['live']);
     // nothing more to do
-    expect(await prune(w.core, 30, 10)).toEqual({ executions: 0, deliveries: 0, dedupeKeys: 0, accountData: 0 });
+    expect(await prune(w.core, 30, 10)).toEqual({ executions: 0, deliveries: 0, dedupeKeys: 0, accountData: 0, aggregates: 0 });
     // a longer retention keeps what a shorter one would prune
     await w.core.db.update(executions).set({ createdAt: sql`now() - interval '10 days'` }).where(eq(executions.id, recent.id));
     expect((await prune(w.core, 30)).executions).toBe(0);

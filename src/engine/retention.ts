@@ -11,16 +11,23 @@ import { log, errorFields } from '../log.js';
  * pruning never holds locks long or competes with the engine for more than a moment. Runs that
  * are still queued or running, and the deliveries that started them, are kept whatever their age. Any number of workers may prune at
  * once: each batch skips the rows another is deleting.
+ *
+ * The hourly aggregates (execution_stats, delivery_stats) are kept at least AGGREGATE_DAYS, longer
+ * than the runs they count: check_health compares a 7-day window with the four before it (silence
+ * baselines). Resolved failure groups go with the runs, after the retention; open ones stay.
  */
 
 export const DEFAULT_RETENTION_DAYS = 30;
 export const RETENTION_BATCH = 1000;
+/** hourly aggregates are kept at least this long: a 7-day window and the four before it */
+export const AGGREGATE_DAYS = 35;
 
 export interface Pruned {
   executions: number;
   deliveries: number;
   dedupeKeys: number;
   accountData: number;
+  aggregates: number;
 }
 
 const count = (result: unknown): number => rowsOf(result).length;
@@ -55,12 +62,32 @@ export async function pruneOnce(core: Core, days: number, batch = RETENTION_BATC
       returning 1`),
   );
   const accountData = await sweepExpired(core, batch);
-  return { executions, deliveries, dedupeKeys, accountData };
+  const statsBefore = sql`now() - ${Math.max(days, AGGREGATE_DAYS)} * interval '1 day'`;
+  let aggregates = 0;
+  for (const table of ['execution_stats', 'delivery_stats'] as const) {
+    aggregates += count(
+      await core.db.execute(sql`
+        delete from ${sql.raw(table)} where (account_id, hour, automation_id) in (
+          select account_id, hour, automation_id from ${sql.raw(table)}
+          where tenant_id = ${core.tenantId} and hour < ${statsBefore}
+          limit ${batch} for update skip locked)
+        returning 1`),
+    );
+  }
+  aggregates += count(
+    await core.db.execute(sql`
+      delete from failure_groups where (fingerprint, account_id, automation_id) in (
+        select fingerprint, account_id, automation_id from failure_groups
+        where tenant_id = ${core.tenantId} and status = 'resolved' and last_seen < ${before}
+        limit ${batch} for update skip locked)
+      returning 1`),
+  );
+  return { executions, deliveries, dedupeKeys, accountData, aggregates };
 }
 
 /** Prune until nothing older is left (or `maxBatches` ran); the totals. */
 export async function prune(core: Core, days: number, batch = RETENTION_BATCH, maxBatches = 1000): Promise<Pruned> {
-  const total: Pruned = { executions: 0, deliveries: 0, dedupeKeys: 0, accountData: 0 };
+  const total: Pruned = { executions: 0, deliveries: 0, dedupeKeys: 0, accountData: 0, aggregates: 0 };
   for (let i = 0; i < maxBatches; i++) {
     const once = await pruneOnce(core, days, batch);
     for (const k of Object.keys(total) as (keyof Pruned)[]) total[k] += once[k];

@@ -26,6 +26,8 @@ export const executionStats = pgTable('execution_stats', {
 }, (t) => [
   primaryKey({ columns: [t.accountId, t.hour, t.automationId] }),
   index('execution_stats_automation').on(t.automationId, t.hour),
+  // retention prunes by age
+  index('execution_stats_hour').on(t.hour),
 ]);
 
 /** Webhook deliveries received, per account (the automation's), automation and hour, by status. */
@@ -44,6 +46,7 @@ export const deliveryStats = pgTable('delivery_stats', {
 }, (t) => [
   primaryKey({ columns: [t.accountId, t.hour, t.automationId] }),
   index('delivery_stats_automation').on(t.automationId, t.hour),
+  index('delivery_stats_hour').on(t.hour),
 ]);
 
 /**
