@@ -93,11 +93,11 @@ describe('aggregates kept by triggers', () => {
     expect(stats!.hour.getUTCMinutes()).toBe(0);
 
     const [run] = await w.core.db.select().from(executions).where(and(eq(executions.automationId, automationId), eq(executions.status, 'failed'))).limit(1);
-    expect(run).toMatchObject({ errorCode: 'http_5xx', errorStatus: 503, errorTarget: new URL(appUrl).host, failedStep: 'post' });
+    expect(run).toMatchObject({ errorCode: 'http_5xx', errorStatus: 503, errorTarget: `host:${new URL(appUrl).host}`, failedStep: 'post' });
 
     const groups = await w.core.db.select().from(failureGroups).where(eq(failureGroups.automationId, automationId));
     expect(groups).toHaveLength(1);
-    expect(groups[0]).toMatchObject({ status: 'open', count: 3, total: 3, errorCode: 'http_5xx', upstreamStatus: 503, stepId: 'post', target: new URL(appUrl).host });
+    expect(groups[0]).toMatchObject({ status: 'open', count: 3, total: 3, errorCode: 'http_5xx', upstreamStatus: 503, stepId: 'post', target: `host:${new URL(appUrl).host}` });
 
     // the app recovers: the next success resolves the group
     answer = 200;

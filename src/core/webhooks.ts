@@ -218,27 +218,40 @@ async function signingSecret(core: Core, account: Account, sig: SignatureSpec): 
   return found;
 }
 
+/** Why an event with routing key `key` runs nowhere. */
+export const noChildFor = (key: string): string => `no linked account has routing key ${key}`;
+
 /**
- * Where a routed automation's event runs: the linked child of `parent` whose routing_key is the
- * value of the routing key expression, or why none.
+ * The routing key's value for an event (what linked children's routing_key is compared with:
+ * numbers match their text), or why it has none.
  */
-async function route(core: Core, def: Definition, parent: Account, trigger: TriggerEvent): Promise<{ value: string | null; child: Account | null; reason: string | null }> {
+export async function routingValue(def: Definition, parent: Account, trigger: TriggerEvent): Promise<{ value: string | null; reason: string | null }> {
   let value: unknown;
   try {
     value = await evaluate(def.routing!.key, eventDoc(trigger, parent));
   } catch (err) {
     if (!(err instanceof ExpressionError)) throw err;
-    return { value: null, child: null, reason: `the routing key could not be computed: ${err.reason}` };
+    return { value: null, reason: `the routing key could not be computed: ${err.reason}` };
   }
-  if (value === undefined || value === null || value === '') return { value: null, child: null, reason: 'the routing key is empty for this event' };
-  if (typeof value !== 'string' && typeof value !== 'number') return { value: null, child: null, reason: 'the routing key is not a string or a number for this event' };
+  if (value === undefined || value === null || value === '') return { value: null, reason: 'the routing key is empty for this event' };
+  if (typeof value !== 'string' && typeof value !== 'number') return { value: null, reason: 'the routing key is not a string or a number for this event' };
   const key = String(value).trim().slice(0, 200);
-  if (key === '') return { value: null, child: null, reason: 'the routing key is empty for this event' };
+  if (key === '') return { value: null, reason: 'the routing key is empty for this event' };
+  return { value: key, reason: null };
+}
+
+/**
+ * Where a routed automation's event runs: the linked child of `parent` whose routing_key is the
+ * value of the routing key expression, or why none.
+ */
+async function route(core: Core, def: Definition, parent: Account, trigger: TriggerEvent): Promise<{ value: string | null; child: Account | null; reason: string | null }> {
+  const { value: key, reason } = await routingValue(def, parent, trigger);
+  if (key === null) return { value: null, child: null, reason };
   const [child] = await core.db
     .select()
     .from(accounts)
     .where(and(eq(accounts.tenantId, core.tenantId), eq(accounts.parentAccountId, parent.id), eq(accounts.routingKey, key)));
-  return child ? { value: key, child, reason: null } : { value: key, child: null, reason: `no linked account has routing key ${key}` };
+  return child ? { value: key, child, reason: null } : { value: key, child: null, reason: noChildFor(key) };
 }
 
 /**
@@ -397,7 +410,7 @@ async function recordBatch(core: Core, items: Pending[]): Promise<Recorded[]> {
         else if (child && (childNow?.parentAccountId !== account.id || childNow.routingKey !== routed!.value)) {
           decision = { status: 'unrouted', code: 'unrouted', reason: `no linked account has routing key ${routed!.value}` };
         } else if (child && childNow?.status === 'suspended') {
-          decision = { status: 'recorded', code: 'account_suspended', reason: `the linked account ${child.slug} (routing key ${routed!.value}) is suspended`, answer: 'the account this event is routed to is suspended' };
+          decision = { status: 'recorded', code: 'account_suspended', reason: 'the linked account this event is routed to is suspended', answer: 'the account this event is routed to is suspended' };
         } else decision = (await dedupe(core, tx, it.def, row, account, deliveryId, it.trigger)) ?? decision;
       }
       const executionId = decision.status === 'accepted' || decision.status === 'routed' ? it.executionId : null;

@@ -9,6 +9,7 @@ import { countAuthFailure, DEFAULT_AUTH_FAILURE_LIMIT, resetAuthFailures } from 
 import { OutboundError, send, type OutboundResponse } from './outbound.js';
 import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
 import { render } from './expressions.js';
+import { appLabel, metricsOf, statusClass } from '../http/metrics.js';
 
 /**
  * The http step: render the request from the expression document, add the credentials of the
@@ -149,6 +150,17 @@ function retryAfter(res: OutboundResponse): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
+/**
+ * What failure groups call a request without a connection: `host:<host>` when the definition
+ * names the host, `host:*` when the host is computed from the event (so a sender cannot make a
+ * new group per request). The `host:` prefix keeps it apart from app slugs: only those are ever
+ * written into a tool's sentence; hosts stay in data fields.
+ */
+function hostTarget(template: string, url: URL): string {
+  const origin = /^[a-z]+:\/\/[^/?#]*/i.exec(template)?.[0] ?? template;
+  return origin.includes('{{') ? 'host:*' : `host:${url.host}`;
+}
+
 export async function runHttpStep(ctx: StepContext, step: HttpStep): Promise<StepResult> {
   const seen: { target?: string } = {};
   try {
@@ -175,7 +187,7 @@ async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: strin
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new StepError('blocked_address', `Step '${step.id}': only http and https URLs are called, not ${url.protocol}.`);
   url.username = '';
   url.password = '';
-  seen.target = url.host;
+  seen.target = hostTarget(step.url, url);
   for (const [k, v] of Object.entries(rendered.query)) if (v !== null && v !== undefined) url.searchParams.append(k, asText(v));
 
   const headers: Record<string, string> = {};
@@ -224,12 +236,15 @@ async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: strin
   }
 
   let res: OutboundResponse;
+  // counted by app (never a host, URL or account) and status class or error code
+  const sent = (status: string) => metricsOf(ctx.core).outbound.inc({ app: appLabel(conn?.app), status });
   try {
     res = await send(
       { method: step.method, url, headers, body, timeoutMs: step.timeout_ms ?? DEFAULT_TIMEOUT_MS, maxBytes: MAX_RESPONSE_BYTES, credentialHeaders: auth?.names ?? [] },
       ctx.core.outbound ?? { allow: [] },
     );
   } catch (err) {
+    sent(err instanceof OutboundError ? err.code : 'internal_error');
     if (err instanceof OutboundError) {
       const retryable = err.code === 'timeout' || err.code === 'connection_refused' || err.code === 'dns_failed';
       throw new StepError(err.code, `Step '${step.id}': ${err.message}`, retryable, undefined, { input });
@@ -238,6 +253,7 @@ async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: strin
   }
   const record = { input, output: answerRecord(res) };
   const s = res.status;
+  sent(statusClass(s));
   if (conn && s !== 401 && s !== 403 && conn.authFailures > 0) {
     // accepted after 401s: the count of 401s in a row starts again
     await resetAuthFailures(ctx.core, conn);

@@ -19,8 +19,8 @@ import { log, errorFields } from '../log.js';
 
 export const DEFAULT_RETENTION_DAYS = 30;
 export const RETENTION_BATCH = 1000;
-/** hourly aggregates are kept at least this long: a 7-day window and the four before it */
-export const AGGREGATE_DAYS = 35;
+/** hourly aggregates are kept at least this long: a 7-day window (and its partial hour) and the four before it */
+export const AGGREGATE_DAYS = 36;
 
 export interface Pruned {
   executions: number;

@@ -17,6 +17,7 @@ import { GroupCommit } from '../core/group-commit.js';
 import { TtlCache } from '../core/ttl-cache.js';
 import { log, errorFields } from '../log.js';
 import { storable, storableText } from '../core/storable.js';
+import { metricsOf } from '../http/metrics.js';
 
 /**
  * The execution engine's worker. PostgreSQL is the queue: `executions` rows with status queued
@@ -89,6 +90,7 @@ export class Worker {
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    metricsOf(this.core).workers.inc();
     if (this.opts.listen) {
       try {
         this.unlisten = await this.opts.listen(EXECUTION_CHANNEL, () => this.nudge());
@@ -104,6 +106,7 @@ export class Worker {
   async stop(deadlineMs = 10_000): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    metricsOf(this.core).workers.dec();
     this.stopPruning?.();
     this.nudge();
     await this.loop;
@@ -229,6 +232,7 @@ export class Worker {
         ) x
       )
       select id from lined order by place, visited limit ${n}`;
+    const timer = metricsOf(this.core).claimSeconds.startTimer();
     const rows = await this.core.db
       .update(executions)
       .set({
@@ -238,7 +242,8 @@ export class Worker {
         startedAt: sql`coalesce(${executions.startedAt}, now())`,
       })
       .where(sql`${executions.id} in (${due})`)
-      .returning();
+      .returning()
+      .finally(timer);
     // the next claim starts after the last account served here (in walk order), so accounts take turns
     if (rows.length) {
       const ids = rows.map((r) => r.accountId);
@@ -265,7 +270,7 @@ export class Worker {
    * first); false when it no longer does. Step records are written in the same transaction.
    */
   private async mine(row: ExecutionRow, set: PgUpdateSetSource<typeof executions>, steps: (typeof executionSteps.$inferInsert)[] = []): Promise<boolean> {
-    return withAccount(this.core.db, [row.accountId], async (tx) => {
+    const ok = await withAccount(this.core.db, [row.accountId], async (tx) => {
       const updated = await tx
         .update(executions)
         .set(set)
@@ -275,6 +280,9 @@ export class Worker {
       if (steps.length) await tx.insert(executionSteps).values(steps);
       return true;
     });
+    // counted once committed: a final state this claim wrote
+    if (ok && typeof set.status === 'string' && set.status !== 'queued' && set.status !== 'running') metricsOf(this.core).executions.inc({ status: set.status });
+    return ok;
   }
 
   /**
@@ -326,6 +334,8 @@ export class Worker {
         select id from u`),
     );
     const held = new Set(rowsOf<{ id: string }>(result).map((r) => r.id));
+    const succeeded = items.filter((it) => it.last && held.has(it.row.id)).length;
+    if (succeeded) metricsOf(this.core).executions.inc({ status: 'succeeded' }, succeeded);
     return items.map((it) => held.has(it.row.id));
   }
 

@@ -14,6 +14,8 @@ import { handlePage } from './pages.js';
 import { readBody, readBodyBytes } from './body.js';
 import { receiveDelivery } from '../core/webhooks.js';
 import { RequestGuard } from './request-guard.js';
+import { metricsOf, metricsText } from './metrics.js';
+import { checkReadiness, DEFAULT_READY_STALL_MS } from './readiness.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;
@@ -38,8 +40,11 @@ export interface HttpHandle {
 
 /**
  * `switchboard serve`: Streamable HTTP at /mcp with a bearer token on every request, plus
- * /healthz and /readyz. Each MCP session has its own server and its own switch state, and is
- * bound to the user who opened it.
+ * /healthz, /readyz (readiness.ts) and /metrics (metrics.ts). Each MCP session has its own server
+ * and its own switch state, and is bound to the user who opened it.
+ *
+ * The operator endpoints answer whatever the Host and Origin (load balancers and scrapers use
+ * their own names) and without a token: they expose counts and states, never account data.
  */
 export async function startHttp(opts: {
   core: Core;
@@ -51,7 +56,11 @@ export async function startHttp(opts: {
   allowedOrigins?: readonly string[] | undefined;
   /** largest webhook body accepted (SWITCHBOARD_WEBHOOK_MAX_BYTES) */
   webhookMaxBytes?: number | undefined;
+  /** /readyz fails when work has been due this long and no worker works it (SWITCHBOARD_READY_STALL_SECONDS; default 120 s) */
+  readyStallMs?: number | undefined;
 }): Promise<HttpHandle> {
+  const metrics = metricsOf(opts.core);
+  const delivered = (status: string) => metrics.deliveries.inc({ status });
   const sessions = new Map<string, HttpSession>();
   /** where people open the credential and password pages (set once listening) */
   let pagesUrl: string | null = null;
@@ -140,7 +149,10 @@ export async function startHttp(opts: {
     }
     const max = opts.webhookMaxBytes ?? 1024 * 1024;
     const raw = await readBodyBytes(req, max);
-    if (raw === null) return json(res, 413, { error: 'too_large', message: `Webhook bodies are limited to ${max} bytes.` });
+    if (raw === null) {
+      delivered('too_large');
+      return json(res, 413, { error: 'too_large', message: `Webhook bodies are limited to ${max} bytes.` });
+    }
     const url = new URL(req.url ?? '/', 'http://x');
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
@@ -154,8 +166,10 @@ export async function startHttp(opts: {
     });
     if (out.status === 404) {
       hooksUnknown += 1;
+      delivered('not_found');
       return json(res, 404, { error: 'not_found' });
     }
+    delivered(out.delivery);
     json(res, out.status, { delivery_id: out.deliveryId, status: out.delivery, ...(out.reason ? { reason: out.reason } : {}) });
   }
   /** requests to unknown webhook URLs: counted, never stored */
@@ -173,10 +187,17 @@ export async function startHttp(opts: {
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       return done(
-        opts.database.ping().then(
-          () => json(res, 200, { status: 'ready' }),
-          () => json(res, 503, { status: 'unavailable', message: 'The database does not answer.' }),
+        checkReadiness(opts.database, opts.readyStallMs ?? DEFAULT_READY_STALL_MS).then((r) =>
+          r.ready ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'unavailable', check: r.failed, message: r.message }),
         ),
+      );
+    }
+    if (path === '/metrics') {
+      return done(
+        metricsText(opts.core).then(({ contentType, text }) => {
+          res.writeHead(200, { 'content-type': contentType });
+          res.end(text);
+        }),
       );
     }
     const refused = guard.check(req);

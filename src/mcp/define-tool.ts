@@ -79,6 +79,11 @@ export interface ToolContext {
   authorizeAccount(key: string, role: Role, write: boolean): Promise<{ account: Account; grant: Grant }>;
   /** Record a different acting account in the audit entry (e.g. the account just created). */
   auditAccount(accountId: string | null): void;
+  /**
+   * Add what the call decided to its audit entry, beside the arguments (e.g. a replay's plan
+   * summary): redacted like them; never overrides an argument the caller gave.
+   */
+  auditDetail(detail: Record<string, unknown>): void;
   /** The client and transport, for asking the person (URL-mode elicitation); null when there is none. */
   interaction: Interaction | null;
 }
@@ -210,6 +215,9 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     let callSwitch: CallSwitch | null = null;
     // what the audit entry records; filled in as the call is resolved
     const entry = { accountId: null as string | null, targetAccountId: null as string | null, switchId: null as string | null };
+    let detail: Record<string, unknown> | null = null;
+    const recordedArgs = (): unknown =>
+      detail && rawArgs !== null && typeof rawArgs === 'object' && !Array.isArray(rawArgs) ? { ...detail, ...rawArgs } : (rawArgs ?? {});
     const auditEntry = (): AuditEntryInput => ({
       actorUserId: caller?.user.id ?? null,
       actorEmail: caller?.user.email ?? null,
@@ -218,7 +226,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       accountId: spec.access.tenant ? TENANT_LOG : entry.accountId,
       sessionId: session.id,
       tool: spec.name,
-      arguments: rawArgs ?? {},
+      arguments: recordedArgs(),
       outcome,
       message: message ?? (outcome === 'error' ? 'internal error' : null),
       durationMs: Math.round(performance.now() - started),
@@ -282,6 +290,9 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
         },
         auditAccount(id) {
           entry.accountId = id;
+        },
+        auditDetail(d) {
+          detail = { ...detail, ...d };
         },
         interaction: env.interaction ?? null,
       });

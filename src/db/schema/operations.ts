@@ -79,5 +79,7 @@ export const failureGroups = pgTable('failure_groups', {
   index('failure_groups_account').on(t.accountId, t.lastSeen.desc()),
   index('failure_groups_open').on(t.accountId, t.automationId).where(sql`${t.status} = 'open'`),
   index('failure_groups_last_seen').on(t.lastSeen.desc()),
+  // the same outage in other accounts: debug_webhook counts open rows of one target, code and status tenant-wide
+  index('failure_groups_outage').on(t.tenantId, t.target, t.errorCode, t.upstreamStatus).where(sql`${t.status} = 'open'`),
   check('failure_groups_status_check', sql`${t.status} in ('open', 'resolved')`),
 ]);

@@ -7,7 +7,7 @@ import { EXECUTION_STATUSES } from '../../db/schema/index.js';
 
 /** Running an automation by hand, and reading what runs did. Payload text stays in data fields, never in the sentence. */
 
-const executionOut = z.object({
+export const executionOut = z.object({
   id: z.string(),
   automation: z.object({ id: z.string(), name: z.string().nullable() }),
   revision: z.number().int(),
@@ -23,7 +23,7 @@ const executionOut = z.object({
   run_at: z.string().describe('When a queued execution is due (after a retry backoff, later than created_at).'),
 });
 
-const stepOut = z.object({
+export const stepOut = z.object({
   index: z.number().int(),
   id: z.string(),
   kind: z.string(),
@@ -36,7 +36,7 @@ const stepOut = z.object({
   duration_ms: z.number().int(),
 });
 
-const view = (row: ExecutionRow, name: string | null): z.infer<typeof executionOut> => ({
+export const view = (row: ExecutionRow, name: string | null): z.infer<typeof executionOut> => ({
   id: row.id,
   automation: { id: row.automationId, name },
   revision: row.revision,
@@ -52,7 +52,7 @@ const view = (row: ExecutionRow, name: string | null): z.infer<typeof executionO
   run_at: iso(row.runAt)!,
 });
 
-const stepView = (s: StepRow): z.infer<typeof stepOut> => ({
+export const stepView = (s: StepRow): z.infer<typeof stepOut> => ({
   index: s.stepIndex,
   id: s.stepId,
   kind: s.kind,

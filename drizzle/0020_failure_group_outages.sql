@@ -1,0 +1,1 @@
+CREATE INDEX "failure_groups_outage" ON "failure_groups" USING btree ("tenant_id","target","error_code","upstream_status") WHERE "failure_groups"."status" = 'open';

@@ -1,0 +1,318 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
+import { startHttp, type HttpHandle } from '../src/http/server.js';
+import { Worker } from '../src/engine/worker.js';
+import { awaitExecution } from '../src/core/executions.js';
+import { auditLog, executions, failureGroups, webhookDeliveries } from '../src/db/schema/index.js';
+import type { Account } from '../src/core/accounts.js';
+
+/**
+ * replay_webhook through a real MCP client: real deliveries through ingress, a real worker, and a
+ * local app that records the Idempotency-Key of every request. One delivery replays at once and
+ * links to the original; a filter is planned (which side effects repeat, where, with which
+ * revision, hashed) and applied only with the hash of a plan that is still true.
+ */
+
+let w: World;
+let http: HttpHandle;
+let worker: Worker;
+let app: Server;
+let base: string;
+let boring: Session;
+let acme: Session;
+let ordersHook: string;
+let bookingsHook: string;
+/** while true, the app answers /charge with 500 */
+let failing = true;
+const calls: { path: string; key: string | undefined }[] = [];
+
+interface Planned {
+  plan: {
+    hash: string;
+    dry_run: boolean;
+    revision: string;
+    reuse_idempotency_keys: boolean;
+    deliveries: number;
+    replayable: number;
+    accounts: { account: { slug: string }; deliveries: number }[];
+    revisions: { automation: { name: string }; revision: number; deliveries: number; side_effects: { step: string; kind: string; method: string | null; host: string | null; action: string | null; done_before: number; repeated: boolean }[] }[];
+    not_replayable: { delivery_id: string; code: string; reason: string }[];
+    not_replayable_by_code: Record<string, number>;
+  };
+  executions: { id: string; delivery_id: string; account_id: string; revision: number; idempotency_of: string | null }[];
+}
+
+beforeAll(async () => {
+  app = createServer((req, res) => {
+    calls.push({ path: req.url!, key: req.headers['idempotency-key'] as string | undefined });
+    req.resume();
+    req.on('end', () => {
+      const down = failing && req.url === '/charge';
+      res.writeHead(down ? 500 : 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: !down }));
+    });
+  });
+  base = await new Promise<string>((r) => app.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(app.address() as AddressInfo).port}`)));
+  w = await buildWorld();
+  w.core.outbound = { allow: ['127.0.0.1'] };
+  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1' });
+  w.core.publicBaseUrl = new URL(http.url).origin;
+  boring = await connect(w.core, w.tokens.boringAdmin);
+  acme = await connect(w.core, w.tokens.acmeAdmin);
+  // an order: tell the shop (an external call), count it (account data), charge it (fails while the app is down)
+  data(
+    await boring.call('create_automation', {
+      name: 'Orders',
+      retries: 0,
+      steps: [
+        { id: 'notify', kind: 'http', method: 'POST', url: `${base}/notify`, body: { id: '{{ trigger.body.id }}' } },
+        { id: 'count', kind: 'store', action: 'increment', key: 'orders' },
+        { id: 'charge', kind: 'http', method: 'POST', url: `${base}/charge`, body: { id: '{{ trigger.body.id }}' } },
+      ],
+    }),
+  );
+  ordersHook = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Orders' })).webhook.url;
+  data(
+    await acme.call('create_automation', {
+      account: 'acme-fitness',
+      name: 'Bookings',
+      retries: 0,
+      routing: { key: 'body.location_id' },
+      steps: [{ id: 'book', kind: 'http', method: 'POST', url: `${base}/bookings/{{ account.routing_key }}` }],
+    }),
+  );
+  bookingsHook = data<{ webhook: { url: string } }>(await acme.call('get_automation', { account: 'acme-fitness', automation: 'Bookings' })).webhook.url;
+  worker = new Worker(w.core, { concurrency: 4, leaseMs: 5_000, pollMs: 50, listen: (c, fn) => w.database.listen(c, fn) });
+  await worker.start();
+});
+afterAll(async () => {
+  await worker.stop();
+  await Promise.all([boring.close(), acme.close()]);
+  await http.close();
+  await w.close();
+  await new Promise((r) => app.close(r));
+});
+
+/** A delivery through ingress, and its original run once it ended (null when it was not run). */
+async function deliver(hook: string, body: unknown, runIn: Account | null) {
+  const res = await fetch(hook, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const answer = (await res.json()) as { delivery_id: string; status: string };
+  const [d] = await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, answer.delivery_id));
+  const run = d!.executionId && runIn ? await awaitExecution(w.core, runIn, d!.executionId, 10_000) : null;
+  return { id: answer.delivery_id, status: answer.status, run };
+}
+
+const replays = (deliveryIds: string[]) =>
+  w.core.db.select().from(executions).where(and(eq(executions.source, 'replay'), inArray(executions.deliveryId, deliveryIds)));
+
+const keysFor = (path: string) => calls.filter((c) => c.path === path).map((c) => c.key);
+
+describe('replaying one delivery', () => {
+  it('replays a failed delivery after the app recovered: a new execution linked to the original, with the same Idempotency-Keys', async () => {
+    failing = true;
+    const d = await deliver(ordersHook, { id: 'o-1' }, w.accounts.boring);
+    expect(d.run).toMatchObject({ status: 'failed', failedStep: 'charge', errorCode: 'http_5xx' });
+    failing = false;
+    const r = await boring.call('replay_webhook', { delivery: d.id });
+    const out = data<Planned>(r);
+    expect(out.executions).toHaveLength(1);
+    const [e] = out.executions;
+    expect(e).toMatchObject({ delivery_id: d.id, account_id: w.accounts.boring.id, revision: 1, idempotency_of: d.run!.id });
+    // what it repeats: the call and the write the original had done, not the charge that failed
+    const effects = out.plan.revisions[0]!.side_effects.map((s) => [s.step, s.kind, s.done_before, s.repeated]);
+    expect(effects).toEqual([['notify', 'http', 1, true], ['count', 'store', 1, true], ['charge', 'http', 0, false]]);
+    expect(text(r)).toBe(`The delivery ${d.id} replays as execution ${e!.id} (revision 1, idempotency keys reused), repeating 2 side effects the earlier runs had already done.`);
+    const run = await awaitExecution(w.core, w.accounts.boring, e!.id, 10_000);
+    expect(run).toMatchObject({ status: 'succeeded', source: 'replay', deliveryId: d.id, idempotencyOf: d.run!.id, trigger: { body: { id: 'o-1' } } });
+    // the app saw the original run's keys again
+    expect(keysFor('/charge')).toEqual([`${d.run!.id}:charge`, `${d.run!.id}:charge`]);
+    expect(keysFor('/notify')).toEqual([`${d.run!.id}:notify`, `${d.run!.id}:notify`]);
+
+    // without reuse, the replay's own keys
+    const fresh = data<Planned>(await boring.call('replay_webhook', { delivery: d.id, reuse_idempotency_keys: false })).executions[0]!;
+    expect(fresh.idempotency_of).toBeNull();
+    expect((await awaitExecution(w.core, w.accounts.boring, fresh.id, 10_000)).status).toBe('succeeded');
+    expect(keysFor('/charge').at(-1)).toBe(`${fresh.id}:charge`);
+    expect(fresh.id).not.toBe(d.run!.id);
+  });
+
+  it('refuses a delivery that was rejected, saying why, and replays nothing', async () => {
+    const res = await fetch(ordersHook, { method: 'POST', body: '{"id": ', headers: { 'content-type': 'application/json' } });
+    const { delivery_id } = (await res.json()) as { delivery_id: string };
+    const r = await boring.call('replay_webhook', { delivery: delivery_id });
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(new RegExp(`^The delivery ${delivery_id} cannot be replayed \\(malformed_body\\)`));
+    expect(await replays([delivery_id])).toEqual([]);
+  });
+});
+
+describe('planned bulk replay', () => {
+  it('plans the side effects, counts and hash; refuses a stale hash; applies a current one', async () => {
+    failing = true;
+    const a = await deliver(ordersHook, { id: 'o-2' }, w.accounts.boring);
+    const b = await deliver(ordersHook, { id: 'o-3' }, w.accounts.boring);
+    expect([a.run!.status, b.run!.status]).toEqual(['failed', 'failed']);
+    const filter = { automation: 'Orders', status: 'failed' };
+    const dry = await boring.call('replay_webhook', { filter, dry_run: true });
+    const plan = data<Planned>(dry).plan;
+    // o-1 was replayed and succeeded: no longer failed
+    expect(plan).toMatchObject({ dry_run: true, revision: 'current', reuse_idempotency_keys: true, deliveries: 2, replayable: 2 });
+    expect(plan.accounts.map((x) => [x.account.slug, x.deliveries])).toEqual([['boring-co', 2]]);
+    const host = new URL(base).host;
+    expect(plan.revisions.map((r) => [r.automation.name, r.revision, r.deliveries])).toEqual([['Orders', 1, 2]]);
+    expect(plan.revisions[0]!.side_effects).toEqual([
+      { step: 'notify', kind: 'http', method: 'POST', app: null, host, action: null, scope: null, done_before: 2, repeated: true },
+      { step: 'count', kind: 'store', method: null, app: null, host: null, action: 'increment', scope: 'account', done_before: 2, repeated: true },
+      { step: 'charge', kind: 'http', method: 'POST', app: null, host, action: null, scope: null, done_before: 0, repeated: false },
+    ]);
+    expect(plan.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(text(dry)).toBe('Plan: 2 deliveries of 2 would replay in 1 account (revision 1, idempotency keys reused), repeating 2 side effects the earlier runs had already done; apply it with plan_hash.');
+    expect(await replays([a.id, b.id])).toEqual([]);
+    // the same plan hashes the same
+    expect(data<Planned>(await boring.call('replay_webhook', { filter, dry_run: true })).plan.hash).toBe(plan.hash);
+
+    // a new failure arrives: the old hash no longer describes what would run
+    const c = await deliver(ordersHook, { id: 'o-4' }, w.accounts.boring);
+    const stale = await boring.call('replay_webhook', { filter, plan_hash: plan.hash });
+    expect(stale.isError).toBe(true);
+    expect(text(stale)).toBe('The plan changed since dry_run: 3 deliveries now instead of 2; nothing was replayed, run dry_run again.');
+    expect(await replays([a.id, b.id, c.id])).toEqual([]);
+    // a filter is never applied without a hash
+    expect(text(await boring.call('replay_webhook', { filter }))).toMatch(/^A filter replays in two calls/);
+
+    // the same deliveries by their error code, and by their failure group
+    const [group] = await w.core.db.select().from(failureGroups).where(and(eq(failureGroups.accountId, w.accounts.boring.id), eq(failureGroups.stepId, 'charge')));
+    const byGroup = data<Planned>(await boring.call('replay_webhook', { filter: { group: group!.fingerprint }, dry_run: true })).plan;
+    const byError = data<Planned>(await boring.call('replay_webhook', { filter: { error: 'http_5xx', automation: 'Orders' }, dry_run: true })).plan;
+    expect([byGroup.deliveries, byError.deliveries]).toEqual([3, 3]);
+
+    failing = false;
+    const again = data<Planned>(await boring.call('replay_webhook', { filter, dry_run: true })).plan;
+    expect(again.deliveries).toBe(3);
+    const applied = await boring.call('replay_webhook', { filter, plan_hash: again.hash });
+    const out = data<Planned>(applied);
+    expect(out.executions.map((e) => e.delivery_id).sort()).toEqual([a.id, b.id, c.id].sort());
+    expect(out.executions.map((e) => e.idempotency_of).sort()).toEqual([a.run!.id, b.run!.id, c.run!.id].sort());
+    expect(text(applied)).toBe('3 deliveries of 3 replay as new executions in 1 account (revision 1, idempotency keys reused), repeating 2 side effects the earlier runs had already done.');
+    const done = await Promise.all(out.executions.map((e) => awaitExecution(w.core, w.accounts.boring, e.id, 10_000)));
+    expect(done.map((r) => r.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // nothing failed is left to replay
+    expect(data<Planned>(await boring.call('replay_webhook', { filter, dry_run: true })).plan.deliveries).toBe(0);
+
+    // the replay is audited with its plan
+    const [entry] = await w.core.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.tool, 'replay_webhook'), eq(auditLog.outcome, 'ok'), sql`${auditLog.arguments}->'plan'->>'hash' = ${again.hash}`, sql`${auditLog.arguments}->'plan'->>'dry_run' = 'false'`));
+    expect(entry).toMatchObject({ accountId: w.accounts.boring.id, arguments: { filter, plan_hash: again.hash, plan: { deliveries: 3, replayable: 3, accounts: [{ id: w.accounts.boring.id, deliveries: 3 }], revision: 'current' } } });
+  });
+
+  it('refuses an empty filter, and more deliveries than one call replays', async () => {
+    const empty = await boring.call('replay_webhook', { filter: {}, dry_run: true });
+    expect(empty.isError).toBe(true);
+    expect(text(empty)).toMatch(/^An empty filter would replay every delivery/);
+    expect(text(await boring.call('replay_webhook', { dry_run: true }))).toMatch(/^Give the delivery to replay, or a filter/);
+    const all = (await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.accountId, w.accounts.boring.id))).length;
+    w.core.replayMax = 2;
+    try {
+      const over = await boring.call('replay_webhook', { filter: { automation: 'Orders' }, dry_run: true });
+      expect(over.isError).toBe(true);
+      expect(text(over)).toBe(`${all} deliveries match this filter, more than the 2 one call replays: narrow it (automation, status, error, since, until, group).`);
+    } finally {
+      w.core.replayMax = undefined;
+    }
+  });
+
+  it("runs the original run's revision or the current one", async () => {
+    failing = false;
+    const d = await deliver(ordersHook, { id: 'o-5' }, w.accounts.boring);
+    expect(d.run!.revision).toBe(1);
+    data(await boring.call('update_automation', { automation: 'Orders', steps: [{ id: 'v2', kind: 'http', method: 'POST', url: `${base}/v2` }] }));
+    const original = data<Planned>(await boring.call('replay_webhook', { delivery: d.id, revision: 'original' }));
+    expect(original.plan.revision).toBe('original');
+    expect(original.executions[0]!.revision).toBe(1);
+    const first = await awaitExecution(w.core, w.accounts.boring, original.executions[0]!.id, 10_000);
+    expect(first).toMatchObject({ status: 'succeeded', revision: 1 });
+    expect(Object.keys(first.state).sort()).toEqual(['charge', 'count', 'notify']);
+    const current = data<Planned>(await boring.call('replay_webhook', { delivery: d.id }));
+    expect(current.executions[0]!.revision).toBe(2);
+    expect(current.plan.revisions[0]!.side_effects.map((s) => [s.step, s.done_before])).toEqual([['v2', 0]]);
+    const second = await awaitExecution(w.core, w.accounts.boring, current.executions[0]!.id, 10_000);
+    expect(second).toMatchObject({ status: 'succeeded', revision: 2 });
+    expect(keysFor('/v2')).toEqual([`${d.run!.id}:v2`]);
+  });
+});
+
+describe('routed deliveries', () => {
+  it('replays a routed delivery in the linked account it was routed to, and routes an unrouted one again', async () => {
+    const d = await deliver(bookingsHook, { location_id: 'studio-01' }, w.accounts.studio1);
+    expect(d.status).toBe('routed');
+    const out = data<Planned>(await acme.call('replay_webhook', { account: 'acme-fitness', delivery: d.id }));
+    expect(out.plan.accounts.map((a) => a.account.slug)).toEqual(['acme-studio-01']);
+    const run = await awaitExecution(w.core, w.accounts.studio1, out.executions[0]!.id, 10_000);
+    expect(run).toMatchObject({ status: 'succeeded', accountId: w.accounts.studio1.id, automationAccountId: w.accounts.acme.id, deliveryId: d.id, idempotencyOf: d.run!.id });
+    expect(keysFor('/bookings/studio-01')).toEqual([`${d.run!.id}:book`, `${d.run!.id}:book`]);
+
+    // a member of the parent who may not act in the studio: not replayable there, and said so per delivery
+    const member = await connect(w.core, w.tokens.acmeMember);
+    const denied = data<Planned>(await member.call('replay_webhook', { account: 'acme-fitness', delivery: d.id, dry_run: true }));
+    expect(denied.plan).toMatchObject({ replayable: 0, not_replayable_by_code: { routed_account_denied: 1 } });
+    expect(text(await member.call('replay_webhook', { account: 'acme-fitness', delivery: d.id }))).toMatch(/cannot be replayed \(routed_account_denied\)/);
+    await member.close();
+
+    // no studio had the key; once one has it, the replay goes there
+    const lost = await deliver(bookingsHook, { location_id: 'studio-09' }, null);
+    expect(lost.status).toBe('unrouted');
+    const nowhere = await acme.call('replay_webhook', { account: 'acme-fitness', delivery: lost.id });
+    expect(text(nowhere)).toBe(`The delivery ${lost.id} cannot be replayed (unrouted): no linked account has its routing key now.`);
+    const admin = await connect(w.core, w.tokens.admin);
+    data(await admin.call('create_account', { name: 'Acme Studio 09', slug: 'acme-studio-09', parent: 'acme-fitness', routing_key: 'studio-09' }));
+    await admin.close();
+    const found = data<Planned>(await acme.call('replay_webhook', { account: 'acme-fitness', filter: { status: 'unrouted' }, dry_run: true }));
+    expect(found.plan.accounts.map((a) => [a.account.slug, a.deliveries])).toEqual([['acme-studio-09', 1]]);
+    const applied = data<Planned>(await acme.call('replay_webhook', { account: 'acme-fitness', filter: { status: 'unrouted' }, plan_hash: found.plan.hash }));
+    const [studio9] = await w.core.db.select().from(webhookDeliveries).where(eq(webhookDeliveries.id, lost.id));
+    expect(studio9!.status).toBe('unrouted');
+    const e = applied.executions[0]!;
+    expect(e.idempotency_of).toBeNull(); // it never ran: no keys to reuse
+    const { getAccountById } = await import('../src/core/accounts.js');
+    const nine = (await getAccountById(w.core, e.account_id))!;
+    expect(nine.slug).toBe('acme-studio-09');
+    expect(await awaitExecution(w.core, nine, e.id, 10_000)).toMatchObject({ status: 'succeeded', automationAccountId: w.accounts.acme.id });
+    expect(keysFor('/bookings/studio-09')).toEqual([`${e.id}:book`]);
+  });
+});
+
+describe('isolation', () => {
+  it("does not let Boring's admin replay Acme's deliveries, by id or by filter, and returns nothing of them", async () => {
+    const d = await deliver(bookingsHook, { location_id: 'studio-02' }, w.accounts.studio2);
+    const byAccount = await boring.call('replay_webhook', { account: 'acme-fitness', delivery: d.id });
+    expect(byAccount.isError).toBe(true);
+    expect(byAccount.structuredContent).toBeUndefined();
+    expect(text(byAccount)).toMatch(/^Access denied/);
+    expect(text(byAccount)).not.toContain(d.id);
+    const byFilter = await boring.call('replay_webhook', { account: 'acme-fitness', filter: { status: 'succeeded' }, dry_run: true });
+    expect(byFilter.isError).toBe(true);
+    expect(byFilter.structuredContent).toBeUndefined();
+    // in its own account the id is simply not there
+    const mine = await boring.call('replay_webhook', { delivery: d.id });
+    expect(text(mine)).toBe(`No delivery ${d.id} in this account: debug_webhook lists its deliveries.`);
+    expect(await replays([d.id])).toEqual([]);
+    // the denial is audited in the caller's own account, naming the target for tenant admins only
+    const denied = await w.core.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.tool, 'replay_webhook'), eq(auditLog.outcome, 'denied'), eq(auditLog.actorUserId, w.userIds.boringAdmin)));
+    expect(denied.map((e) => [e.accountId, e.targetAccountId])).toEqual([
+      [w.accounts.boring.id, w.accounts.acme.id],
+      [w.accounts.boring.id, w.accounts.acme.id],
+    ]);
+    // a boring viewer may not replay at all
+    const viewer = await connect(w.core, w.tokens.boringViewer);
+    expect(text(await viewer.call('replay_webhook', { filter: { status: 'failed' }, dry_run: true }))).toMatch(/needs the member role/);
+    await viewer.close();
+  });
+});
