@@ -125,6 +125,66 @@ export async function openApp(config: Config): Promise<App> {
   }
 }
 
+/** Demo mode in this process: the demo apps on loopback, allowed by the outbound guard, and the demo history played once. */
+export interface DemoMode {
+  /** where the demo apps answer (http://127.0.0.1:<port>) */
+  origin: string;
+  /** send the demo's deliveries in the background when its automations have none yet; one log line when done */
+  playHistory(deliver: import('./core/demo-history.js').Deliver): void;
+  /** stop sending (the deliveries in flight finish) */
+  stopHistory(): Promise<void>;
+  /** stop the demo apps (after the worker: its runs may still call them) */
+  close(): Promise<void>;
+}
+
+/**
+ * Demo mode, when this database holds the demo world (its demo apps exist): start the demo apps
+ * on 127.0.0.1 (on the port of the last start when free; else another one, and the demo apps and
+ * automations are pointed there), and let http steps of this process call that address — the
+ * outbound guard allows loopback here and only here, never as a default. Null when the demo
+ * world is not seeded: nothing changes.
+ */
+export async function startDemo(app: App): Promise<DemoMode | null> {
+  const { demoAppsOf, pointDemoAppsAt } = await import('./core/demo.js');
+  const current = await demoAppsOf(app.core);
+  if (!current) return null;
+  const { startDemoApps, DEMO_HOST } = await import('./http/demo-apps.js');
+  const history = await import('./core/demo-history.js');
+  const last = Number(new URL([...current.values()][0]!).port) || 0;
+  const server = await startDemoApps(last);
+  try {
+    await pointDemoAppsAt(app.core, server.origin);
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  const allow = app.core.outbound?.allow ?? [];
+  if (!allow.includes(DEMO_HOST)) app.core.outbound = { allow: [...allow, DEMO_HOST] };
+  log.info('demo mode: the demo apps answer on loopback', { demo_apps: server.origin });
+  const abort = new AbortController();
+  let playing: Promise<void> = Promise.resolve();
+  return {
+    origin: server.origin,
+    playHistory(deliver) {
+      playing = (async () => {
+        if (!(await history.demoHistoryMissing(app.core))) return;
+        const started = performance.now();
+        const r = await history.playDemoHistory(app.core, deliver, { signal: abort.signal });
+        if (r && !abort.signal.aborted) {
+          log.info('demo history recorded', { deliveries: r.deliveries, executions: r.executions, seconds: Math.round((performance.now() - started) / 100) / 10 });
+        }
+      })().catch((err: unknown) => {
+        if (!abort.signal.aborted) log.warn('demo history failed', errorFields(err));
+      });
+    },
+    async stopHistory() {
+      abort.abort();
+      await playing;
+    },
+    close: () => server.close(),
+  };
+}
+
 export function writeSecretFile(path: string, content: string): void {
   writeFileSync(path, content, { mode: 0o600 });
   chmodSync(path, 0o600);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
-import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring, type App } from './app.js';
+import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring, startDemo, type App, type DemoMode } from './app.js';
 import { DEFAULT_WORKER, Worker } from './engine/worker.js';
 import { NO_KEYRING } from './core/keyring.js';
 import { getMainTenant, initialize } from './core/tenants.js';
@@ -20,7 +20,8 @@ Usage:
   switchboard worker                   run automations only (PostgreSQL: any number beside serve)
   switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
                                        create the tenant, its system and sandbox accounts and the first admin
-  switchboard demo [--json]            seed Acme Fitness (30 linked studios), Boring Co and demo users
+  switchboard demo [--json]            seed Acme Fitness (30 linked studios), Boring Co, demo apps and demo users
+                                       (the next serve starts the demo apps and plays the demo's history)
   switchboard issue-token --email E [--name N] [--json]
                                        a new API token for a user (recovery by whoever runs the server)
   switchboard migrate                  apply database migrations
@@ -81,15 +82,24 @@ async function serve(config: Config): Promise<number> {
     allowedHosts: config.allowedHosts,
     allowedOrigins: config.allowedOrigins,
     webhookMaxBytes: config.webhookMaxBytes,
+    readyStallMs: config.readyStallSeconds * 1000,
   }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
     throw err;
   });
   app.core.publicBaseUrl ??= new URL(http.url).origin;
+  // the demo apps run where the worker runs (its http steps call them): before it starts
+  const demo = await demoFor(app, config);
   const worker = await startWorker(app, config);
   const url = config.publicUrl ? new URL('/mcp', config.publicUrl).toString() : http.url;
   log.info('switchboard listening', { mcp_url: url, database: app.database.kind });
+  if (demo) {
+    // the demo's deliveries go through this server's own /hooks/ URLs when it listens on loopback
+    const { coreDeliverer, httpDeliverer } = await import('./core/demo-history.js');
+    const loopback = /^(127\.0\.0\.1|localhost|::1)$/.test(config.host);
+    demo.playHistory(loopback ? httpDeliverer(new URL(http.url).origin) : coreDeliverer(app.core));
+  }
   process.stderr.write(
     `\nSwitchboard MCP endpoint: ${url}\n` +
       (app.database.kind === 'pglite'
@@ -97,10 +107,21 @@ async function serve(config: Config): Promise<number> {
         : `Tokens come from \`switchboard init\` and the create_user tool.\n\n`),
   );
   await waitForSignal();
+  await demo?.stopHistory();
   await http.close();
   await worker?.stop();
+  await demo?.close();
   await app.database.close();
   return 0;
+}
+
+/** Demo mode when the demo world is on this database and this process runs a worker (src/app.ts startDemo). */
+async function demoFor(app: App, config: Config): Promise<DemoMode | null> {
+  if (config.workers <= 0) return null;
+  return startDemo(app).catch(async (err: unknown) => {
+    await app.database.close();
+    throw err;
+  });
 }
 
 /** The in-process worker of serve and stdio (SWITCHBOARD_WORKERS executions at once; 0: none). */
@@ -154,11 +175,15 @@ async function stdio(config: Config): Promise<number> {
     process.stdin.once('end', () => resolve());
   });
   await server.connect(transport);
+  // the demo apps answer the demo automations' runs here too; the demo history is played by serve
+  const demo = await demoFor(app, config);
   const worker = await startWorker(app, config);
   log.info('switchboard stdio ready', { user: first.user.email, database: app.database.kind });
   await Promise.race([closed, waitForSignal()]);
+  await demo?.stopHistory();
   await server.close().catch(() => {});
   await worker?.stop();
+  await demo?.close();
   await app.database.close();
   return 0;
 }
@@ -215,6 +240,7 @@ async function demo(config: Config, args: string[]): Promise<number> {
     else {
       process.stdout.write(`Seeded ${r.accounts.map((a) => a.name + (a.children ? ` (${a.children} linked studios)` : '')).join(', ')}.\nUsers (tokens shown once):\n`);
       for (const u of r.users) process.stdout.write(`  ${u.email.padEnd(30)} ${u.about}\n    ${u.token}\n`);
+      process.stdout.write('The next `switchboard serve` starts the demo apps and plays the demo\'s history (docs/demo.md).\n');
     }
     return 0;
   } finally {

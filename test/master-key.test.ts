@@ -56,14 +56,14 @@ describe.runIf(testDbKind() === 'pglite')('master key (embedded database, real C
   it('the same key given in SWITCHBOARD_MASTER_KEY works as well as the file', async () => {
     const r = await runCli(['rotate-key', '--json'], { ...base, SWITCHBOARD_MASTER_KEY: readFileSync(keyFile, 'utf8').trim() });
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ resumed: false, total: 3, rotated: 3, changed_meanwhile: 0, retired_keys: 1 }) // with the demo's two;
+    expect(JSON.parse(r.stdout)).toMatchObject({ resumed: false, total: 8, rotated: 8, changed_meanwhile: 0, retired_keys: 1 }); // with the demo's seven
   });
 
   it('rotate-key reports progress, and the credentials still open afterwards', async () => {
     const r = await runCli(['rotate-key', '--batch-size', '1'], base);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/rotating to key [0-9a-f-]{36}: 3\/3/);
-    expect(r.stdout).toMatch(/re-encrypted 3 of 3 connections/);
+    expect(r.stderr).toMatch(/rotating to key [0-9a-f-]{36}: 8\/8/);
+    expect(r.stdout).toMatch(/re-encrypted 8 of 8 connections/);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
     const bad = await runCli(['rotate-key', '--batch-size', '0'], base);
     expect(bad.stderr).toMatch(/--batch-size must be a whole number/);

@@ -1,4 +1,3 @@
-import { targetWord } from './words.js';
 /**
  * How check_health turns one account's figures into a status and its reasons (the figures are
  * read by src/core/operations/health.ts). The thresholds:
@@ -32,6 +31,8 @@ import { targetWord } from './words.js';
  * Reason sentences carry figures, error codes, app slugs and times only: names, messages and
  * payload text are data and stay in fields.
  */
+
+import { targetWord } from './words.js';
 
 export const FAILING_RATE = 0.5;
 export const FAILING_MIN_FAILURES = 3;
