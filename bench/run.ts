@@ -28,6 +28,11 @@
  *      insert rate of the same PostgreSQL (../shared/bench/pg-insert-rate.sh 8 5, pgbench),
  *      measured in the same run; rotation rows/s is printed as a ratio to it.
  *
+ * Operations (bench/operations.ts, issue 9):
+ *   7. check_health and debug_webhook latency on an account with 1,000,000 executions and over
+ *      10,000 accounts; the cost of keeping the aggregates (executions/s with and without their
+ *      triggers). Runs last; alone with `npm run bench -- operations` (or BENCH_SECTION=operations).
+ *
  * PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) must be
  * allowed to create databases; each case gets a fresh one, dropped afterwards. When it does not
  * answer, the PostgreSQL cases are skipped. BENCH_RUNS (default 7) and BENCH_CALLS (default 1000)
@@ -51,6 +56,7 @@ import { adminUrl, createDatabase, dropLeftovers, probe } from './postgres.js';
 import { line, max, median, ms, note, now, us, verdict } from './stats.js';
 import { engineThroughput, type EngineResult } from './engine.js';
 import { ingestRate, type IngestResult } from './ingest.js';
+import { aggregatesCost, costReport, latencyReport, operationsLatency, OPS } from './operations.js';
 
 setLogLevel('warn');
 
@@ -94,6 +100,8 @@ const CRYPTO_PER_BATCH = 100;
 /** section 5: rotations of the same rows per database */
 const ROTATIONS = Math.min(RUNS, 3);
 const PG_INSERT_RATE = join(root, '..', 'shared', 'bench', 'pg-insert-rate.sh');
+/** `npm run bench -- operations` (or BENCH_SECTION=operations): that section alone */
+const SECTION = process.argv[2] ?? process.env.BENCH_SECTION ?? '';
 
 /** Things to undo even when a case fails or the run is interrupted. */
 const pending = new Set<() => Promise<unknown>>();
@@ -106,7 +114,7 @@ process.once('SIGINT', () => {
 });
 
 async function main(): Promise<void> {
-  if (!existsSync(cli)) {
+  if (!existsSync(cli) && SECTION !== 'operations') {
     line(`dist/cli.js is missing: run \`npm run build\` (npm run bench does).`);
     process.exitCode = 1;
     return;
@@ -118,6 +126,13 @@ async function main(): Promise<void> {
   line(pg.ok ? `PostgreSQL ${pg.version} at ${host}` : `PostgreSQL at ${host} does not answer (${pg.reason}): PostgreSQL cases skipped.`);
   if (pg.ok) await dropLeftovers().catch(() => {});
   const started = now();
+  if (SECTION === 'operations') {
+    await operationsSection(pg.ok, null);
+    line();
+    line(`Total benchmark time ${((now() - started) / 1000).toFixed(1)} s, load average now ${load()}.`);
+    return;
+  }
+  if (SECTION) line(`Unknown section '${SECTION}' (known: operations): running them all.`);
 
   // ---------------------------------------------------------------- 1. cold start
   line();
@@ -315,12 +330,59 @@ async function main(): Promise<void> {
     engineReport('PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
   });
 
+  await operationsSection(pg.ok, insertRate);
+
   line();
   line(`Total benchmark time ${((now() - started) / 1000).toFixed(1)} s (app connections, 3–5: ${((now() - connectionsStarted) / 1000).toFixed(1)} s), load average now ${load()} (other work on the machine skews the p99s).`);
   line(`Figures only: nothing here passes or fails a build.`);
   if (abortListenerWarnings) {
     note(`${abortListenerWarnings} MaxListenersExceededWarning(s) about abort listeners on the MCP HTTP client's shared AbortSignal were counted, not printed (SDK client + undici, not the server).`);
   }
+}
+
+/** 7. operations (bench/operations.ts): insertRate is section 5's, measured here when that did not run */
+async function operationsSection(pgOk: boolean, measured: number | null): Promise<void> {
+  const fmt = (n: number) => n.toLocaleString('en-US');
+  line();
+  line(`7. Operations: check_health and debug_webhook through a real MCP client (in-memory transport, this process; caller: the init admin, Switch Account),`);
+  line(`   ${OPS.calls} sequential calls per case (${OPS.allCalls} for scope 'all') after 20 warm-up; then the cost of keeping the aggregates`);
+  let insertRate = measured;
+  if (pgOk && insertRate === null) {
+    note('measuring the raw single-row insert rate of PostgreSQL (pgbench, 8 clients, 5 s)');
+    const r = await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5);
+    if (r.ok) insertRate = r.tps;
+    line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
+  }
+  const full = { executions: OPS.executions, accounts: OPS.accounts };
+  const onPostgres = async (label: string, fn: (url: string) => Promise<void>) => {
+    const db = await createDatabase(label);
+    const drop = () => db.drop();
+    pending.add(drop);
+    try {
+      await fn(db.url);
+    } finally {
+      await cleanup(drop);
+    }
+  };
+  if (pgOk) {
+    await guarded('operations latency, PostgreSQL', () =>
+      onPostgres('ops', async (url) => latencyReport('7a-c. PostgreSQL (fresh database, pool of 10)', await operationsLatency({ url, ...full, calls: OPS.calls }), full)),
+    );
+  }
+  await guarded('operations latency, PGlite', async () =>
+    latencyReport('7a-c. PGlite (data directory on disk, as `serve` uses it)', await operationsLatency({ ...full, calls: OPS.calls }), full),
+  );
+  line();
+  line(`7d. Keeping the aggregates: ${OPS.senders} senders POST webhooks through ingress for ${OPS.ingestSeconds} s (no worker), then one worker (32 at once) drains them`);
+  line(`    (transform → http POST to a local app, 1 in 20 answered 503 → transform); a warm-up round, then triggers ${OPS.rounds.map((t) => (t ? 'on' : 'off')).join(', ')} on the same database`);
+  if (pgOk) {
+    await guarded('aggregates cost, PostgreSQL', () =>
+      onPostgres('opscost', async (url) => costReport('PostgreSQL (fresh database)', await aggregatesCost({ url, senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate)),
+    );
+  }
+  await guarded('aggregates cost, PGlite', async () =>
+    costReport('PGlite (in memory; the raw insert rate is PostgreSQL\'s)', await aggregatesCost({ senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate),
+  );
 }
 
 function coldRow(label: string, runs: number[], target: number, nodeRef: number): void {

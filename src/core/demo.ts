@@ -11,7 +11,7 @@ import { shareConnection } from './connection-lifecycle.js';
 import { createAutomation, getRevision, resolveAutomation, updateAutomation } from './automations.js';
 import { createApp } from './apps.js';
 import type { Definition } from './automation-definition.js';
-import { DEMO_HOST, freeDemoPort, LEDGER_PATH, LEDGER_PREFIX, MINDBODY_LIVE_PREFIX, MINDBODY_PATH, MINDBODY_REVOKED_PREFIX } from '../http/demo-apps.js';
+import { DEMO_HOST, freeDemoPort, LEDGER_PATH, LEDGER_PREFIX, MINDBODY_LIVE_PREFIX, MINDBODY_PATH, MINDBODY_REVOKED_PREFIX } from './demo-apps-spec.js';
 
 export const STUDIO_COUNT = 30;
 /** the studios whose own Mindbody key was revoked: their bookings fail with 401 (then connection_expired) */

@@ -9,7 +9,7 @@ import { countAuthFailure, DEFAULT_AUTH_FAILURE_LIMIT, resetAuthFailures } from 
 import { OutboundError, send, type OutboundResponse } from './outbound.js';
 import { expressionGuard, StepError, type StepContext, type StepResult } from './step-context.js';
 import { render } from './expressions.js';
-import { appLabel, metricsOf, statusClass } from '../http/metrics.js';
+import { appLabel, metricsOf, statusClass } from './metrics.js';
 
 /**
  * The http step: render the request from the expression document, add the credentials of the

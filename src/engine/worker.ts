@@ -17,7 +17,7 @@ import { GroupCommit } from '../core/group-commit.js';
 import { TtlCache } from '../core/ttl-cache.js';
 import { log, errorFields } from '../log.js';
 import { storable, storableText } from '../core/storable.js';
-import { metricsOf } from '../http/metrics.js';
+import { metricsOf } from './metrics.js';
 
 /**
  * The execution engine's worker. PostgreSQL is the queue: `executions` rows with status queued

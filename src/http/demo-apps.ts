@@ -19,12 +19,9 @@ import { log } from '../log.js';
  * revoked) is refused with 401; a ledger token must start with `demo-ledger-`.
  */
 
-export const DEMO_HOST = '127.0.0.1';
-export const MINDBODY_LIVE_PREFIX = 'demo-mb-live-';
-export const MINDBODY_REVOKED_PREFIX = 'demo-mb-revoked-';
-export const LEDGER_PREFIX = 'demo-ledger-';
-export const MINDBODY_PATH = '/mindbody/public/v6';
-export const LEDGER_PATH = '/ledger/v1';
+import { DEMO_HOST, LEDGER_PATH, LEDGER_PREFIX, MINDBODY_LIVE_PREFIX, MINDBODY_PATH } from '../core/demo-apps-spec.js';
+
+export { DEMO_HOST } from '../core/demo-apps-spec.js';
 
 const MAX_BODY = 64 * 1024;
 /** Idempotency-Keys the ledger remembers (an entry sent again with its key is answered as before, not booked twice) */
@@ -153,15 +150,4 @@ export async function startDemoApps(port = 0): Promise<DemoAppsServer> {
 function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** A port free on 127.0.0.1 right now: where the demo seed points the demo apps before they first run. */
-export async function freeDemoPort(): Promise<number> {
-  const s = createServer();
-  const port = await new Promise<number>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(0, DEMO_HOST, () => resolve((s.address() as AddressInfo).port));
-  });
-  await new Promise((r) => s.close(r));
-  return port;
 }

@@ -14,8 +14,8 @@ import { handlePage } from './pages.js';
 import { readBody, readBodyBytes } from './body.js';
 import { receiveDelivery } from '../core/webhooks.js';
 import { RequestGuard } from './request-guard.js';
-import { metricsOf, metricsText } from './metrics.js';
-import { checkReadiness, DEFAULT_READY_STALL_MS } from './readiness.js';
+import { metricsOf, metricsText } from '../engine/metrics.js';
+import { checkReadiness, DEFAULT_READY_STALL_MS } from '../engine/readiness.js';
 
 const MAX_BODY = 1024 * 1024;
 const SESSION_IDLE_MS = 60 * 60 * 1000;

@@ -166,21 +166,22 @@ async function readAll(q: Reader, cov: Coverage, hours: number, figures: Map<str
     };
   }
 
-  // 3. silence: automations with no delivery in the window, against their own earlier windows
-  // (only those candidates' history is read, through delivery_stats_automation)
+  // 3. silence: automations with no delivery in the window, against their own earlier windows:
+  // one grouped scan of delivery_stats over the window and the SILENCE_WINDOWS before it (k = 0
+  // for the current window, 1.. for those before), names joined for the few silent ones only
   const silent = await q<Record<string, unknown>>(sql`
-    with cand as (
-      select au.id, au.account_id, au.name from automations au
-      where ${cov.where('au')}
-        and not exists (select 1 from delivery_stats d where d.account_id = au.account_id and d.automation_id = au.id and d.hour >= ${W0} and d.received > 0)),
-    b as (
-      select c.account_id, c.id, c.name, ceil(extract(epoch from (${W0} - d.hour)) / ${hours * 3600})::int as k, sum(d.received)::int as r
-      from cand c join delivery_stats d on d.automation_id = c.id and d.account_id = c.account_id
-      where d.hour >= ${wk(hours, SILENCE_WINDOWS)} and d.hour < ${W0}
-      group by c.account_id, c.id, c.name, k)
-    select account_id, id, name, (sum(r)::float8 / ${SILENCE_WINDOWS}) as baseline, count(*) filter (where r >= ${SILENCE_MIN_PER_WINDOW})::int as windows
-    from b group by account_id, id, name
-    having count(*) filter (where r >= ${SILENCE_MIN_PER_WINDOW}) >= ${SILENCE_MIN_WINDOWS}`);
+    with b as (
+      select d.account_id, d.automation_id, ceil(extract(epoch from (${W0} - d.hour)) / ${hours * 3600})::int as k, sum(d.received)::int as r
+      from delivery_stats d
+      where ${cov.where('d')} and d.hour >= ${wk(hours, SILENCE_WINDOWS)}
+      group by 1, 2, 3),
+    s as (
+      select account_id, automation_id, (coalesce(sum(r) filter (where k >= 1), 0)::float8 / ${SILENCE_WINDOWS}) as baseline,
+        count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW})::int as windows
+      from b group by account_id, automation_id
+      having coalesce(sum(r) filter (where k <= 0), 0) = 0 and count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW}) >= ${SILENCE_MIN_WINDOWS})
+    select s.account_id, s.automation_id as id, au.name, s.baseline, s.windows
+    from s join automations au on au.id = s.automation_id`);
   for (const r of silent) of(r.account_id)?.silent_automations.push({ id: String(r.id), name: (r.name as string | null) ?? null, baseline: num(r.baseline), windows: num(r.windows) });
 
   // 4. open failure groups, per account and fingerprint, the largest first
