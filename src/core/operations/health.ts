@@ -5,7 +5,7 @@ import type { Caller } from '../users.js';
 import type { Grant } from '../access.js';
 import type { OperationsScope } from './visibility.js';
 import { rowsOf } from '../../db/client.js';
-import { coverage, date, json, num, type Coverage, type Reader } from './coverage.js';
+import { coverage, date, json, num, uuidArray, type Coverage, type Reader } from './coverage.js';
 import {
   FAILING_RATE,
   SILENCE_MIN_PER_WINDOW,
@@ -22,7 +22,7 @@ import {
 /**
  * check_health: per account a status with its reasons and figures (the rules and thresholds are
  * in health-rules.ts), read ONLY from the hourly aggregates (execution_stats, delivery_stats),
- * failure_groups and indexed queries — eight statements (seven grouped reads and the clock) for the whole scope, whatever its
+ * failure_groups and indexed queries — at most eight statements (six grouped reads, the silent automations' names and the clock) for the whole scope, whatever its
  * size, never a query per account and never a row of executions loaded.
  *
  * Windows are hour buckets (the aggregates' unit), by the database's clock. A window of H hours
@@ -148,15 +148,35 @@ async function readAll(q: Reader, cov: Coverage, hours: number, figures: Map<str
     }));
   }
 
-  // 2. deliveries in the window (and how many the window before), per account
+  // 2 and 3. deliveries and silence in one grouped scan of delivery_stats over the window and the
+  // SILENCE_WINDOWS before it: k = 0 (or below, a bucket ahead of the clock) for the current
+  // window, 1 for the window before, up to SILENCE_WINDOWS. Per account the window's sums and the
+  // silent automations (none delivered now, at least SILENCE_MIN_WINDOWS earlier windows with
+  // SILENCE_MIN_PER_WINDOW or more); their names are read afterwards for those few only.
   const deliveries = await q<Record<string, unknown>>(sql`
+    with b as (
+      select d.account_id, d.automation_id, ceil(extract(epoch from (${W0} - d.hour)) / ${hours * 3600})::int as k,
+        sum(d.received)::int as r, sum(d.accepted)::int as accepted, sum(d.routed)::int as routed, sum(d.unrouted)::int as unrouted,
+        sum(d.duplicate)::int as duplicate, sum(d.rejected)::int as rejected, sum(d.recorded)::int as recorded
+      from delivery_stats d
+      where ${cov.where('d')} and d.hour >= ${wk(hours, SILENCE_WINDOWS)}
+      group by 1, 2, 3),
+    s as (
+      select account_id, automation_id,
+        coalesce(sum(r) filter (where k <= 0), 0) as r0, coalesce(sum(accepted) filter (where k <= 0), 0) as accepted,
+        coalesce(sum(routed) filter (where k <= 0), 0) as routed, coalesce(sum(unrouted) filter (where k <= 0), 0) as unrouted,
+        coalesce(sum(duplicate) filter (where k <= 0), 0) as duplicate, coalesce(sum(rejected) filter (where k <= 0), 0) as rejected,
+        coalesce(sum(recorded) filter (where k <= 0), 0) as recorded, coalesce(sum(r) filter (where k = 1), 0) as r1,
+        coalesce(sum(r) filter (where k >= 1), 0)::float8 / ${SILENCE_WINDOWS} as baseline,
+        count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW})::int as windows
+      from b group by account_id, automation_id)
     select account_id,
-      coalesce(sum(received) filter (where hour >= ${W0}), 0)::int as received, coalesce(sum(accepted) filter (where hour >= ${W0}), 0)::int as accepted,
-      coalesce(sum(routed) filter (where hour >= ${W0}), 0)::int as routed, coalesce(sum(unrouted) filter (where hour >= ${W0}), 0)::int as unrouted,
-      coalesce(sum(duplicate) filter (where hour >= ${W0}), 0)::int as duplicate, coalesce(sum(rejected) filter (where hour >= ${W0}), 0)::int as rejected,
-      coalesce(sum(recorded) filter (where hour >= ${W0}), 0)::int as recorded, coalesce(sum(received) filter (where hour < ${W0}), 0)::int as previous_received
-    from delivery_stats d where ${cov.where('d')} and hour >= ${W1}
-    group by account_id`);
+      sum(r0)::int as received, sum(accepted)::int as accepted, sum(routed)::int as routed, sum(unrouted)::int as unrouted,
+      sum(duplicate)::int as duplicate, sum(rejected)::int as rejected, sum(recorded)::int as recorded, sum(r1)::int as previous_received,
+      coalesce(json_agg(json_build_object('id', automation_id, 'baseline', baseline, 'windows', windows))
+        filter (where r0 = 0 and windows >= ${SILENCE_MIN_WINDOWS}), '[]') as silent
+    from s group by account_id`);
+  const silentIds: string[] = [];
   for (const r of deliveries) {
     const f = of(r.account_id);
     if (!f) continue;
@@ -164,25 +184,17 @@ async function readAll(q: Reader, cov: Coverage, hours: number, figures: Map<str
       received: num(r.received), accepted: num(r.accepted), routed: num(r.routed), unrouted: num(r.unrouted),
       duplicate: num(r.duplicate), rejected: num(r.rejected), recorded: num(r.recorded), previous_received: num(r.previous_received),
     };
+    for (const a of json<{ id: string; baseline: number; windows: number }[]>(r.silent)) {
+      f.silent_automations.push({ id: a.id, name: null, baseline: num(a.baseline), windows: num(a.windows) });
+      silentIds.push(a.id);
+    }
   }
-
-  // 3. silence: automations with no delivery in the window, against their own earlier windows:
-  // one grouped scan of delivery_stats over the window and the SILENCE_WINDOWS before it (k = 0
-  // for the current window, 1.. for those before), names joined for the few silent ones only
-  const silent = await q<Record<string, unknown>>(sql`
-    with b as (
-      select d.account_id, d.automation_id, ceil(extract(epoch from (${W0} - d.hour)) / ${hours * 3600})::int as k, sum(d.received)::int as r
-      from delivery_stats d
-      where ${cov.where('d')} and d.hour >= ${wk(hours, SILENCE_WINDOWS)}
-      group by 1, 2, 3),
-    s as (
-      select account_id, automation_id, (coalesce(sum(r) filter (where k >= 1), 0)::float8 / ${SILENCE_WINDOWS}) as baseline,
-        count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW})::int as windows
-      from b group by account_id, automation_id
-      having coalesce(sum(r) filter (where k <= 0), 0) = 0 and count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW}) >= ${SILENCE_MIN_WINDOWS})
-    select s.account_id, s.automation_id as id, au.name, s.baseline, s.windows
-    from s join automations au on au.id = s.automation_id`);
-  for (const r of silent) of(r.account_id)?.silent_automations.push({ id: String(r.id), name: (r.name as string | null) ?? null, baseline: num(r.baseline), windows: num(r.windows) });
+  if (silentIds.length) {
+    const names = new Map(
+      (await q<{ id: string; name: string | null }>(sql`select id, name from automations where id = any(${uuidArray(silentIds)}::uuid[])`)).map((r) => [String(r.id), r.name]),
+    );
+    for (const f of figures.values()) for (const a of f.silent_automations) a.name = names.get(a.id) ?? null;
+  }
 
   // 4. open failure groups, per account and fingerprint, the largest first
   const groups = await q<Record<string, unknown>>(sql`
