@@ -13,6 +13,7 @@ import { runStep, StepError, type ExpressionDoc } from './steps.js';
 import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
 import { schedulePruning } from './retention.js';
+import { scheduleRollups } from '../core/operations/health-rollup.js';
 import { GroupCommit } from '../core/group-commit.js';
 import { TtlCache } from '../core/ttl-cache.js';
 import { log, errorFields } from '../log.js';
@@ -77,6 +78,7 @@ export class Worker {
   private loop: Promise<void> | null = null;
   private lastRecovery = 0;
   private stopPruning: (() => void) | null = null;
+  private stopRollups: (() => void) | null = null;
   private readonly services: StepServices;
 
   constructor(
@@ -99,6 +101,7 @@ export class Worker {
       }
     }
     if (this.opts.retentionDays) this.stopPruning = schedulePruning(this.core, this.opts.retentionDays);
+    this.stopRollups = scheduleRollups(this.core);
     this.loop = this.run();
   }
 
@@ -108,6 +111,7 @@ export class Worker {
     this.running = false;
     metricsOf(this.core).workers.dec();
     this.stopPruning?.();
+    this.stopRollups?.();
     this.nudge();
     await this.loop;
     await this.unlisten?.().catch(() => {});

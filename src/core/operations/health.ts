@@ -1,4 +1,4 @@
-import { sql, type SQL } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Core } from '../core.js';
 import type { Account } from '../accounts.js';
 import type { Caller } from '../users.js';
@@ -6,11 +6,10 @@ import type { Grant } from '../access.js';
 import type { OperationsScope } from './visibility.js';
 import { rowsOf } from '../../db/client.js';
 import { coverage, date, json, num, uuidArray, type Coverage, type Reader } from './coverage.js';
+import { baseOf, clockAndRollup, liveEdge, noteRequested, refreshRollup, storedBase } from './health-rollup.js';
 import {
   FAILING_RATE,
-  SILENCE_MIN_PER_WINDOW,
   SILENCE_MIN_WINDOWS,
-  SILENCE_WINDOWS,
   causeOf,
   judge,
   rateOf,
@@ -21,9 +20,11 @@ import {
 
 /**
  * check_health: per account a status with its reasons and figures (the rules and thresholds are
- * in health-rules.ts), read ONLY from the hourly aggregates (execution_stats, delivery_stats),
- * failure_groups and indexed queries — at most eight statements (six grouped reads, the silent automations' names and the clock) for the whole scope, whatever its
- * size, never a query per account and never a row of executions loaded.
+ * in health-rules.ts), read ONLY from the hourly aggregates (execution_stats, delivery_stats,
+ * through the tenant's roll-up when it is current: health-rollup.ts), failure_groups and indexed
+ * queries — seven statements (the clock, five grouped reads, the names of the failing and silent
+ * automations) for the whole scope, whatever its size, plus the roll-up's upkeep on a fleet-wide
+ * read; never a query per account and never a row of executions loaded.
  *
  * Windows are hour buckets (the aggregates' unit), by the database's clock. A window of H hours
  * ('1h' = 1, '24h' = 24, '7d' = 168) is the current, partial hour bucket and the H full buckets
@@ -70,7 +71,7 @@ export async function checkHealth(
   const cov = await coverage(core, caller, account, grant, input.scope ?? 'account');
   const hours = WINDOW_HOURS[window];
   const figures = new Map<string, Figures>(cov.accounts.map((a) => [a.id, empty()]));
-  const bounds = cov.accounts.length ? await cov.read((q) => readAll(q, cov, hours, figures)) : await clock(core, hours);
+  const bounds = cov.accounts.length ? await cov.read((q) => readAll(core, q, cov, hours, figures)) : await clock(core, hours);
 
   const rows: AccountHealth[] = cov.accounts.map((a) => {
     const f = figures.get(a.id)!;
@@ -100,100 +101,89 @@ function empty(): Figures {
   };
 }
 
-/** the window's first bucket (w0) and the previous window's (w1), from the database's clock */
-const w0 = (hours: number): SQL => sql`(date_trunc('hour', now()) - ${hours} * interval '1 hour')`;
-const wk = (hours: number, k: number): SQL => sql`(date_trunc('hour', now()) - ${hours * (k + 1)} * interval '1 hour')`;
-
 async function clock(core: Core, hours: number): Promise<{ from: Date; previousFrom: Date }> {
-  const [r] = rowsOf<{ from: unknown; previous: unknown }>(await core.db.execute(sql`select ${w0(hours)} as from, ${wk(hours, 1)} as previous`));
-  return { from: date(r!.from)!, previousFrom: date(r!.previous)! };
+  const [r] = rowsOf<{ as_of: unknown }>(await core.db.execute(sql`select date_trunc('hour', now()) as as_of`));
+  return bounds(date(r!.as_of)!, hours);
 }
 
-async function readAll(q: Reader, cov: Coverage, hours: number, figures: Map<string, Figures>): Promise<{ from: Date; previousFrom: Date }> {
-  const of = (id: unknown) => figures.get(String(id));
-  const W0 = w0(hours);
-  const W1 = wk(hours, 1);
+const bounds = (asOf: Date, hours: number) => ({ from: new Date(asOf.getTime() - hours * HOUR), previousFrom: new Date(asOf.getTime() - 2 * hours * HOUR) });
+const HOUR = 3_600_000;
 
-  // 1. finished runs: the window and the one before, per account; failing automations as a list
-  const runs = await q<Record<string, unknown>>(sql`
-    with a as (
+async function readAll(core: Core, q: Reader, cov: Coverage, hours: number, figures: Map<string, Figures>): Promise<{ from: Date; previousFrom: Date }> {
+  const of = (id: unknown) => figures.get(String(id));
+
+  // 0. the clock, and the hour the tenant's roll-up of this window is as of (health-rollup.ts).
+  // A fleet-wide read brings the roll-up up to the hour when it is not; a smaller one uses it
+  // only when it already is, and otherwise sums its own accounts' buckets.
+  const { asOf, rollupAsOf } = await clockAndRollup(q, core.tenantId, hours);
+  let stored = rollupAsOf?.getTime() === asOf.getTime();
+  if (!stored && cov.privileged) {
+    await refreshRollup(core, hours, asOf, true);
+    stored = true;
+  } else if (stored && cov.privileged) {
+    await noteRequested(core, hours);
+  }
+  const base = stored ? storedBase(cov.where, hours, asOf) : baseOf(cov.where, hours, asOf);
+  const edge = liveEdge(asOf);
+
+  // 1–3. runs, deliveries and silence in one statement: per automation the base (behind the live
+  // edge) plus its live buckets, then per account the window's sums, the failing automations and
+  // the silent ones (none delivered in the window, SILENCE_MIN_WINDOWS earlier windows with
+  // SILENCE_MIN_PER_WINDOW or more); the names of those few are read afterwards.
+  const rows = await q<Record<string, unknown>>(sql`
+    with u as (
+      ${base}
+      union all
+      select account_id, automation_id, sum(succeeded), sum(failed), sum(filtered), sum(cancelled), sum(throttled), 0, 0,
+        max(last_success_at), max(last_failure_at), 0, 0, 0, 0, 0, 0, 0, 0, 0::float8, 0
+      from execution_stats x where ${cov.where('x')} and hour >= ${edge} group by account_id, automation_id
+      union all
+      select account_id, automation_id, 0, 0, 0, 0, 0, 0, 0, null::timestamptz, null::timestamptz,
+        sum(received), sum(accepted), sum(routed), sum(unrouted), sum(duplicate), sum(rejected), sum(recorded), 0, 0::float8, 0
+      from delivery_stats y where ${cov.where('y')} and hour >= ${edge} group by account_id, automation_id),
+    m as (
       select account_id, automation_id,
-        coalesce(sum(succeeded) filter (where hour >= ${W0}), 0) as s0, coalesce(sum(failed) filter (where hour >= ${W0}), 0) as f0,
-        coalesce(sum(filtered) filter (where hour >= ${W0}), 0) as x0, coalesce(sum(cancelled) filter (where hour >= ${W0}), 0) as c0,
-        coalesce(sum(throttled) filter (where hour >= ${W0}), 0) as t0,
-        coalesce(sum(succeeded) filter (where hour < ${W0}), 0) as s1, coalesce(sum(failed) filter (where hour < ${W0}), 0) as f1,
-        max(last_success_at) as ls, max(last_failure_at) as lf
-      from execution_stats e where ${cov.where('e')} and hour >= ${W1}
-      group by account_id, automation_id)
-    select a.account_id, sum(s0)::int as s0, sum(f0)::int as f0, sum(x0)::int as x0, sum(c0)::int as c0, sum(t0)::int as t0,
+        sum(succeeded) as s0, sum(failed) as f0, sum(filtered) as x0, sum(cancelled) as c0, sum(throttled) as t0,
+        sum(previous_succeeded) as s1, sum(previous_failed) as f1, max(last_success_at) as ls, max(last_failure_at) as lf,
+        sum(received) as r0, sum(accepted) as accepted, sum(routed) as routed, sum(unrouted) as unrouted, sum(duplicate) as duplicate,
+        sum(rejected) as rejected, sum(recorded) as recorded, sum(previous_received) as r1,
+        sum(baseline) as baseline, sum(baseline_windows) as windows
+      from u group by account_id, automation_id)
+    select account_id, sum(s0)::int as s0, sum(f0)::int as f0, sum(x0)::int as x0, sum(c0)::int as c0, sum(t0)::int as t0,
       sum(s1)::int as s1, sum(f1)::int as f1, max(ls) as ls, max(lf) as lf,
-      coalesce(json_agg(json_build_object('id', a.automation_id, 'name', au.name, 's', s0, 'f', f0, 'ls', ls, 'lf', lf))
-        filter (where f0 > 0 and (ls is null or lf > ls or f0 >= ${FAILING_RATE}::float8 * (s0 + f0))), '[]') as failing
-    from a left join automations au on au.id = a.automation_id
-    group by a.account_id`);
-  for (const r of runs) {
+      sum(r0)::int as received, sum(accepted)::int as accepted, sum(routed)::int as routed, sum(unrouted)::int as unrouted,
+      sum(duplicate)::int as duplicate, sum(rejected)::int as rejected, sum(recorded)::int as recorded, sum(r1)::int as previous_received,
+      coalesce(json_agg(json_build_object('id', automation_id, 's', s0, 'f', f0, 'ls', ls, 'lf', lf))
+        filter (where f0 > 0 and (ls is null or lf > ls or f0 >= ${FAILING_RATE}::float8 * (s0 + f0))), '[]') as failing,
+      coalesce(json_agg(json_build_object('id', automation_id, 'baseline', baseline, 'windows', windows))
+        filter (where r0 = 0 and windows >= ${SILENCE_MIN_WINDOWS}), '[]') as silent
+    from m group by account_id`);
+  const named: string[] = [];
+  for (const r of rows) {
     const f = of(r.account_id);
     if (!f) continue;
     f.runs = { succeeded: num(r.s0), failed: num(r.f0), filtered: num(r.x0), cancelled: num(r.c0), throttled: num(r.t0), failure_rate: rateOf(num(r.s0), num(r.f0)) };
     f.previous = { succeeded: num(r.s1), failed: num(r.f1), failure_rate: rateOf(num(r.s1), num(r.f1)) };
     f.last_success_at = date(r.ls);
     f.last_failure_at = date(r.lf);
-    f.failing_automations = json<{ id: string; name: string | null; s: number; f: number; ls: string | null; lf: string | null }[]>(r.failing).map((a) => ({
-      id: a.id,
-      name: a.name,
-      succeeded: num(a.s),
-      failed: num(a.f),
-      last_success_at: date(a.ls),
-      last_failure_at: date(a.lf),
-    }));
-  }
-
-  // 2 and 3. deliveries and silence in one grouped scan of delivery_stats over the window and the
-  // SILENCE_WINDOWS before it: k = 0 (or below, a bucket ahead of the clock) for the current
-  // window, 1 for the window before, up to SILENCE_WINDOWS. Per account the window's sums and the
-  // silent automations (none delivered now, at least SILENCE_MIN_WINDOWS earlier windows with
-  // SILENCE_MIN_PER_WINDOW or more); their names are read afterwards for those few only.
-  const deliveries = await q<Record<string, unknown>>(sql`
-    with b as (
-      select d.account_id, d.automation_id, ceil(extract(epoch from (${W0} - d.hour)) / ${hours * 3600})::int as k,
-        sum(d.received)::int as r, sum(d.accepted)::int as accepted, sum(d.routed)::int as routed, sum(d.unrouted)::int as unrouted,
-        sum(d.duplicate)::int as duplicate, sum(d.rejected)::int as rejected, sum(d.recorded)::int as recorded
-      from delivery_stats d
-      where ${cov.where('d')} and d.hour >= ${wk(hours, SILENCE_WINDOWS)}
-      group by 1, 2, 3),
-    s as (
-      select account_id, automation_id,
-        coalesce(sum(r) filter (where k <= 0), 0) as r0, coalesce(sum(accepted) filter (where k <= 0), 0) as accepted,
-        coalesce(sum(routed) filter (where k <= 0), 0) as routed, coalesce(sum(unrouted) filter (where k <= 0), 0) as unrouted,
-        coalesce(sum(duplicate) filter (where k <= 0), 0) as duplicate, coalesce(sum(rejected) filter (where k <= 0), 0) as rejected,
-        coalesce(sum(recorded) filter (where k <= 0), 0) as recorded, coalesce(sum(r) filter (where k = 1), 0) as r1,
-        coalesce(sum(r) filter (where k >= 1), 0)::float8 / ${SILENCE_WINDOWS} as baseline,
-        count(*) filter (where k >= 1 and r >= ${SILENCE_MIN_PER_WINDOW})::int as windows
-      from b group by account_id, automation_id)
-    select account_id,
-      sum(r0)::int as received, sum(accepted)::int as accepted, sum(routed)::int as routed, sum(unrouted)::int as unrouted,
-      sum(duplicate)::int as duplicate, sum(rejected)::int as rejected, sum(recorded)::int as recorded, sum(r1)::int as previous_received,
-      coalesce(json_agg(json_build_object('id', automation_id, 'baseline', baseline, 'windows', windows))
-        filter (where r0 = 0 and windows >= ${SILENCE_MIN_WINDOWS}), '[]') as silent
-    from s group by account_id`);
-  const silentIds: string[] = [];
-  for (const r of deliveries) {
-    const f = of(r.account_id);
-    if (!f) continue;
     f.deliveries = {
       received: num(r.received), accepted: num(r.accepted), routed: num(r.routed), unrouted: num(r.unrouted),
       duplicate: num(r.duplicate), rejected: num(r.rejected), recorded: num(r.recorded), previous_received: num(r.previous_received),
     };
+    for (const a of json<{ id: string; s: number; f: number; ls: string | null; lf: string | null }[]>(r.failing)) {
+      f.failing_automations.push({ id: a.id, name: null, succeeded: num(a.s), failed: num(a.f), last_success_at: date(a.ls), last_failure_at: date(a.lf) });
+      named.push(a.id);
+    }
     for (const a of json<{ id: string; baseline: number; windows: number }[]>(r.silent)) {
       f.silent_automations.push({ id: a.id, name: null, baseline: num(a.baseline), windows: num(a.windows) });
-      silentIds.push(a.id);
+      named.push(a.id);
     }
   }
-  if (silentIds.length) {
+  if (named.length) {
     const names = new Map(
-      (await q<{ id: string; name: string | null }>(sql`select id, name from automations where id = any(${uuidArray(silentIds)}::uuid[])`)).map((r) => [String(r.id), r.name]),
+      (await q<{ id: string; name: string | null }>(sql`select id, name from automations where id = any(${uuidArray([...new Set(named)])}::uuid[])`)).map((r) => [String(r.id), r.name]),
     );
-    for (const f of figures.values()) for (const a of f.silent_automations) a.name = names.get(a.id) ?? null;
+    for (const f of figures.values()) for (const a of [...f.failing_automations, ...f.silent_automations]) a.name = names.get(a.id) ?? null;
   }
 
   // 4. open failure groups, per account and fingerprint, the largest first
@@ -250,6 +240,5 @@ async function readAll(q: Reader, cov: Coverage, hours: number, figures: Map<str
     const f = of(r.id);
     if (f) f.queue_lag_seconds = Math.max(0, num(r.lag));
   }
-  const [b] = await q<Record<string, unknown>>(sql`select ${W0} as from, ${W1} as previous`);
-  return { from: date(b!.from)!, previousFrom: date(b!.previous)! };
+  return bounds(asOf, hours);
 }

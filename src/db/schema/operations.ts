@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { pgTable, uuid, text, timestamp, integer, index, primaryKey, check } from 'drizzle-orm/pg-core';
+import { pgTable, uuid, text, timestamp, integer, doublePrecision, index, primaryKey, check } from 'drizzle-orm/pg-core';
 import { accounts, tenants } from './tenancy.js';
 import { automations } from './automations.js';
 
@@ -47,6 +47,58 @@ export const deliveryStats = pgTable('delivery_stats', {
   primaryKey({ columns: [t.accountId, t.hour, t.automationId] }),
   index('delivery_stats_automation').on(t.automationId, t.hour),
   index('delivery_stats_hour').on(t.hour),
+]);
+
+/**
+ * check_health's roll-up of the hourly aggregates (src/core/operations/health-rollup.ts): for one
+ * tenant and window size, as of one hour, per account and automation the sums of the buckets
+ * that can no longer change (before the live edge, the hour before as_of), so a fleet-wide read
+ * adds two live buckets per automation to one stored row instead of summing up to 840 hourly
+ * rows. A row of health_rollups says which as_of the rows are for; it is set to the epoch (and
+ * the rows go unread) when a bucket behind the live edge is written (drizzle/0022).
+ */
+export const healthRollups = pgTable('health_rollups', {
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  windowHours: integer('window_hours').notNull(),
+  asOf: timestamp('as_of', { withTimezone: true }).notNull(),
+  computedAt: timestamp('computed_at', { withTimezone: true }).notNull().defaultNow(),
+  /** the last time a fleet-wide read computed or used it (at most one write an hour): the worker keeps it current a day after */
+  requestedAt: timestamp('requested_at', { withTimezone: true }).notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.tenantId, t.windowHours] })]);
+
+export const healthRollupRows = pgTable('health_rollup_rows', {
+  tenantId: uuid('tenant_id').notNull().references(() => tenants.id),
+  windowHours: integer('window_hours').notNull(),
+  accountId: uuid('account_id').notNull().references(() => accounts.id, { onDelete: 'cascade' }),
+  automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
+  asOf: timestamp('as_of', { withTimezone: true }).notNull(),
+  /** runs in the window (before the live edge) and in the window before */
+  succeeded: integer('succeeded').notNull().default(0),
+  failed: integer('failed').notNull().default(0),
+  filtered: integer('filtered').notNull().default(0),
+  cancelled: integer('cancelled').notNull().default(0),
+  throttled: integer('throttled').notNull().default(0),
+  previousSucceeded: integer('previous_succeeded').notNull().default(0),
+  previousFailed: integer('previous_failed').notNull().default(0),
+  lastSuccessAt: timestamp('last_success_at', { withTimezone: true }),
+  lastFailureAt: timestamp('last_failure_at', { withTimezone: true }),
+  /** deliveries in the window (before the live edge), in the window before, and the silence baseline */
+  received: integer('received').notNull().default(0),
+  accepted: integer('accepted').notNull().default(0),
+  routed: integer('routed').notNull().default(0),
+  unrouted: integer('unrouted').notNull().default(0),
+  duplicate: integer('duplicate').notNull().default(0),
+  rejected: integer('rejected').notNull().default(0),
+  recorded: integer('recorded').notNull().default(0),
+  previousReceived: integer('previous_received').notNull().default(0),
+  /** mean deliveries per window over the SILENCE_WINDOWS before, and how many had SILENCE_MIN_PER_WINDOW */
+  baseline: doublePrecision('baseline').notNull().default(0),
+  baselineWindows: integer('baseline_windows').notNull().default(0),
+}, (t) => [
+  primaryKey({ columns: [t.tenantId, t.windowHours, t.accountId, t.automationId] }),
+  // deleting an account or an automation cascades here
+  index('health_rollup_rows_account').on(t.accountId),
+  index('health_rollup_rows_automation').on(t.automationId),
 ]);
 
 /**
