@@ -141,7 +141,7 @@ export interface DemoMode {
  * Demo mode, when this database holds the demo world (its demo apps exist): start the demo apps
  * on 127.0.0.1 (on the port of the last start when free; else another one, and the demo apps and
  * automations are pointed there), and let http steps of this process call that address — the
- * outbound guard allows loopback here and only here, never as a default. Null when the demo
+ * outbound guard allows their port here and only here, never as a default. Null when the demo
  * world is not seeded: nothing changes.
  */
 export async function startDemo(app: App): Promise<DemoMode | null> {
@@ -158,8 +158,9 @@ export async function startDemo(app: App): Promise<DemoMode | null> {
     await server.close();
     throw err;
   }
-  const allow = app.core.outbound?.allow ?? [];
-  if (!allow.includes(DEMO_HOST)) app.core.outbound = { allow: [...allow, DEMO_HOST] };
+  // exactly the demo apps' port, never the rest of loopback where other local services listen; the
+  // demo apps are the only endpoints allowed this way, so a new start replaces the last one's port
+  app.core.outbound = { ...(app.core.outbound ?? { allow: [] }), allowEndpoints: [`${DEMO_HOST}:${server.port}`] };
   log.info('demo mode: the demo apps answer on loopback', { demo_apps: server.origin });
   const abort = new AbortController();
   let playing: Promise<void> = Promise.resolve();

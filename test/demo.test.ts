@@ -9,6 +9,7 @@ import { DEMO_AUTOMATIONS, REVOKED_STUDIOS, STUDIO_COUNT, demoAppsOf, seedDemo }
 import { demoHistoryMissing, httpDeliverer, coreDeliverer, playDemoHistory, NEW_PAYMENTS, OLD_PAYMENTS, SANDBOX_PER_PHASE, type DemoHistory } from '../src/core/demo-history.js';
 import { webhookToken } from '../src/core/webhooks.js';
 import { startDemo, type DemoMode } from '../src/app.js';
+import { addressRefusal } from '../src/engine/outbound.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { Worker } from '../src/engine/worker.js';
 import { accounts, automations, executions, failureGroups, webhookDeliveries } from '../src/db/schema/index.js';
@@ -68,6 +69,7 @@ afterAll(async () => {
 describe('the demo world', () => {
   it('the outbound guard refuses the demo apps while demo mode is off', async () => {
     expect(core.outbound!.allow).not.toContain('127.0.0.1');
+    expect(core.outbound!.allowEndpoints ?? []).toEqual([]);
     worker = await newWorker(core);
     const r = data<{ execution: Exec }>(
       await admin.call('run_automation', { account: 'sandbox', automation: DEMO_AUTOMATIONS.sandbox.name, input: { body: { order_id: 'ord_guard', total_cents: 100 } }, wait_seconds: 30 }),
@@ -82,7 +84,11 @@ describe('the demo world', () => {
     demo = await startDemo({ database, core });
     expect(demo).not.toBeNull();
     expect(demo!.origin).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(core.outbound!.allow).toEqual(['127.0.0.1']);
+    // the demo apps' port only: the rest of loopback stays refused
+    expect(core.outbound!.allow).toEqual([]);
+    expect(core.outbound!.allowEndpoints).toEqual([new URL(demo!.origin).host]);
+    expect(addressRefusal('127.0.0.1', core.outbound!, undefined, Number(new URL(demo!.origin).port))).toBeNull();
+    expect(addressRefusal('127.0.0.1', core.outbound!, undefined, Number(new URL(demo!.origin).port) + 1)).not.toBeNull();
     const bases = await demoAppsOf(core);
     for (const base of bases!.values()) expect(base.startsWith(demo!.origin)).toBe(true);
     worker = await newWorker(core);
@@ -96,6 +102,16 @@ describe('the demo world', () => {
     expect(history!.deliveries.unrouted).toBeGreaterThan(0);
     expect(history!.deliveries.duplicate).toBeGreaterThanOrEqual(2); // Stripe's two retries (and any a lost answer caused)
   }, 180_000);
+
+  it('demo mode lets no http step reach another port on loopback', async () => {
+    const other = Number(new URL(demo!.origin).port) === 5432 ? 6379 : 5432;
+    data(await admin.call('create_automation', { account: 'sandbox', name: 'Loopback probe', retries: 0, steps: [{ id: 'probe', kind: 'http', method: 'GET', url: `http://127.0.0.1:${other}/` }] }));
+    const r = data<{ execution: Exec }>(await admin.call('run_automation', { account: 'sandbox', automation: 'Loopback probe', input: { body: {} }, wait_seconds: 30 }));
+    expect(r.execution.status).toBe('failed');
+    expect(r.execution.error?.code).toBe('blocked_address');
+    const plan = data<{ confirm_token: string }>(await admin.call('delete_automation', { account: 'sandbox', automation: 'Loopback probe' }));
+    expect(data<{ applied: boolean }>(await admin.call('delete_automation', { account: 'sandbox', automation: 'Loopback probe', confirm: plan.confirm_token })).applied).toBe(true);
+  });
 
   it('studios 04 and 11 fail on their revoked Mindbody key: 401, then connection_expired', async () => {
     for (const n of REVOKED_STUDIOS) {
@@ -183,7 +199,7 @@ describe('the demo world', () => {
       expect(demo!.origin).not.toBe(before);
       const [sandboxRow] = await core.db.select().from(automations).where(and(eq(automations.accountId, await accountId('sandbox')), eq(automations.name, DEMO_AUTOMATIONS.sandbox.name)));
       expect(sandboxRow!.revision).toBe(2);
-      expect(core.outbound!.allow).toEqual(['127.0.0.1']); // allowed once, not once per start
+      expect(core.outbound!.allowEndpoints).toEqual([new URL(demo!.origin).host]); // the new port replaces the old one
       worker = await newWorker(core);
       const status = await coreDeliverer(core)(webhookToken(core, sandboxRow!), { order_id: 'ord_after_move', total_cents: 1200 }, {});
       expect(status).toBe('accepted');

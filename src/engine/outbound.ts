@@ -34,6 +34,11 @@ for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 
 export interface OutboundPolicy {
   /** addresses or CIDR ranges that are allowed although blocked by default, e.g. 127.0.0.1 in tests */
   allow: string[];
+  /**
+   * single ports allowed although their address is blocked, as `address:port` (`[v6]:port`): the
+   * demo apps in demo mode, so that demo mode opens exactly their port and not all of loopback
+   */
+  allowEndpoints?: string[];
 }
 
 function allowList(policy: OutboundPolicy): BlockList {
@@ -61,8 +66,8 @@ export function parseAllow(text: string | undefined): string[] {
   return items;
 }
 
-/** Why an address may not be called, or null when it may. */
-export function addressRefusal(address: string, policy: OutboundPolicy, allowed = allowList(policy)): string | null {
+/** Why an address (on `port`, when known) may not be called, or null when it may. */
+export function addressRefusal(address: string, policy: OutboundPolicy, allowed = allowList(policy), port?: number): string | null {
   let addr = address;
   let family: 'ipv4' | 'ipv6' = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
   // an IPv4 address written as IPv6 (::ffff:127.0.0.1) is the IPv4 address
@@ -72,6 +77,7 @@ export function addressRefusal(address: string, policy: OutboundPolicy, allowed 
     family = 'ipv4';
   }
   if (allowed.check(addr, family)) return null;
+  if (port !== undefined && policy.allowEndpoints?.includes(`${family === 'ipv6' ? `[${addr}]` : addr}:${port}`)) return null;
   return BLOCKED.check(addr, family) ? `${address} is a loopback, private, link-local or reserved address` : null;
 }
 
@@ -112,16 +118,17 @@ function classify(err: NodeJS.ErrnoException, url: URL): OutboundError {
 function once(req: OutboundRequest, url: URL, policy: OutboundPolicy, allowed: BlockList, signal: AbortSignal): Promise<OutboundResponse> {
   return new Promise((resolve, reject) => {
     const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     if (isIP(host)) {
-      const why = addressRefusal(host, policy, allowed);
+      const why = addressRefusal(host, policy, allowed, port);
       if (why) return reject(new OutboundError('blocked_address', `Calling ${url.host} is refused: ${why}.`));
     }
     const lookup: LookupFunction = (hostname, options, cb) => {
       dnsLookup(hostname, { all: true }, (err, addresses: LookupAddress[]) => {
         if (err) return cb(err, '', 0);
-        const ok = addresses.find((a) => addressRefusal(a.address, policy, allowed) === null);
+        const ok = addresses.find((a) => addressRefusal(a.address, policy, allowed, port) === null);
         if (!ok) {
-          const why = addressRefusal(addresses[0]!.address, policy, allowed);
+          const why = addressRefusal(addresses[0]!.address, policy, allowed, port);
           return cb(new OutboundError('blocked_address', `Calling ${hostname} is refused: it resolves to ${why}.`) as NodeJS.ErrnoException, '', 0);
         }
         if ((options as { all?: boolean }).all) return (cb as unknown as (e: null, a: LookupAddress[]) => void)(null, [ok]);

@@ -12,7 +12,7 @@ import { log } from '../log.js';
  *
  * They listen on a port of their own on 127.0.0.1 (not a path of serve's listener): the MCP
  * listener's Host, Origin and body rules are not theirs to bend, they run the same in `stdio`
- * (which has no listener), and the outbound guard allows them by address in demo mode only.
+ * (which has no listener), and the outbound guard allows their one port in demo mode only.
  *
  * Keys say what they are (they are made up by the demo seed): a Mindbody key starting with
  * `demo-mb-live-` is accepted, any other (`demo-mb-revoked-…`, the studios whose key was
