@@ -139,6 +139,46 @@ describe('replaying one delivery', () => {
     expect(fresh.id).not.toBe(d.run!.id);
   });
 
+  it('debug_webhook follows the latest run: a failed delivery whose replay succeeded is succeeded, and one whose replay failed again is listed once', async () => {
+    type Item = { id: string; status: string; replays: number; execution: { id: string; status: string } | null; diagnosis: { code: string } | null };
+    const page = async (args: Record<string, unknown>) => data<{ deliveries: Item[] }>(await boring.call('debug_webhook', { automation: 'Orders', limit: 100, ...args })).deliveries;
+    failing = true;
+    const fixed = await deliver(ordersHook, { id: 'o-fixed' }, w.accounts.boring);
+    const still = await deliver(ordersHook, { id: 'o-still' }, w.accounts.boring);
+    expect([fixed.run!.status, still.run!.status]).toEqual(['failed', 'failed']);
+    // the one replay fails again (the app is still down); the other succeeds after it recovered
+    const again = data<Planned>(await boring.call('replay_webhook', { delivery: still.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, again.id, 10_000)).status).toBe('failed');
+    failing = false;
+    const ok = data<Planned>(await boring.call('replay_webhook', { delivery: fixed.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, ok.id, 10_000)).status).toBe('succeeded');
+
+    const all = await page({});
+    expect(all.find((i) => i.id === fixed.id)).toMatchObject({ status: 'succeeded', replays: 1, execution: { id: ok.id, status: 'succeeded' }, diagnosis: null });
+    expect(all.find((i) => i.id === still.id)).toMatchObject({ status: 'failed', replays: 1, execution: { id: again.id, status: 'failed' }, diagnosis: { code: 'http_5xx' } });
+    // status: failed lists what is failing now: the delivery whose latest run failed, once, and not the fixed one
+    const failed = await page({ status: 'failed' });
+    expect(failed.filter((i) => i.id === still.id)).toHaveLength(1);
+    expect(failed.find((i) => i.id === fixed.id)).toBeUndefined();
+    expect((await page({ status: 'succeeded' })).find((i) => i.id === fixed.id)).toBeDefined();
+    // a page of one walks the failed ones without repeating or skipping any
+    const walked: string[] = [];
+    let cursor: string | null | undefined;
+    do {
+      const r = data<{ deliveries: Item[]; next_cursor: string | null }>(await boring.call('debug_webhook', { automation: 'Orders', status: 'failed', limit: 1, ...(cursor ? { cursor } : {}) }));
+      walked.push(...r.deliveries.map((i) => i.id));
+      cursor = r.next_cursor;
+    } while (cursor);
+    expect(walked).toEqual(failed.map((i) => i.id));
+    // replay_webhook agrees: a filter on failed deliveries plans the one still failing, not the fixed one
+    const plan = data<{ plan: { deliveries: number } }>(await boring.call('replay_webhook', { filter: { automation: 'Orders', status: 'failed' }, dry_run: true }));
+    expect(plan.plan.deliveries).toBe(failed.length);
+    // fixed in turn: nothing of this automation is failing for the tests after this one
+    const last = data<Planned>(await boring.call('replay_webhook', { delivery: still.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, last.id, 10_000)).status).toBe('succeeded');
+    expect(await page({ status: 'failed' })).toEqual([]);
+  });
+
   it('refuses a delivery that was rejected, saying why, and replays nothing', async () => {
     const res = await fetch(ordersHook, { method: 'POST', body: '{"id": ', headers: { 'content-type': 'application/json' } });
     const { delivery_id } = (await res.json()) as { delivery_id: string };

@@ -16,9 +16,10 @@ import { diagnosisFacts, outageCounts, appDefaults, routingKeysOf, type FactsCon
 
 /**
  * An account's webhook deliveries as debug_webhook reads them: a keyset page, newest first, each
- * with the status it came to (the delivery's own for those that did not run, else its run's),
- * the run in the account it ran in (a routed run lives in the linked child: shown only when the
- * caller may see that child), the failing step with the upstream answer, and a diagnosis.
+ * with the status it came to (the delivery's own for those that did not run, else its latest
+ * run's: the original, or its latest replay — as replay_webhook matches them), that run in the
+ * account it ran in (a routed run lives in the linked child: shown only when the caller may see
+ * that child), the failing step with the upstream answer, and a diagnosis of that run.
  *
  * A page is a fixed handful of queries whatever its size: the visible children, then in one
  * account scope (the account and those children) the page with its runs, the failing attempts,
@@ -61,6 +62,8 @@ export interface DeliveryItem {
   } | null;
   /** false for a routed run in a linked account the caller may not see (or a run pruned since) */
   execution_visible: boolean;
+  /** replays of it the caller may see (replay_webhook); `execution` is the latest run */
+  replays: number;
   upstream: { status: number | null; body_excerpt: string | null } | null;
   diagnosis: Diagnosis | null;
 }
@@ -140,12 +143,13 @@ export async function debugDeliveries(core: Core, caller: Caller, account: Accou
           }
         : null,
       execution_visible: e !== null,
+      replays: Number(r.replays ?? 0),
       upstream,
       diagnosis: diagnose(diagnosisFacts(r, status, upstream?.body_excerpt ?? null, ctx)),
     };
   });
   const last = page[page.length - 1];
-  const nextCursor = !opts.deliveryId && rows.length > opts.limit && last ? encodeCursor([last.at, last.d.id]) : null;
+  const nextCursor = !opts.deliveryId && rows.length > opts.limit && last ? encodeCursor([last.key, last.d.id]) : null;
   const detail = read.detail && items[0] ? { item: items[0], ...read.detail } : null;
   return { items, nextCursor, detail };
 }
@@ -187,11 +191,21 @@ const runCols = {
 };
 const automationCols = { name: automations.name, revision: automations.revision, pausedBy: automations.pausedByConnectionId };
 
+/** Replays of the delivery `deliveryId` (a column) in the caller's scope (executions_replays). */
+const replayCount = (deliveryId: SQL | typeof webhookDeliveries.id, scopeIds: string[]) =>
+  sql<number>`(select count(*)::int from ${executions} x where x.delivery_id = ${deliveryId} and x.source = 'replay' and x.account_id in (${sql.join(
+    scopeIds.map((id) => sql`${id}::uuid`),
+    sql`, `,
+  )}))`;
+
 /**
- * One page of rows (limit + 1, to know whether there is more). `status: failed` walks the failed
- * webhook runs by the automation's account (executions_failed_deliveries); the statuses of
- * deliveries that did not run walk webhook_deliveries_not_run; the others the account's
- * deliveries newest first (webhook_deliveries_account).
+ * One page of rows (limit + 1, to know whether there is more), each with the delivery's latest
+ * run in the caller's scope. `status: failed` walks the failed webhook and replay runs by the
+ * automation's account (executions_failed_deliveries), keeping those no later replay follows,
+ * newest failure first; the statuses of deliveries that did not run walk
+ * webhook_deliveries_not_run; the others the account's deliveries newest first
+ * (webhook_deliveries_account). `key` is the keyset's time: the failed run's for the first, the
+ * delivery's for the others.
  */
 async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: DebugOptions) {
   let cursor: [string, string] | null = null;
@@ -202,21 +216,44 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
   }
   // a delivery's body is read only where a diagnosis needs it: an expression that reads a missing field
   const body = sql<unknown>`case when ${executions.errorCode} = 'expression_error' then ${webhookDeliveries.body} end`;
+  // the delivery's latest run in the caller's scope: the original, or its latest replay
+  const l = tx
+    .select(runCols)
+    .from(executions)
+    .where(
+      and(
+        or(eq(executions.id, webhookDeliveries.executionId), and(eq(executions.deliveryId, webhookDeliveries.id), eq(executions.source, 'replay'))),
+        inArray(executions.accountId, scopeIds),
+      ),
+    )
+    .orderBy(desc(executions.createdAt), desc(executions.id))
+    .limit(1)
+    .as('l');
 
   if (opts.status === 'failed' && !opts.deliveryId) {
     const conds: (SQL | undefined)[] = [
       sql`coalesce(${executions.automationAccountId}, ${executions.accountId}) = ${account.id}`,
       eq(executions.status, 'failed'),
       isNotNull(executions.deliveryId),
-      eq(executions.source, 'webhook'),
+      inArray(executions.source, ['webhook', 'replay']),
       inArray(executions.accountId, scopeIds),
+      // the delivery's latest run: no replay of it after this one
+      sql`not exists (select 1 from ${executions} n where n.delivery_id = ${executions.deliveryId} and n.source = 'replay'
+        and n.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}) and (n.created_at, n.id) > (${executions.createdAt}, ${executions.id}))`,
     ];
     if (opts.automationId) conds.push(eq(executions.automationId, opts.automationId));
     if (opts.since) conds.push(gte(executions.createdAt, opts.since));
-    // a delivery and its run are written in one transaction: the run's created_at is the delivery's received_at
     if (cursor) conds.push(sql`(${executions.createdAt}, ${executions.deliveryId}) < (${cursor[0]}::timestamptz, ${cursor[1]}::uuid)`);
     return tx
-      .select({ d: deliveryCols, at: AT(sql`${executions.createdAt}`), e: runCols, a: automationCols, body })
+      .select({
+        d: deliveryCols,
+        at: AT(webhookDeliveries.receivedAt),
+        key: AT(sql`${executions.createdAt}`),
+        e: runCols,
+        a: automationCols,
+        body,
+        replays: replayCount(webhookDeliveries.id, scopeIds),
+      })
       .from(executions)
       .innerJoin(webhookDeliveries, and(eq(webhookDeliveries.id, executions.deliveryId), eq(webhookDeliveries.accountId, account.id)))
       .leftJoin(automations, eq(automations.id, webhookDeliveries.automationId))
@@ -235,17 +272,40 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
     // spelled like the partial index's predicate so the planner uses it
     conds.push(notInArray(webhookDeliveries.status, ['accepted', 'routed']), eq(webhookDeliveries.status, s as DeliveryStatus));
   } else if (s === 'accepted' || s === 'routed') {
-    conds.push(eq(webhookDeliveries.status, s), or(isNull(executions.id), eq(executions.status, 'queued')));
+    conds.push(eq(webhookDeliveries.status, s), or(isNull(l.id), eq(l.status, 'queued')));
   } else if (s && (RUN_STATES as readonly string[]).includes(s)) {
-    conds.push(inArray(webhookDeliveries.status, ['accepted', 'routed']), eq(executions.status, s as ExecutionRow['status']));
+    conds.push(inArray(webhookDeliveries.status, ['accepted', 'routed']), eq(l.status, s as ExecutionRow['status']));
   } else if (s === 'failed') {
-    conds.push(eq(executions.status, 'failed'));
+    conds.push(eq(l.status, 'failed'));
   }
+  const at = AT(webhookDeliveries.receivedAt);
   return tx
-    .select({ d: deliveryCols, at: AT(webhookDeliveries.receivedAt), e: runCols, a: automationCols, body })
+    .select({
+      d: deliveryCols,
+      at,
+      key: at,
+      e: {
+        id: l.id,
+        accountId: l.accountId,
+        revision: l.revision,
+        status: l.status,
+        nextStep: l.nextStep,
+        attempt: l.attempt,
+        errorCode: l.errorCode,
+        errorMessage: l.errorMessage,
+        failedStep: l.failedStep,
+        errorTarget: l.errorTarget,
+        errorStatus: l.errorStatus,
+        createdAt: l.createdAt,
+        finishedAt: l.finishedAt,
+      },
+      a: automationCols,
+      body: sql<unknown>`case when ${l.errorCode} = 'expression_error' then ${webhookDeliveries.body} end`,
+      replays: replayCount(webhookDeliveries.id, scopeIds),
+    })
     .from(webhookDeliveries)
     // a run in a linked account the caller may not see stays out (row-level security says the same)
-    .leftJoin(executions, and(eq(executions.id, webhookDeliveries.executionId), inArray(executions.accountId, scopeIds)))
+    .leftJoinLateral(l, sql`true`)
     .leftJoin(automations, eq(automations.id, webhookDeliveries.automationId))
     .where(and(...conds))
     .orderBy(desc(webhookDeliveries.receivedAt), desc(webhookDeliveries.id))

@@ -2,6 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Tx } from '../../db/scope.js';
 import { rowsOf } from '../../db/client.js';
 import type { DeliveryStatus } from '../../db/schema/index.js';
+import type { DerivedStatus } from './deliveries.js';
 
 /**
  * Which recorded deliveries a replay_webhook call covers: one by id, or those of the acting
@@ -11,8 +12,7 @@ import type { DeliveryStatus } from '../../db/schema/index.js';
  */
 
 /** A delivery's status as debug_webhook shows it: what its latest run did, else what ingress decided. */
-export const DERIVED_STATUSES = ['accepted', 'routed', 'running', 'succeeded', 'failed', 'filtered', 'cancelled', 'unrouted', 'duplicate', 'rejected', 'recorded'] as const;
-export type DerivedStatus = (typeof DERIVED_STATUSES)[number];
+export { DERIVED_STATUSES, type DerivedStatus } from './deliveries.js';
 const NOT_RUN: readonly string[] = ['unrouted', 'duplicate', 'rejected', 'recorded'];
 
 export interface ReplayFilter {

@@ -30,7 +30,7 @@ const deliveryOut = z.object({
   id: z.string(),
   received_at: z.string(),
   automation: z.object({ id: z.string(), name: z.string().nullable() }),
-  status: z.enum(DERIVED_STATUSES).describe("What became of it: the delivery's own status when it did not run, else its run's."),
+  status: z.enum(DERIVED_STATUSES).describe("What became of it: the delivery's own status when it did not run, else its latest run's (the original or its latest replay)."),
   delivery_status: z.enum(DELIVERY_STATUSES),
   code: z.string().nullable().describe('Why it did not run, as a fixed code.'),
   reason: z.string().nullable().describe('The recorded reason (data).'),
@@ -49,6 +49,7 @@ const deliveryOut = z.object({
     })
     .nullable(),
   execution_visible: z.boolean().describe('False for a run in a linked account you may not see.'),
+  replays: z.number().int().describe('Times it was replayed; execution is the latest run.'),
   upstream: z.object({ status: z.number().int().nullable(), body_excerpt: z.string().nullable().describe("The app's answer, first 500 characters (data).") }).nullable(),
   diagnosis: diagnosisOut,
 });
