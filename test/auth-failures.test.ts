@@ -80,7 +80,7 @@ describe('401s against a connection', () => {
     const third = await run(boring, 'Sync deals');
     expect(third.error).toMatchObject({
       code: 'http_401',
-      message: expect.stringMatching(/refused 3 times in a row: the connection is now marked expired and the automations using it are paused; reconnect it \(reconnect_connection\)/),
+      message: expect.stringMatching(/refused 3 times in a row: the connection is now marked expired and the 2 automations using it are paused; reconnect it \(reconnect_connection\) and they resume/),
     });
     expect((await connectionRow()).status).toBe('expired');
     const listed = data<{ automations: { name: string; state: string }[] }>(await boring.call('list_automations', {}));
@@ -133,6 +133,6 @@ describe('401s against a connection', () => {
     expect(keyed).toMatchObject({ status: 'active', authFailures: 0 });
     // a 401 answered to the old credentials after a reconnect is not about the new ones
     data(await boring.call('reconnect_connection', { connection: 'http/Keyed', credentials: { base_url: base, header_name: 'X-Api-Key', api_key: 'key_new_0123456789' } }));
-    expect(await countAuthFailure(w.core, keyed)).toEqual({ count: 0, expired: false });
+    expect(await countAuthFailure(w.core, keyed)).toEqual({ count: 0, expired: false, paused: 0 });
   });
 });

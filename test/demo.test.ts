@@ -125,6 +125,10 @@ describe('the demo world', () => {
       const step = run.steps.find((s) => s.id === 'client')!;
       expect(step.output?.status).toBe(401);
       expect(step.output?.body).toContain('revoked');
+      // the studio's own connection expired, but the chain's automation using it is not paused (the other studios run on)
+      const expiring = failed.filter((e) => /now marked expired/.test(e.error?.message ?? ''));
+      expect(expiring).toHaveLength(1);
+      expect(expiring[0]!.error!.message).toMatch(/marked expired and calls through it fail until it is reconnected \(reconnect_connection\)\.$/);
     }
     // their own connection expired; the chain's shared one did not (the other studios kept working)
     const conns = data<{ own: { app: string; status: string }[]; shared_by_parent: { app: string; status: string }[] }>(

@@ -182,7 +182,7 @@ export async function reconnect(core: Core, row: ConnectionRow, credentials: Rec
  * that use it, as a disconnect does — reconnecting with new credentials makes it active again
  * and resumes exactly those. Null when it was no longer active (another worker expired it first).
  */
-export async function expireConnection(core: Core, row: ConnectionRow): Promise<ConnectionRow | null> {
+export async function expireConnection(core: Core, row: ConnectionRow): Promise<(ConnectionRow & { paused: number }) | null> {
   const system = await ownerIsSystem(core, row); // read before: inside, use only tx (PGlite)
   // one transaction with the row locked: a reconnect waits for it, then resumes what it paused
   return core.db.transaction(async (tx) => {
@@ -205,7 +205,7 @@ export async function expireConnection(core: Core, row: ConnectionRow): Promise<
       .set({ status: 'expired', authFailures: 0, updatedAt: sql`now()` as unknown as Date })
       .where(eq(connections.id, row.id))
       .returning();
-    return expired ?? null;
+    return expired ? { ...expired, paused: pauses.length } : null;
   });
 }
 

@@ -24,12 +24,12 @@ import { expireConnection } from '../core/connection-lifecycle.js';
 export const DEFAULT_AUTH_FAILURE_LIMIT = 3;
 
 /**
- * Count one 401 against the credentials `row` holds; returns the count and whether this one
- * expired the connection. A 401 for credentials that have changed since (the connection was
+ * Count one 401 against the credentials `row` holds; returns the count, whether this one expired
+ * the connection, and how many automations that paused. A 401 for credentials that have changed since (the connection was
  * reconnected or edited while the call was in flight or cached) counts for nothing: it is not
  * about the credentials the connection holds now.
  */
-export async function countAuthFailure(core: Core, row: ConnectionRow): Promise<{ count: number; expired: boolean }> {
+export async function countAuthFailure(core: Core, row: ConnectionRow): Promise<{ count: number; expired: boolean; paused: number }> {
   const limit = core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
   const [now] = await withAccount(core.db, [row.accountId], (tx) =>
     tx
@@ -38,10 +38,10 @@ export async function countAuthFailure(core: Core, row: ConnectionRow): Promise<
       .where(and(eq(connections.id, row.id), sql`date_trunc('milliseconds', ${connections.updatedAt}) = ${row.updatedAt.toISOString()}::timestamptz`))
       .returning({ count: connections.authFailures, status: connections.status }),
   );
-  if (!now) return { count: 0, expired: false };
-  if (now.count < limit || now.status !== ('active' satisfies ConnectionStatus)) return { count: now.count, expired: false };
+  if (!now) return { count: 0, expired: false, paused: 0 };
+  if (now.count < limit || now.status !== ('active' satisfies ConnectionStatus)) return { count: now.count, expired: false, paused: 0 };
   const expired = await expireConnection(core, row);
-  return { count: now.count, expired: expired !== null };
+  return { count: now.count, expired: expired !== null, paused: expired?.paused ?? 0 };
 }
 
 /** A call the app accepted: the count of 401s in a row starts again (written only when it is not zero). */

@@ -269,11 +269,18 @@ async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: strin
     // a step that sent credentials of its own was refused for those, not the connection's
     const ownCredentials = Object.keys(rendered.headers).some((h) => CREDENTIAL_NAME.test(h) && h.toLowerCase() !== auth.names[0]);
     if (ownCredentials) throw new StepError('http_401', `${at}: unauthorized (the step sends credentials of its own beside those of ${auth.label}).`, false, undefined, record);
-    const { count, expired } = await countAuthFailure(ctx.core, conn);
+    const { count, expired, paused } = await countAuthFailure(ctx.core, conn);
     forgetConnection(ctx, step);
     const limit = ctx.core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
+    // nothing pauses when the connection is a linked child's own, used by its parent's routed automation
+    const pausedWhat =
+      paused === 1
+        ? 'and the automation using it is paused; reconnect it (reconnect_connection) and the automation resumes'
+        : paused > 1
+          ? `and the ${paused} automations using it are paused; reconnect it (reconnect_connection) and they resume`
+          : 'and calls through it fail until it is reconnected (reconnect_connection)';
     const what = expired
-      ? `the credentials of ${auth.label} were refused ${count} times in a row: the connection is now marked expired and the automations using it are paused; reconnect it (reconnect_connection) and they resume`
+      ? `the credentials of ${auth.label} were refused ${count} times in a row: the connection is now marked expired ${pausedWhat}`
       : `the credentials of ${auth.label} were refused (${count} in a row; at ${limit} the connection is marked expired): reconnect it (reconnect_connection) if this persists`;
     throw new StepError('http_401', `${at}: ${what}.`, false, undefined, record);
   }
