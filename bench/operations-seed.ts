@@ -21,11 +21,18 @@ const TRIGGERS = [
   ['executions', 'executions_finished'],
   ['execution_steps', 'execution_steps_throttled'],
   ['webhook_deliveries', 'webhook_deliveries_recorded'],
+  // the roll-up's (drizzle/0022): seeded history is written behind the live edge
+  ['execution_stats', 'execution_stats_inserted_behind_edge'],
+  ['delivery_stats', 'delivery_stats_inserted_behind_edge'],
 ] as const;
 
-/** ENABLE or DISABLE the three aggregate triggers (as the service connection: the table owner). */
+/**
+ * ENABLE or DISABLE the aggregate triggers (as the service connection: the table owner). Enabling
+ * them marks any check_health roll-up stale, as the disabled triggers would have.
+ */
 export async function setAggregateTriggers(database: Database, on: boolean): Promise<void> {
   for (const [table, trigger] of TRIGGERS) await database.db.execute(sql.raw(`alter table ${table} ${on ? 'enable' : 'disable'} trigger ${trigger}`));
+  if (on) await database.db.execute(sql`update health_rollups set as_of = 'epoch'`);
 }
 
 const uuidArray = (ids: string[]) => sql`${`{${ids.join(',')}}`}::uuid[]`;
@@ -239,6 +246,17 @@ export async function seedFleet(database: Database, core: Core, total: number, p
   const db = database.db;
   const tenant = core.tenantId;
   await seedAccounts(db, tenant, total);
+  await setAggregateTriggers(database, false);
+  try {
+    return await seedFleetRows(database, core, perAccount, t0);
+  } finally {
+    await setAggregateTriggers(database, true);
+  }
+}
+
+async function seedFleetRows(database: Database, core: Core, perAccount: number, t0: number): Promise<FleetSeed> {
+  const db = database.db;
+  const tenant = core.tenantId;
   const definition = JSON.stringify({ trigger: { type: 'webhook', dedupe: null }, routing: null, retries: { max: 3 }, steps: [{ id: 'shape', kind: 'transform', value: '{{ trigger.body }}' }] });
   // one transaction: the temporary tables live on its connection
   const c = await db.transaction(async (tx) => {

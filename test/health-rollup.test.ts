@@ -5,7 +5,8 @@ import { createAccount, type Account } from '../src/core/accounts.js';
 import { createAutomation } from '../src/core/automations.js';
 import { rowsOf } from '../src/db/client.js';
 import { withAccount } from '../src/db/scope.js';
-import { refreshRequestedRollups } from '../src/core/operations/health-rollup.js';
+import postgres from 'postgres';
+import { baseOf, refreshRequestedRollups, refreshRollup, storedBase } from '../src/core/operations/health-rollup.js';
 
 /**
  * check_health's roll-up (src/core/operations/health-rollup.ts): a fleet-wide read stores the
@@ -131,6 +132,45 @@ describe("check_health's roll-up", () => {
     expect((await markers()).find((m) => m.window_hours === 24)).toMatchObject({ current: true });
   });
 
+  it('goes stale when a bucket behind the edge is deleted or moved, and is never moved back an hour', async () => {
+    const current = async () => (await markers()).find((m) => m.window_hours === 24)!.current;
+    const failedNow = async () => Number(figuresOf(await health(admin, { scope: 'all', window: '24h', limit: 1000 }), 'rollup-live').runs.failed);
+    await runs('rollup-live', 6, 0, 3);
+    const before = await failedNow();
+    expect(await current()).toBe(true);
+    // deleted
+    await w.core.db.execute(sql`delete from execution_stats where automation_id = ${flow['rollup-live']!} and hour = date_trunc('hour', now()) - interval '6 hours'`);
+    expect(await current()).toBe(false);
+    expect(await failedNow()).toBe(before - 3);
+    // moved from behind the edge into the live hour: counted once, in the window now
+    const quiet = async () => figuresOf(await health(admin, { scope: 'all', window: '24h', limit: 1000 }), 'rollup-quiet');
+    expect(await quiet()).toMatchObject({ runs: { succeeded: 0 }, previous: { succeeded: 6 } });
+    await w.core.db.execute(sql`update execution_stats set hour = date_trunc('hour', now()) where automation_id = ${flow['rollup-quiet']!} and hour = date_trunc('hour', now()) - interval '30 hours'`);
+    expect(await current()).toBe(false);
+    expect(await quiet()).toMatchObject({ runs: { succeeded: 6 }, previous: { succeeded: 0 } });
+    // a refresh for an hour already past leaves the current roll-up as it is
+    const [{ previous }] = rowsOf<{ previous: unknown }>(await w.core.db.execute(sql`select date_trunc('hour', now()) - interval '1 hour' as previous`)) as [{ previous: unknown }];
+    const hourBefore = new Date(previous instanceof Date ? previous : String(previous));
+    expect(await refreshRollup(w.core, 24, hourBefore, false)).toBe(false);
+    expect(await current()).toBe(true);
+  });
+
+  it('reads its stored rows only when the marker says so in the same statement, else sums the buckets', async () => {
+    await health(admin, { scope: 'all', window: '24h', limit: 1 });
+    const [{ as_of }] = rowsOf<{ as_of: unknown }>(await w.core.db.execute(sql`select date_trunc('hour', now()) as as_of`)) as [{ as_of: unknown }];
+    const asOf = new Date(as_of instanceof Date ? as_of : String(as_of));
+    const where = (alias: string) => sql`${sql.raw(alias)}.tenant_id = ${w.core.tenantId}`;
+    const sorted = (rows: Record<string, unknown>[]) => rows.map((r) => JSON.stringify({ ...r, baseline: Number(r.baseline) })).sort();
+    const summed = sorted(rowsOf(await w.core.db.execute(baseOf(where, 24, asOf))));
+    expect(summed.length).toBeGreaterThan(0);
+    expect(sorted(rowsOf(await w.core.db.execute(storedBase(where, 24, asOf, w.core.tenantId))))).toEqual(summed);
+    // the rows are of another hour than the marker says (a refresh between the call's look at the marker and its read): the buckets
+    await w.core.db.execute(sql`update health_rollup_rows set succeeded = succeeded + 1000`);
+    expect(sorted(rowsOf(await w.core.db.execute(storedBase(where, 24, asOf, w.core.tenantId))))).not.toEqual(summed);
+    await stale();
+    expect(sorted(rowsOf(await w.core.db.execute(storedBase(where, 24, asOf, w.core.tenantId))))).toEqual(summed);
+  });
+
   it('is brought up to the hour by the worker while reads keep asking for it', async () => {
     await health(admin, { scope: 'all', window: '24h', limit: 1 });
     await health(admin, { scope: 'all', window: '7d', limit: 1 });
@@ -163,5 +203,60 @@ describe("check_health's roll-up", () => {
     } finally {
       await boring.close();
     }
+    // the scoped role may read the markers but not change them (only the trigger does, as its owner)
+    await expect(withAccount(w.core.db, [acc['rollup-busy']!.id], (tx) => tx.execute(sql`update health_rollups set as_of = date_trunc('hour', now())`))).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/permission denied/) },
+    });
+    // and its own write behind the edge marks the roll-up stale through that trigger
+    await withAccount(w.core.db, [acc['rollup-busy']!.id], (tx) =>
+      tx.execute(sql`update execution_stats set failed = failed + 1 where account_id = ${acc['rollup-busy']!.id} and hour = date_trunc('hour', now()) - interval '30 hours'`),
+    );
+    expect((await markers()).every((m) => m.as_of.startsWith('1970-01-01'))).toBe(true);
+  });
+
+  it('goes stale when a stats table is truncated', async () => {
+    await health(admin, { scope: 'all', window: '24h', limit: 1 });
+    await w.core.db.execute(sql`truncate delivery_stats`);
+    expect((await markers()).every((m) => m.as_of.startsWith('1970-01-01'))).toBe(true);
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL || process.env.SB_TEST_DB !== 'postgres')("check_health's roll-up beside an open write behind the edge (PostgreSQL: two connections)", () => {
+  let other: postgres.ReservedSql;
+  let client: postgres.Sql;
+  const failedOf = async () => Number(figuresOf(await health(admin, { scope: 'all', window: '24h', limit: 1000 }), 'rollup-quiet').runs.failed);
+  const behindEdge = (n: number) =>
+    other.unsafe(`insert into execution_stats (tenant_id, account_id, automation_id, hour, failed) values ($1, $2, $3, date_trunc('hour', now()) - interval '7 hours', $4)
+      on conflict (account_id, hour, automation_id) do update set failed = execution_stats.failed + excluded.failed`, [w.core.tenantId, acc['rollup-quiet']!.id, flow['rollup-quiet']!, n]);
+
+  beforeAll(async () => {
+    client = postgres(w.database.url!, { max: 1, onnotice: () => {} });
+    other = await client.reserve();
+  });
+  afterAll(async () => {
+    other.release();
+    await client.end();
+  });
+
+  it('neither waits for it nor sums around it: a refresh waits for its commit at most a few seconds, then the read sums the buckets', async () => {
+    const start = await failedOf();
+    // (so that the next read notes that it used the roll-up: a write to the marker the open write holds)
+    await w.core.db.execute(sql`update health_rollups set requested_at = now() - interval '2 hours'`);
+    // open while the roll-up is current: reads use it (the write is not committed) and do not wait for its lock on the marker
+    await other.unsafe('begin');
+    await behindEdge(50);
+    expect(await failedOf()).toBe(start);
+    await other.unsafe('commit');
+    expect(await failedOf()).toBe(start + 50);
+    // open while the roll-up is already stale: the refresh cannot sum around it and mark the result current
+    await behindEdge(0); // marks it stale
+    await other.unsafe('begin');
+    await behindEdge(7);
+    const t0 = performance.now();
+    expect(await failedOf()).toBe(start + 50);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(2_500); // it waited for the lock, then gave up
+    await other.unsafe('commit');
+    expect(await failedOf()).toBe(start + 57);
+    expect((await markers()).find((m) => m.window_hours === 24)).toMatchObject({ current: true });
   });
 });

@@ -35,3 +35,5 @@ export function sqlState(err: unknown): string | undefined {
 }
 
 export const UNIQUE_VIOLATION = '23505';
+/** a lock_timeout ran out */
+export const LOCK_NOT_AVAILABLE = '55P03';

@@ -25,12 +25,11 @@ import { SILENCE_MIN_PER_WINDOW, SILENCE_WINDOWS } from './health-rules.js';
  * last day current as the hours turn (scheduleRollups), so those reads rarely pay for one.
  *
  * A write behind the edge (anything but the engine: a repair, a test, a run whose end was
- * recorded more than an hour late) marks the tenant's roll-ups stale in its own transaction
- * (trigger in drizzle/0022: as_of set to the epoch), so no read uses them until they are computed
- * again, by the next fleet-wide read or by the worker within a minute: a read is never staler
- * than a read from the buckets. The trigger and a refresh order themselves on the marker's row
- * lock. (A write behind the edge that commits while the very first roll-up of a window is
- * computed may be missed until the next hour: there is no marker yet for it to mark.)
+ * recorded more than an hour late; an insert, an update, a delete or a truncate) marks the
+ * tenant's roll-ups stale in its own transaction (triggers in drizzle/0022: as_of set to the
+ * epoch), so no read uses them until they are computed again, by the next fleet-wide read or by
+ * the worker within a minute: a read is never staler than a read from the buckets. The trigger
+ * and a refresh order themselves on the tenant's advisory lock (refreshRollup).
  *
  * Every bound is derived from one `asOf` (the current hour, read once per call), so the window,
  * the edge and the roll-up agree even when the hour turns during a call.
@@ -96,10 +95,21 @@ export function baseOf(where: (alias: string) => SQL, hours: number, asOf: Date)
     on d.account_id = e.account_id and d.automation_id = e.automation_id`;
 }
 
-/** The stored base of the tenant's roll-up as of `asOf`, for the rows `where` admits (alias r). */
-export function storedBase(where: (alias: string) => SQL, hours: number, asOf: Date): SQL {
-  return sql`select account_id, automation_id, ${sql.raw(BASE_COLUMNS.join(', '))}
-    from health_rollup_rows r where ${where('r')} and r.window_hours = ${hours} and r.as_of = ${asOf.toISOString()}::timestamptz`;
+/**
+ * The base for the rows `where` admits: the tenant's stored roll-up when, in this statement's own
+ * snapshot, its marker says it is as of `asOf`; else computed from the buckets (baseOf). The
+ * marker is checked in the statement that reads the rows, so a refresh committing between the
+ * call's first look at the marker and this read cannot leave it reading no rows or the wrong
+ * hour's. The branch not taken is never run (an uncorrelated EXISTS is a one-time filter).
+ */
+export function storedBase(where: (alias: string) => SQL, hours: number, asOf: Date, tenantId: string): SQL {
+  const at = sql`${asOf.toISOString()}::timestamptz`;
+  const current = sql`exists (select 1 from health_rollups m where m.tenant_id = ${tenantId} and m.window_hours = ${hours} and m.as_of = ${at})`;
+  return sql`
+    select account_id, automation_id, ${sql.raw(BASE_COLUMNS.join(', '))}
+    from health_rollup_rows r where ${where('r')} and r.window_hours = ${hours} and r.as_of = ${at} and ${current}
+    union all
+    select * from (${baseOf(where, hours, asOf)}) b where not ${current}`;
 }
 
 export type Run = <R>(query: SQL) => Promise<R[]>;
@@ -115,20 +125,28 @@ export async function clockAndRollup(q: Run, tenantId: string, hours: number): P
   return { asOf: date(r!.as_of)!, rollupAsOf: date(r!.rollup) };
 }
 
+/** How long a refresh waits for a write behind the edge (or another refresh) before giving up. */
+export const ROLLUP_LOCK_TIMEOUT_MS = 3_000;
+
 /**
  * Compute the tenant's roll-up of window H as of `asOf` on the service path, unless it already
- * is (another caller or worker did it first: refreshers of one window wait for each other on an
- * advisory lock and the marker's row lock, which also orders them with the trigger that marks
- * roll-ups stale). `requested`: a read asked for it (the worker keeps it current for a day after).
- * Returns whether it computed.
+ * is as of that hour or a later one (another caller or worker did it first; a caller whose clock
+ * was read before the hour turned never moves it back). Refreshes of the tenant take its advisory
+ * lock exclusively; a write behind the edge takes it shared in its trigger (drizzle/0022), so a
+ * refresh waits for such writes to commit and never sums around an uncommitted one, and a write
+ * that starts meanwhile marks the result stale when it commits. Waits at most
+ * ROLLUP_LOCK_TIMEOUT_MS for either, then throws (a read sums the buckets itself instead).
+ * `requested`: a read asked for it (the worker keeps it current for a day after). Returns
+ * whether it computed.
  */
 export async function refreshRollup(core: Core, hours: number, asOf: Date, requested: boolean): Promise<boolean> {
   return core.db.transaction(async (tx) => {
     const q: Run = async <R>(query: SQL) => rowsOf<R>(await tx.execute(query));
-    await q(sql`select pg_advisory_xact_lock(hashtext('switchboard:health_rollup'), hashtext(${`${core.tenantId}:${hours}`}))`);
+    await q(sql.raw(`set local lock_timeout = ${ROLLUP_LOCK_TIMEOUT_MS}`));
+    await q(sql`select pg_advisory_xact_lock(hashtext('switchboard:health_rollup'), hashtext(${core.tenantId}))`);
     const [marker] = await q<{ as_of: unknown }>(sql`
       select as_of from health_rollups where tenant_id = ${core.tenantId} and window_hours = ${hours} for update`);
-    if (marker && date(marker.as_of)!.getTime() === asOf.getTime()) return false;
+    if (marker && date(marker.as_of)!.getTime() >= asOf.getTime()) return false;
     await q(sql`
       insert into health_rollups (tenant_id, window_hours, as_of, computed_at, requested_at)
       values (${core.tenantId}, ${hours}, ${asOf.toISOString()}::timestamptz, now(), now())
@@ -149,9 +167,13 @@ export async function refreshRollup(core: Core, hours: number, asOf: Date, reque
  * current for another ROLLUP_KEEP_FRESH_HOURS (written at most once an hour).
  */
 export async function noteRequested(core: Core, hours: number): Promise<void> {
+  // a write behind the edge may hold the marker's row until it commits: skip it rather than wait
   await core.db.execute(sql`
     update health_rollups set requested_at = now()
-    where tenant_id = ${core.tenantId} and window_hours = ${hours} and requested_at < now() - interval '1 hour'`);
+    where (tenant_id, window_hours) in (
+      select tenant_id, window_hours from health_rollups
+      where tenant_id = ${core.tenantId} and window_hours = ${hours} and requested_at < now() - interval '1 hour'
+      for update skip locked)`);
 }
 
 /**

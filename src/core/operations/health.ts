@@ -5,6 +5,8 @@ import type { Caller } from '../users.js';
 import type { Grant } from '../access.js';
 import type { OperationsScope } from './visibility.js';
 import { rowsOf } from '../../db/client.js';
+import { log, errorFields } from '../../log.js';
+import { LOCK_NOT_AVAILABLE, sqlState } from '../errors.js';
 import { coverage, date, json, num, uuidArray, type Coverage, type Reader } from './coverage.js';
 import { baseOf, clockAndRollup, liveEdge, noteRequested, refreshRollup, storedBase } from './health-rollup.js';
 import {
@@ -116,14 +118,21 @@ async function readAll(core: Core, q: Reader, cov: Coverage, hours: number, figu
   // A fleet-wide read brings the roll-up up to the hour when it is not; a smaller one uses it
   // only when it already is, and otherwise sums its own accounts' buckets.
   const { asOf, rollupAsOf } = await clockAndRollup(q, core.tenantId, hours);
-  let stored = rollupAsOf?.getTime() === asOf.getTime();
+  let stored = rollupAsOf !== null && rollupAsOf.getTime() >= asOf.getTime();
   if (!stored && cov.privileged) {
-    await refreshRollup(core, hours, asOf, true);
-    stored = true;
+    try {
+      await refreshRollup(core, hours, asOf, true);
+      stored = true;
+    } catch (err) {
+      // a long write behind the edge holds the tenant's lock: this read sums the buckets itself
+      if (sqlState(err) !== LOCK_NOT_AVAILABLE) throw err;
+      log.warn('health: the roll-up is busy; this read sums the hourly buckets', errorFields(err));
+    }
   } else if (stored && cov.privileged) {
     await noteRequested(core, hours);
   }
-  const base = stored ? storedBase(cov.where, hours, asOf) : baseOf(cov.where, hours, asOf);
+  // the stored base is used only when, in the reading statement itself, the marker says asOf
+  const base = stored ? storedBase(cov.where, hours, asOf, core.tenantId) : baseOf(cov.where, hours, asOf);
   const edge = liveEdge(asOf);
 
   // 1–3. runs, deliveries and silence in one statement: per automation the base (behind the live
