@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { eq } from 'drizzle-orm';
-import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { startHttp, type HttpHandle } from '../src/http/server.js';
-import { Worker } from '../src/engine/worker.js';
+import { connect, data, text, type Session, type World } from './helpers/world.js';
+import { closedPort as freePort, engineWorld, localApp, startWorker as runWorker, type LocalApp } from './helpers/apps.js';
+import type { HttpHandle } from '../src/http/server.js';
+import type { Worker } from '../src/engine/worker.js';
 import { awaitExecution } from '../src/core/executions.js';
 import { getAccountById, type Account } from '../src/core/accounts.js';
 import { memberships, webhookDeliveries } from '../src/db/schema/index.js';
@@ -18,7 +18,7 @@ import { memberships, webhookDeliveries } from '../src/db/schema/index.js';
 let w: World;
 let http: HttpHandle;
 let worker: Worker;
-let app: Server;
+let app: LocalApp;
 let base: string;
 let closedPort: number;
 let boring: Session;
@@ -31,12 +31,11 @@ const json = (res: ServerResponse, status: number, body: unknown, headers: Recor
 };
 
 const startWorker = async (concurrency = 4) => {
-  worker = new Worker(w.core, { concurrency, leaseMs: 5_000, pollMs: 20, retryBaseMs: 5, listen: (c, fn) => w.database.listen(c, fn) });
-  await worker.start();
+  worker = await runWorker(w, { concurrency, pollMs: 20, retryBaseMs: 5 });
 };
 
 beforeAll(async () => {
-  app = createServer((req: IncomingMessage, res) => {
+  app = await localApp((req: IncomingMessage, res) => {
     let raw = '';
     req.on('data', (c) => (raw += c));
     req.on('end', () => {
@@ -64,17 +63,11 @@ beforeAll(async () => {
       }
     });
   });
-  base = await new Promise<string>((r) => app.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(app.address() as AddressInfo).port}`)));
+  base = app.base;
   // a port nothing listens on
-  const probe = createServer();
-  closedPort = await new Promise<number>((r) => probe.listen(0, '127.0.0.1', () => r((probe.address() as AddressInfo).port)));
-  await new Promise((r) => probe.close(r));
-
-  w = await buildWorld();
-  w.core.outbound = { allow: ['127.0.0.1'] };
+  closedPort = await freePort();
+  ({ w, http } = await engineWorld());
   w.core.authFailureLimit = 2;
-  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1' });
-  w.core.publicBaseUrl = new URL(http.url).origin;
   boring = await connect(w.core, w.tokens.boringAdmin);
   acme = await connect(w.core, w.tokens.admin);
 
@@ -111,7 +104,7 @@ afterAll(async () => {
   await acme.close();
   await http.close();
   await w.close();
-  await new Promise((r) => app.close(r));
+  await app.close();
 });
 
 async function make(s: Session, account: string, name: string, def: Record<string, unknown>) {

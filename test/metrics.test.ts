@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
-import { buildWorld, connect, data, type Session, type World } from './helpers/world.js';
+import { connect, data, type Session, type World } from './helpers/world.js';
+import { closedPort, engineWorld, localApp, startWorker, type LocalApp } from './helpers/apps.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
-import { Worker } from '../src/engine/worker.js';
+import type { Worker } from '../src/engine/worker.js';
 import { awaitExecution } from '../src/core/executions.js';
 import { rowsOf } from '../src/db/client.js';
 
@@ -18,14 +17,14 @@ let w: World;
 let http: HttpHandle;
 let boring: Session;
 let worker: Worker;
-let app: Server;
+let app: LocalApp;
 let base: string;
 /** requests to /hold wait here until released */
 const held: (() => void)[] = [];
 const hooks: Record<string, string> = {};
 
 beforeAll(async () => {
-  app = createServer((req, res) => {
+  app = await localApp((req, res) => {
     req.resume();
     req.on('end', () => {
       const answer = (status: number) => {
@@ -38,11 +37,8 @@ beforeAll(async () => {
       answer(404);
     });
   });
-  base = await new Promise((resolve) => app.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(app.address() as AddressInfo).port}`)));
-  w = await buildWorld();
-  w.core.outbound = { allow: ['127.0.0.1'] };
-  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1' });
-  w.core.publicBaseUrl = new URL(http.url).origin;
+  base = app.base;
+  ({ w, http } = await engineWorld());
   boring = await connect(w.core, w.tokens.boringAdmin);
   data(await boring.call('add_connection', { app: 'http', credentials: { auth_kind: 'bearer', base_url: base, token: 'tok_metrics_0123456789' } }));
   const flows: [string, Record<string, unknown>][] = [
@@ -56,8 +52,7 @@ beforeAll(async () => {
     data(await boring.call('create_automation', { name, ...flow }));
     hooks[name] = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: name })).webhook.url;
   }
-  worker = new Worker(w.core, { concurrency: 4, leaseMs: 5_000, pollMs: 50, listen: (c, fn) => w.database.listen(c, fn) });
-  await worker.start();
+  worker = await startWorker(w);
 });
 afterAll(async () => {
   for (const release of held.splice(0)) release();
@@ -65,7 +60,7 @@ afterAll(async () => {
   await boring.close();
   await http.close();
   await w.close();
-  await new Promise((r) => app.close(r));
+  await app.close();
 });
 
 interface Sample {
@@ -145,9 +140,7 @@ describe('/metrics', () => {
   });
 
   it('counts an outbound call that fails by its error code', async () => {
-    const closed = createServer();
-    const port = await new Promise<number>((resolve) => closed.listen(0, '127.0.0.1', () => resolve((closed.address() as AddressInfo).port)));
-    await new Promise((r) => closed.close(r));
+    const port = await closedPort();
     data(await boring.call('create_automation', { name: 'Refused', retries: 0, steps: [{ id: 'call', kind: 'http', method: 'GET', url: `http://127.0.0.1:${port}/` }] }));
     const before = value((await scrape()).samples, 'switchboard_outbound_requests_total', { app: 'http', status: 'connection_refused' });
     const run = data<{ execution: { status: string } }>(await boring.call('run_automation', { automation: 'Refused', wait_seconds: 20 }));
@@ -171,8 +164,7 @@ describe('/metrics', () => {
       expect(oldest).toBeGreaterThanOrEqual(before);
       expect(oldest).toBeLessThanOrEqual(after);
       expect(value(samples, 'switchboard_workers_running')).toBe(0);
-      worker = new Worker(w.core, { concurrency: 4, leaseMs: 5_000, pollMs: 50, listen: (c, fn) => w.database.listen(c, fn) });
-      await worker.start();
+      worker = await startWorker(w);
       await Promise.all(queued.map((r) => finish(r.executionId)));
       expect(value((await scrape()).samples, 'switchboard_queue_depth')).toBe(0);
     } finally {

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
-import { buildWorld, connect, data, type Session, type World } from './helpers/world.js';
+import { connect, data, type Session, type World } from './helpers/world.js';
+import { engineWorld, localApp, type LocalApp } from './helpers/apps.js';
 import { testDatabase } from './helpers/db.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { Worker } from '../src/engine/worker.js';
@@ -20,25 +19,22 @@ const STALL_MS = 300;
 let w: World;
 let http: HttpHandle;
 let boring: Session;
-let app: Server;
+let app: LocalApp;
 let base: string;
 /** requests to the app wait here until released */
 const held: (() => void)[] = [];
 const hooks: Record<string, string> = {};
 
 beforeAll(async () => {
-  app = createServer((req, res) => {
+  app = await localApp((req, res) => {
     req.resume();
     held.push(() => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{}');
     });
   });
-  base = await new Promise((resolve) => app.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(app.address() as AddressInfo).port}`)));
-  w = await buildWorld();
-  w.core.outbound = { allow: ['127.0.0.1'] };
-  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1', readyStallMs: STALL_MS });
-  w.core.publicBaseUrl = new URL(http.url).origin;
+  base = app.base;
+  ({ w, http } = await engineWorld({ readyStallMs: STALL_MS }));
   boring = await connect(w.core, w.tokens.boringAdmin);
   for (const [name, steps] of [
     ['Quick', [{ id: 'noop', kind: 'transform', value: null }]],
@@ -53,7 +49,7 @@ afterAll(async () => {
   await boring.close();
   await http.close();
   await w.close();
-  await new Promise((r) => app.close(r));
+  await app.close();
 });
 
 async function readyz(handle = http): Promise<{ status: number; body: { status: string; check?: string; message?: string } }> {

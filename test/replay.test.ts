@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { and, eq, inArray, sql } from 'drizzle-orm';
-import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { startHttp, type HttpHandle } from '../src/http/server.js';
-import { Worker } from '../src/engine/worker.js';
+import { connect, data, text, type Session, type World } from './helpers/world.js';
+import { engineWorld, localApp, startWorker, type LocalApp } from './helpers/apps.js';
+import type { HttpHandle } from '../src/http/server.js';
+import type { Worker } from '../src/engine/worker.js';
 import { awaitExecution } from '../src/core/executions.js';
 import { auditLog, executions, failureGroups, webhookDeliveries } from '../src/db/schema/index.js';
 import type { Account } from '../src/core/accounts.js';
@@ -19,7 +18,7 @@ import type { Account } from '../src/core/accounts.js';
 let w: World;
 let http: HttpHandle;
 let worker: Worker;
-let app: Server;
+let app: LocalApp;
 let base: string;
 let boring: Session;
 let acme: Session;
@@ -46,7 +45,7 @@ interface Planned {
 }
 
 beforeAll(async () => {
-  app = createServer((req, res) => {
+  app = await localApp((req, res) => {
     calls.push({ path: req.url!, key: req.headers['idempotency-key'] as string | undefined });
     req.resume();
     req.on('end', () => {
@@ -55,11 +54,8 @@ beforeAll(async () => {
       res.end(JSON.stringify({ ok: !down }));
     });
   });
-  base = await new Promise<string>((r) => app.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(app.address() as AddressInfo).port}`)));
-  w = await buildWorld();
-  w.core.outbound = { allow: ['127.0.0.1'] };
-  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1' });
-  w.core.publicBaseUrl = new URL(http.url).origin;
+  base = app.base;
+  ({ w, http } = await engineWorld());
   boring = await connect(w.core, w.tokens.boringAdmin);
   acme = await connect(w.core, w.tokens.acmeAdmin);
   // an order: tell the shop (an external call), count it (account data), charge it (fails while the app is down)
@@ -85,15 +81,14 @@ beforeAll(async () => {
     }),
   );
   bookingsHook = data<{ webhook: { url: string } }>(await acme.call('get_automation', { account: 'acme-fitness', automation: 'Bookings' })).webhook.url;
-  worker = new Worker(w.core, { concurrency: 4, leaseMs: 5_000, pollMs: 50, listen: (c, fn) => w.database.listen(c, fn) });
-  await worker.start();
+  worker = await startWorker(w);
 });
 afterAll(async () => {
   await worker.stop();
   await Promise.all([boring.close(), acme.close()]);
   await http.close();
   await w.close();
-  await new Promise((r) => app.close(r));
+  await app.close();
 });
 
 /** A delivery through ingress, and its original run once it ended (null when it was not run). */

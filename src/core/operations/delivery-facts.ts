@@ -1,5 +1,5 @@
-import { and, asc, eq, inArray, isNotNull, sql } from 'drizzle-orm';
-import { accounts, apps, failureGroups } from '../../db/schema/index.js';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import { apps, failureGroups } from '../../db/schema/index.js';
 import { withAccount } from '../../db/scope.js';
 import type { Core } from '../core.js';
 import type { Account } from '../accounts.js';

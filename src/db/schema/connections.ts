@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
-  pgTable, uuid, text, timestamp, integer, boolean, jsonb, doublePrecision, index, uniqueIndex, check, primaryKey,
+  pgTable, uuid, text, timestamp, integer, boolean, jsonb, doublePrecision, index, uniqueIndex, check,
 } from 'drizzle-orm/pg-core';
 import { accounts, tenants, users } from './tenancy.js';
 
