@@ -80,7 +80,7 @@ describe('401s against a connection', () => {
     const third = await run(boring, 'Sync deals');
     expect(third.error).toMatchObject({
       code: 'http_401',
-      message: expect.stringMatching(/refused 3 times in a row: the connection is now marked expired and the 2 automations using it are paused; reconnect it \(reconnect_connection\) and they resume/),
+      message: expect.stringMatching(/refused 3 times in a row: the connection is now marked expired and the automations using it are paused; reconnect it \(reconnect_connection\) and they resume/),
     });
     expect((await connectionRow()).status).toBe('expired');
     const listed = data<{ automations: { name: string; state: string }[] }>(await boring.call('list_automations', {}));

@@ -351,3 +351,104 @@ describe('isolation', () => {
     await viewer.close();
   });
 });
+
+describe('debug_webhook and replay_webhook agree on a delivery', () => {
+  type Item = { id: string; status: string; replays: number; execution: { id: string; status: string; account: { slug: string } } | null; execution_visible: boolean };
+  const listed = async (s: Session, args: Record<string, unknown>) => data<{ deliveries: Item[]; next_cursor: string | null }>(await s.call('debug_webhook', { limit: 100, ...args }));
+  const planned = async (s: Session, args: Record<string, unknown>) => data<Planned>(await s.call('replay_webhook', { ...args, dry_run: true })).plan;
+
+  it('a duplicate that was replayed takes its replay run as status, in both tools', async () => {
+    data(await boring.call('create_automation', { name: 'Dup', retries: 0, trigger: { dedupe: { key: 'trigger.body.id' } }, steps: [{ id: 'charge', kind: 'http', method: 'POST', url: `${base}/charge` }] }));
+    const hook = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Dup' })).webhook.url;
+    failing = false;
+    await deliver(hook, { id: 'x1' }, w.accounts.boring);
+    const dup = await deliver(hook, { id: 'x1' }, null);
+    expect(dup.status).toBe('duplicate');
+    expect((await listed(boring, { automation: 'Dup', status: 'duplicate' })).deliveries.map((i) => i.id)).toEqual([dup.id]);
+    expect((await planned(boring, { filter: { automation: 'Dup', status: 'duplicate' } })).deliveries).toBe(1);
+    // replayed while the app fails: failed in both, no longer a duplicate in either
+    failing = true;
+    const e = data<Planned>(await boring.call('replay_webhook', { delivery: dup.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, e.id, 10_000)).status).toBe('failed');
+    expect((await listed(boring, { automation: 'Dup', status: 'failed' })).deliveries).toMatchObject([{ id: dup.id, status: 'failed', replays: 1, execution: { id: e.id } }]);
+    expect((await listed(boring, { automation: 'Dup', status: 'duplicate' })).deliveries).toEqual([]);
+    expect((await planned(boring, { filter: { automation: 'Dup', status: 'failed' } })).deliveries).toBe(1);
+    expect((await planned(boring, { filter: { automation: 'Dup', status: 'duplicate' } })).deliveries).toBe(0);
+    // fixed: succeeded in both
+    failing = false;
+    const ok = data<Planned>(await boring.call('replay_webhook', { delivery: dup.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, ok.id, 10_000)).status).toBe('succeeded');
+    expect((await listed(boring, { automation: 'Dup', status: 'succeeded' })).deliveries.map((i) => i.id)).toContain(dup.id);
+    expect((await planned(boring, { filter: { automation: 'Dup', status: 'succeeded' } })).deliveries).toBe(2);
+    expect((await listed(boring, { automation: 'Dup', status: 'failed' })).deliveries).toEqual([]);
+    // every status, both tools: the same deliveries
+    const all = (await listed(boring, { automation: 'Dup' })).deliveries;
+    for (const status of ['accepted', 'routed', 'running', 'succeeded', 'failed', 'filtered', 'cancelled', 'rejected', 'unrouted', 'duplicate', 'recorded']) {
+      const ids = (await listed(boring, { automation: 'Dup', status })).deliveries.map((i) => i.id);
+      expect(ids, status).toEqual(all.filter((i) => i.status === status).map((i) => i.id));
+      expect((await planned(boring, { filter: { automation: 'Dup', status } })).deliveries, status).toBe(ids.length);
+    }
+  });
+
+  it("'since' is the delivery's arrival in both walks and in replay_webhook", async () => {
+    // Dup calls /charge (Orders no longer does, since its revision 2)
+    const dupHook = data<{ webhook: { url: string } }>(await boring.call('get_automation', { automation: 'Dup' })).webhook.url;
+    failing = true;
+    const d = await deliver(dupHook, { id: 'x-since' }, w.accounts.boring);
+    expect(d.run!.status).toBe('failed');
+    await new Promise((r) => setTimeout(r, 20));
+    const since = new Date().toISOString();
+    const again = data<Planned>(await boring.call('replay_webhook', { delivery: d.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, again.id, 10_000)).status).toBe('failed');
+    // received before `since`, failed again after it: none of the three counts it
+    expect((await listed(boring, { automation: 'Dup', status: 'failed', since })).deliveries).toEqual([]);
+    expect((await listed(boring, { automation: 'Dup', since })).deliveries).toEqual([]);
+    expect((await planned(boring, { filter: { automation: 'Dup', status: 'failed', since } })).deliveries).toBe(0);
+    expect((await listed(boring, { automation: 'Dup', status: 'failed' })).deliveries.map((i) => i.id)).toContain(d.id);
+    failing = false;
+    const last = data<Planned>(await boring.call('replay_webhook', { delivery: d.id })).executions[0]!;
+    expect((await awaitExecution(w.core, w.accounts.boring, last.id, 10_000)).status).toBe('succeeded');
+  });
+
+  it('refuses a cursor of the other walk, or with a time PostgreSQL would not take, in one sentence', async () => {
+    for (let i = 0; i < 2; i++) await deliver(ordersHook, { id: `o-page-${i}` }, w.accounts.boring);
+    const page = await listed(boring, { automation: 'Orders', limit: 1 });
+    expect(page.next_cursor).not.toBeNull();
+    const wrong = await boring.call('debug_webhook', { automation: 'Orders', status: 'failed', limit: 1, cursor: page.next_cursor });
+    expect(wrong.isError).toBe(true);
+    expect(text(wrong)).toBe('The cursor is not valid: pass the next_cursor of a previous page of the same query, or omit it.');
+    for (const at of ['2026-02-30T00:00:00Z', '0000-01-01T00:00:00Z', '2026-13-01T00:00:00Z']) {
+      const cursor = Buffer.from(JSON.stringify(['d', at, '00000000-0000-4000-8000-000000000000'])).toString('base64url');
+      const r = await boring.call('debug_webhook', { automation: 'Orders', cursor });
+      expect(r.isError, at).toBe(true);
+      expect(text(r)).toMatch(/^The cursor is not valid/);
+    }
+  });
+
+  it('does not replay again a delivery whose latest run is a replay the caller may not see, and shows none of it', async () => {
+    // a delivery of acme's own automation fails in acme; it gains routing; the parent's admin replays it into studio-01
+    data(await acme.call('create_automation', { account: 'acme-fitness', name: 'Plain', retries: 0, steps: [{ id: 'charge', kind: 'http', method: 'POST', url: `${base}/charge` }] }));
+    const hook = data<{ webhook: { url: string } }>(await acme.call('get_automation', { account: 'acme-fitness', automation: 'Plain' })).webhook.url;
+    failing = true;
+    const d = await deliver(hook, { location_id: 'studio-01' }, w.accounts.acme);
+    expect(d.run!.status).toBe('failed');
+    failing = false;
+    data(await acme.call('update_automation', { account: 'acme-fitness', automation: 'Plain', routing: { key: 'body.location_id' } }));
+    const e = data<Planned>(await acme.call('replay_webhook', { account: 'acme-fitness', delivery: d.id })).executions[0]!;
+    expect(e.account_id).toBe(w.accounts.studio1.id);
+    expect((await awaitExecution(w.core, w.accounts.studio1, e.id, 10_000)).status).toBe('succeeded');
+    // the admin sees the replay; a member of the parent alone does not, and may not replay it again
+    expect((await listed(acme, { account: 'acme-fitness', automation: 'Plain' })).deliveries[0]).toMatchObject({ status: 'succeeded', replays: 1, execution: { id: e.id, account: { slug: 'acme-studio-01' } } });
+    const member = await connect(w.core, w.tokens.acmeMember);
+    try {
+      const seen = (await listed(member, { account: 'acme-fitness', automation: 'Plain' })).deliveries[0]!;
+      expect(seen).toMatchObject({ id: d.id, status: 'accepted', replays: 0, execution: null, execution_visible: false });
+      expect((await listed(member, { account: 'acme-fitness', automation: 'Plain', status: 'failed' })).deliveries).toEqual([]);
+      const plan = await planned(member, { account: 'acme-fitness', delivery: d.id });
+      expect(plan).toMatchObject({ replayable: 0, not_replayable_by_code: { replayed_elsewhere: 1 } });
+      expect((await planned(member, { account: 'acme-fitness', filter: { automation: 'Plain', status: 'failed' } })).deliveries).toBe(0);
+    } finally {
+      await member.close();
+    }
+  });
+});

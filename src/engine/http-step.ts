@@ -272,13 +272,11 @@ async function callHttp(ctx: StepContext, step: HttpStep, seen: { target?: strin
     const { count, expired, paused } = await countAuthFailure(ctx.core, conn);
     forgetConnection(ctx, step);
     const limit = ctx.core.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMIT;
-    // nothing pauses when the connection is a linked child's own, used by its parent's routed automation
-    const pausedWhat =
-      paused === 1
-        ? 'and the automation using it is paused; reconnect it (reconnect_connection) and the automation resumes'
-        : paused > 1
-          ? `and the ${paused} automations using it are paused; reconnect it (reconnect_connection) and they resume`
-          : 'and calls through it fail until it is reconnected (reconnect_connection)';
+    // nothing pauses when the connection is a linked child's own, used by its parent's routed
+    // automation; no count: a shared connection's automations are in accounts this run's readers may not see
+    const pausedWhat = paused
+      ? 'and the automations using it are paused; reconnect it (reconnect_connection) and they resume'
+      : 'and calls through it fail until it is reconnected (reconnect_connection)';
     const what = expired
       ? `the credentials of ${auth.label} were refused ${count} times in a row: the connection is now marked expired ${pausedWhat}`
       : `the credentials of ${auth.label} were refused (${count} in a row; at ${limit} the connection is marked expired): reconnect it (reconnect_connection) if this persists`;

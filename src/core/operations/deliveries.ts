@@ -13,13 +13,15 @@ import { decodeCursor, encodeCursor, isUuid } from '../ids.js';
 import { accountsInScope } from './visibility.js';
 import { diagnose, type Diagnosis } from './diagnosis.js';
 import { diagnosisFacts, outageCounts, appDefaults, routingKeysOf, type FactsContext } from './delivery-facts.js';
+import { alias } from 'drizzle-orm/pg-core';
+import { derive, derivedStatus, NOT_RUN, type DerivedStatus } from './latest-run.js';
 
 /**
  * An account's webhook deliveries as debug_webhook reads them: a keyset page, newest first, each
- * with the status it came to (the delivery's own for those that did not run, else its latest
- * run's: the original, or its latest replay — as replay_webhook matches them), that run in the
- * account it ran in (a routed run lives in the linked child: shown only when the caller may see
- * that child), the failing step with the upstream answer, and a diagnosis of that run.
+ * with the status it came to and its latest run (the original, or its latest replay: the rule of
+ * latest-run.ts, which replay_webhook matches on too) in the account it ran in (a routed run lives
+ * in the linked child: shown only when the caller may see that child), the failing step with the
+ * upstream answer, and a diagnosis of that run.
  *
  * A page is a fixed handful of queries whatever its size: the visible children, then in one
  * account scope (the account and those children) the page with its runs, the failing attempts,
@@ -27,10 +29,7 @@ import { diagnosisFacts, outageCounts, appDefaults, routingKeysOf, type FactsCon
  * them, app defaults, routing keys and the outage counts across accounts.
  */
 
-export const DERIVED_STATUSES = ['accepted', 'routed', 'running', 'succeeded', 'failed', 'filtered', 'cancelled', 'rejected', 'unrouted', 'duplicate', 'recorded'] as const;
-export type DerivedStatus = (typeof DERIVED_STATUSES)[number];
-const NOT_RUN = ['rejected', 'unrouted', 'duplicate', 'recorded'] as const;
-const RUN_STATES = ['running', 'succeeded', 'filtered', 'cancelled'] as const;
+export { DERIVED_STATUSES, type DerivedStatus } from './latest-run.js';
 
 export interface DebugOptions {
   automationId?: string | undefined;
@@ -149,16 +148,10 @@ export async function debugDeliveries(core: Core, caller: Caller, account: Accou
     };
   });
   const last = page[page.length - 1];
-  const nextCursor = !opts.deliveryId && rows.length > opts.limit && last ? encodeCursor([last.key, last.d.id]) : null;
+  const walk = opts.status === 'failed' ? FAILED_WALK : DELIVERY_WALK;
+  const nextCursor = !opts.deliveryId && rows.length > opts.limit && last ? encodeCursor([walk, last.key, last.d.id]) : null;
   const detail = read.detail && items[0] ? { item: items[0], ...read.detail } : null;
   return { items, nextCursor, detail };
-}
-
-/** The status a delivery came to: its own when it did not run, else its run's (queued: still accepted or routed). */
-export function derive(delivery: DeliveryStatus, run: ExecutionRow['status'] | null): DerivedStatus {
-  if (delivery !== 'accepted' && delivery !== 'routed') return delivery;
-  if (run === null || run === 'queued') return delivery;
-  return run;
 }
 
 export type PageRow = Awaited<ReturnType<typeof pageRows>>[number];
@@ -174,21 +167,26 @@ const deliveryCols = {
   routedAccountId: webhookDeliveries.routedAccountId,
   executionId: webhookDeliveries.executionId,
 };
-const runCols = {
-  id: executions.id,
-  accountId: executions.accountId,
-  revision: executions.revision,
-  status: executions.status,
-  nextStep: executions.nextStep,
-  attempt: executions.attempt,
-  errorCode: executions.errorCode,
-  errorMessage: executions.errorMessage,
-  failedStep: executions.failedStep,
-  errorTarget: executions.errorTarget,
-  errorStatus: executions.errorStatus,
-  createdAt: executions.createdAt,
-  finishedAt: executions.finishedAt,
-};
+/** a delivery's latest replay and its original run (latest-run.ts), each joined by its primary key (one type for both aliases) */
+const replayRun = alias(executions, 'r' as string);
+const originalRun = alias(executions, 'o' as string);
+const runColsOf = (t: typeof executions | typeof replayRun) => ({
+  id: t.id,
+  accountId: t.accountId,
+  revision: t.revision,
+  status: t.status,
+  nextStep: t.nextStep,
+  attempt: t.attempt,
+  errorCode: t.errorCode,
+  errorMessage: t.errorMessage,
+  failedStep: t.failedStep,
+  errorTarget: t.errorTarget,
+  errorStatus: t.errorStatus,
+  createdAt: t.createdAt,
+  finishedAt: t.finishedAt,
+});
+const runCols = runColsOf(executions);
+type RunColumn = keyof typeof runCols;
 const automationCols = { name: automations.name, revision: automations.revision, pausedBy: automations.pausedByConnectionId };
 
 /** Replays of the delivery `deliveryId` (a column) in the caller's scope (executions_replays). */
@@ -198,51 +196,48 @@ const replayCount = (deliveryId: SQL | typeof webhookDeliveries.id, scopeIds: st
     sql`, `,
   )}))`;
 
+/** The two walks a cursor can belong to: a cursor of one is refused by the other. */
+const DELIVERY_WALK = 'd';
+const FAILED_WALK = 'f';
+
+/** A cursor's time: an ISO-8601 UTC time PostgreSQL takes (years 1 to 9999, a real calendar day). */
+function cursorTime(at: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/.test(at) || at.startsWith('0000')) return false;
+  const t = new Date(at);
+  return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 19) === at.slice(0, 19);
+}
+
 /**
  * One page of rows (limit + 1, to know whether there is more), each with the delivery's latest
- * run in the caller's scope. `status: failed` walks the failed webhook and replay runs by the
- * automation's account (executions_failed_deliveries), keeping those no later replay follows,
- * newest failure first; the statuses of deliveries that did not run walk
+ * run (latest-run.ts) when the caller may see it. `status: failed` walks the failed webhook and
+ * replay runs by the automation's account (executions_failed_deliveries), keeping each that is its
+ * delivery's latest run, newest failure first: a delivery replayed while a caller pages through
+ * it moves to the front. The statuses of deliveries that did not run walk
  * webhook_deliveries_not_run; the others the account's deliveries newest first
  * (webhook_deliveries_account). `key` is the keyset's time: the failed run's for the first, the
- * delivery's for the others.
+ * delivery's for the others. `since` is on the delivery's arrival in both, as replay_webhook's.
  */
 async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: DebugOptions) {
+  const walk = opts.status === 'failed' && !opts.deliveryId ? FAILED_WALK : DELIVERY_WALK;
   let cursor: [string, string] | null = null;
   if (opts.cursor) {
-    const [at, id] = decodeCursor(opts.cursor, ['text', 'uuid']) as [string, string];
-    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(at) || Number.isNaN(Date.parse(at))) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page, or omit it.');
+    const [kind, at, id] = decodeCursor(opts.cursor, ['text', 'text', 'uuid']) as [string, string, string];
+    if (kind !== walk || !cursorTime(at)) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page of the same query, or omit it.');
     cursor = [at, id];
   }
   // a delivery's body is read only where a diagnosis needs it: an expression that reads a missing field
-  const body = sql<unknown>`case when ${executions.errorCode} = 'expression_error' then ${webhookDeliveries.body} end`;
-  // the delivery's latest run in the caller's scope: the original, or its latest replay
-  const l = tx
-    .select(runCols)
-    .from(executions)
-    .where(
-      and(
-        or(eq(executions.id, webhookDeliveries.executionId), and(eq(executions.deliveryId, webhookDeliveries.id), eq(executions.source, 'replay'))),
-        inArray(executions.accountId, scopeIds),
-      ),
-    )
-    .orderBy(desc(executions.createdAt), desc(executions.id))
-    .limit(1)
-    .as('l');
+  const bodyIf = (errorCode: SQL) => sql<unknown>`case when ${errorCode} = 'expression_error' then ${webhookDeliveries.body} end`;
 
-  if (opts.status === 'failed' && !opts.deliveryId) {
+  if (walk === FAILED_WALK) {
     const conds: (SQL | undefined)[] = [
       sql`coalesce(${executions.automationAccountId}, ${executions.accountId}) = ${account.id}`,
       eq(executions.status, 'failed'),
       isNotNull(executions.deliveryId),
-      inArray(executions.source, ['webhook', 'replay']),
       inArray(executions.accountId, scopeIds),
-      // the delivery's latest run: no replay of it after this one
-      sql`not exists (select 1 from ${executions} n where n.delivery_id = ${executions.deliveryId} and n.source = 'replay'
-        and n.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}) and (n.created_at, n.id) > (${executions.createdAt}, ${executions.id}))`,
     ];
     if (opts.automationId) conds.push(eq(executions.automationId, opts.automationId));
-    if (opts.since) conds.push(gte(executions.createdAt, opts.since));
+    // runs are created no earlier than their delivery arrived: the run's time narrows the walk
+    if (opts.since) conds.push(gte(webhookDeliveries.receivedAt, opts.since), gte(executions.createdAt, opts.since));
     if (cursor) conds.push(sql`(${executions.createdAt}, ${executions.deliveryId}) < (${cursor[0]}::timestamptz, ${cursor[1]}::uuid)`);
     return tx
       .select({
@@ -251,65 +246,68 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
         key: AT(sql`${executions.createdAt}`),
         e: runCols,
         a: automationCols,
-        body,
+        body: bodyIf(sql`${executions.errorCode}`),
         replays: replayCount(webhookDeliveries.id, scopeIds),
       })
       .from(executions)
-      .innerJoin(webhookDeliveries, and(eq(webhookDeliveries.id, executions.deliveryId), eq(webhookDeliveries.accountId, account.id)))
+      // the run is its delivery's latest (no coalesce: row-level security keeps such a qual out of index scans)
+      .innerJoin(
+        webhookDeliveries,
+        and(
+          eq(webhookDeliveries.id, executions.deliveryId),
+          eq(webhookDeliveries.accountId, account.id),
+          or(eq(webhookDeliveries.latestReplayId, executions.id), and(isNull(webhookDeliveries.latestReplayId), eq(webhookDeliveries.executionId, executions.id))),
+        ),
+      )
       .leftJoin(automations, eq(automations.id, webhookDeliveries.automationId))
       .where(and(...conds))
       .orderBy(sql`${executions.createdAt} desc`, desc(executions.deliveryId))
       .limit(opts.limit + 1);
   }
 
+  // the latest run's columns: the replay's when there is one, else the original's
+  const pick = (col: RunColumn) => sql`(case when ${webhookDeliveries.latestReplayId} is null then ${originalRun[col]} else ${replayRun[col]} end)`;
   const conds: (SQL | undefined)[] = [eq(webhookDeliveries.accountId, account.id)];
   if (opts.deliveryId) conds.push(eq(webhookDeliveries.id, opts.deliveryId.toLowerCase()));
   if (opts.automationId) conds.push(eq(webhookDeliveries.automationId, opts.automationId));
   if (opts.since) conds.push(gte(webhookDeliveries.receivedAt, opts.since));
   if (cursor) conds.push(sql`(${webhookDeliveries.receivedAt}, ${webhookDeliveries.id}) < (${cursor[0]}::timestamptz, ${cursor[1]}::uuid)`);
   const s = opts.deliveryId ? undefined : opts.status;
-  if (s && (NOT_RUN as readonly string[]).includes(s)) {
-    // spelled like the partial index's predicate so the planner uses it
-    conds.push(notInArray(webhookDeliveries.status, ['accepted', 'routed']), eq(webhookDeliveries.status, s as DeliveryStatus));
-  } else if (s === 'accepted' || s === 'routed') {
-    conds.push(eq(webhookDeliveries.status, s), or(isNull(l.id), eq(l.status, 'queued')));
-  } else if (s && (RUN_STATES as readonly string[]).includes(s)) {
-    conds.push(inArray(webhookDeliveries.status, ['accepted', 'routed']), eq(l.status, s as ExecutionRow['status']));
-  } else if (s === 'failed') {
-    conds.push(eq(l.status, 'failed'));
+  if (s) {
+    conds.push(sql`${derivedStatus(sql`${webhookDeliveries.status}`, pick('id'), pick('status'))} = ${s}`);
+    // what the status implies, for the planner (the derived status is a CASE it cannot look into):
+    // such a delivery has no visible run (spelled like webhook_deliveries_not_run's predicate)
+    if (NOT_RUN.includes(s)) conds.push(notInArray(webhookDeliveries.status, ['accepted', 'routed']), eq(webhookDeliveries.status, s as DeliveryStatus));
+    // only a routed delivery comes to 'routed'
+    if (s === 'routed') conds.push(eq(webhookDeliveries.status, 'routed'));
+    // a running one has a running run (few: executions_running); an accepted one a queued run
+    // (executions_queued; a delivery of this account whose runs were all pruned is pruned with them)
+    if (s === 'running' || s === 'accepted') {
+      conds.push(sql`${webhookDeliveries.id} in (select x.delivery_id from ${executions} x where x.status = ${s === 'running' ? 'running' : 'queued'}
+        and x.delivery_id is not null and x.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}))`);
+    }
   }
   const at = AT(webhookDeliveries.receivedAt);
-  return tx
+  const rows = await tx
     .select({
-      d: deliveryCols,
+      d: { ...deliveryCols, latestReplayId: webhookDeliveries.latestReplayId },
       at,
       key: at,
-      e: {
-        id: l.id,
-        accountId: l.accountId,
-        revision: l.revision,
-        status: l.status,
-        nextStep: l.nextStep,
-        attempt: l.attempt,
-        errorCode: l.errorCode,
-        errorMessage: l.errorMessage,
-        failedStep: l.failedStep,
-        errorTarget: l.errorTarget,
-        errorStatus: l.errorStatus,
-        createdAt: l.createdAt,
-        finishedAt: l.finishedAt,
-      },
+      r: runColsOf(replayRun),
+      o: runColsOf(originalRun),
       a: automationCols,
-      body: sql<unknown>`case when ${l.errorCode} = 'expression_error' then ${webhookDeliveries.body} end`,
+      body: bodyIf(pick('errorCode')),
       replays: replayCount(webhookDeliveries.id, scopeIds),
     })
     .from(webhookDeliveries)
-    // a run in a linked account the caller may not see stays out (row-level security says the same)
-    .leftJoinLateral(l, sql`true`)
+    // each by its primary key; a run in a linked account the caller may not see stays out (row-level security says the same)
+    .leftJoin(replayRun, and(eq(replayRun.id, webhookDeliveries.latestReplayId), inArray(replayRun.accountId, scopeIds)))
+    .leftJoin(originalRun, and(eq(originalRun.id, webhookDeliveries.executionId), inArray(originalRun.accountId, scopeIds)))
     .leftJoin(automations, eq(automations.id, webhookDeliveries.automationId))
     .where(and(...conds))
     .orderBy(desc(webhookDeliveries.receivedAt), desc(webhookDeliveries.id))
     .limit(opts.deliveryId ? 1 : opts.limit + 1);
+  return rows.map(({ r, o, ...row }) => ({ ...row, e: row.d.latestReplayId ? r : o }));
 }
 
 /**

@@ -2,18 +2,17 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Tx } from '../../db/scope.js';
 import { rowsOf } from '../../db/client.js';
 import type { DeliveryStatus } from '../../db/schema/index.js';
-import type { DerivedStatus } from './deliveries.js';
+import { derivedStatus, NOT_RUN, type DerivedStatus } from './latest-run.js';
 
 /**
  * Which recorded deliveries a replay_webhook call covers: one by id, or those of the acting
- * account matching a filter, each with its latest run (the original, or its latest replay) and
- * the status debug_webhook derives from both. Runs in the caller's scope (the acting account and
- * the linked children it may act in): a run in any other account is not seen.
+ * account matching a filter, each with its latest run and the status it came to (latest-run.ts:
+ * the rule debug_webhook shows). Runs in the caller's scope (the acting account and the linked
+ * children it may act in): a run in any other account is not seen, and a delivery whose latest
+ * replay is such a run is not replayed again by this caller (`replayHidden`).
  */
 
-/** A delivery's status as debug_webhook shows it: what its latest run did, else what ingress decided. */
-export { DERIVED_STATUSES, type DerivedStatus } from './deliveries.js';
-const NOT_RUN: readonly string[] = ['unrouted', 'duplicate', 'rejected', 'recorded'];
+export { DERIVED_STATUSES, type DerivedStatus } from './latest-run.js';
 
 export interface ReplayFilter {
   automationId?: string | undefined;
@@ -43,13 +42,15 @@ export interface Matched {
   automationStatus: string;
   latestStatus: string | null;
   derived: DerivedStatus;
+  /** its latest run is a replay in an account the caller may not act in */
+  replayHidden: boolean;
 }
 
 /** A failed run's fingerprint, computed as drizzle/0018 computes failure_groups.fingerprint. */
 const fingerprint = (e: string) =>
   sql.raw(`md5(concat_ws(chr(31), coalesce(${e}.error_target, ''), coalesce(${e}.failed_step, ''), coalesce(${e}.error_code, ''), coalesce(${e}.error_status::text, '')))`);
 
-const derived = sql.raw(`case when l.id is null then d.status when l.status = 'queued' then (case when d.status = 'routed' then 'routed' else 'accepted' end) else l.status end`);
+const derived = derivedStatus(sql.raw('d.status'), sql.raw('l.id'), sql.raw('l.status'));
 
 /**
  * The account's failed webhook runs (executions_failed_deliveries: by the automation's account,
@@ -90,15 +91,15 @@ function conditions(tenantId: string, accountId: string, by: { delivery: string 
   return sql.join(c, sql` and `);
 }
 
+// l: the latest run (latest-run.ts), from the original (o) and the latest replay (r), each joined
+// by its primary key (a coalesce in the join would keep row-level security from using the index)
+const pickRun = (col: string) => `case when d.latest_replay_id is null then o.${col} else r.${col} end as ${col}`;
 const FROM = sql.raw(`
   from webhook_deliveries d
   join automations a on a.id = d.automation_id
   left join executions o on o.id = d.execution_id
-  left join lateral (
-    select e.id, e.status, e.error_code, e.error_target, e.failed_step, e.error_status from executions e
-    where e.id = d.execution_id or (e.delivery_id = d.id and e.source = 'replay')
-    order by e.created_at desc, e.id desc limit 1
-  ) l on true`);
+  left join executions r on r.id = d.latest_replay_id
+  cross join lateral (select ${['id', 'status', 'error_code', 'error_target', 'failed_step', 'error_status'].map(pickRun).join(', ')}) l`);
 
 /** Up to `limit` matching deliveries, newest first, and whether there are more. */
 export async function matchDeliveries(
@@ -114,7 +115,8 @@ export async function matchDeliveries(
       select d.id, d.automation_id, a.name as automation_name, d.status, d.code, d.routed_account_id, d.execution_id,
              o.revision as original_revision,
              (select max(r.revision) from automation_revisions r where r.automation_id = d.automation_id and r.created_at <= d.received_at) as revision_at_receipt,
-             a.revision as current_revision, a.enabled, a.status as automation_status, l.status as latest_status, ${derived} as derived
+             a.revision as current_revision, a.enabled, a.status as automation_status, l.status as latest_status, ${derived} as derived,
+             (d.latest_replay_id is not null and l.id is null) as replay_hidden
       ${FROM}
       where ${where}
       order by d.received_at desc, d.id desc
@@ -137,6 +139,7 @@ export async function matchDeliveries(
       automationStatus: r.automation_status as string,
       latestStatus: (r.latest_status as string | null) ?? null,
       derived: r.derived as DerivedStatus,
+      replayHidden: r.replay_hidden === true || r.replay_hidden === 't',
     }),
   );
   return { rows, more: raw.length > limit };

@@ -143,7 +143,10 @@ export async function planReplay(
         if (child.account.status === 'suspended') return skip('account_suspended', 'the account this event was routed to is suspended');
         return run(child.account);
       };
-      if (m.latestStatus === 'queued' || m.latestStatus === 'running') skip('in_flight', 'a run of this delivery is queued or running: wait for it to end');
+      // a routed delivery in a linked account the caller may not act in says so (inChild), whatever ran there
+      const deniedChild = m.routedAccountId !== null && byId.get(m.routedAccountId)?.allowed === false;
+      if (m.replayHidden && !deniedChild) skip('replayed_elsewhere', 'its latest run is a replay you may not see (in a linked account you may not act in, or pruned): it is not replayed again from here');
+      else if (m.latestStatus === 'queued' || m.latestStatus === 'running') skip('in_flight', 'a run of this delivery is queued or running: wait for it to end');
       else if (m.status === 'rejected' && m.code === 'signature_invalid') skip('signature_invalid', 'its signature did not verify, so its body was not kept: there is no event to run');
       else if (m.status === 'rejected') skip(m.code ?? 'rejected', 'its body could not be read, so there is no event to run');
       else if (!m.enabled) skip('automation_disabled', 'the automation is disabled: enable it first (set_automation_enabled)');
@@ -285,16 +288,21 @@ export async function applyReplay(core: Core, caller: Caller, acting: Account, p
   for (const [targetId, items] of byTarget) {
     const made = items.map((d) => ({ id: randomUUID(), d }));
     const owner = targetId === acting.id ? null : acting.id;
-    await withAccount(core.db, [...new Set([acting.id, targetId])], (tx) =>
-      tx.execute(sql`
+    await withAccount(core.db, [...new Set([acting.id, targetId])], async (tx) => {
+      await tx.execute(sql`
         insert into executions (id, tenant_id, account_id, automation_account_id, automation_id, revision, source, trigger, delivery_id, idempotency_of, created_by)
         select v.id, d.tenant_id, ${targetId}::uuid, ${owner}::uuid, d.automation_id, v.rev, 'replay',
                coalesce(o.trigger, jsonb_build_object('body', d.body, 'headers', d.headers, 'query', d.query, 'method', d.method)),
                d.id, v.io, ${caller.user.id}::uuid
         from unnest(${arr(made.map((m) => m.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.id))}::uuid[], ${arr(made.map((m) => m.d.revision))}::int[], ${arr(made.map((m) => m.d.idempotencyOf))}::uuid[]) as v(id, did, rev, io)
         join webhook_deliveries d on d.id = v.did
-        left join executions o on o.id = d.execution_id`),
-    );
+        left join executions o on o.id = d.execution_id`);
+      // each delivery's latest run is now its replay (latest-run.ts)
+      await tx.execute(sql`
+        update webhook_deliveries d set latest_replay_id = v.id
+        from unnest(${arr(made.map((m) => m.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.id))}::uuid[]) as v(id, did)
+        where d.id = v.did`);
+    });
     for (const m of made) created.push({ id: m.id, deliveryId: m.d.delivery.id, accountId: targetId, revision: m.d.revision!, idempotencyOf: m.d.idempotencyOf });
   }
   if (created.length) await notifyWorkers(core.db);

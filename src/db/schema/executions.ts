@@ -124,6 +124,12 @@ export const webhookDeliveries = pgTable('webhook_deliveries', {
   size: integer('size').notNull(),
   sourceIp: text('source_ip'),
   executionId: uuid('execution_id'),
+  /**
+   * its latest replay (replay_webhook sets it in the replay's transaction): the delivery's latest
+   * run is this, else execution_id — what debug_webhook shows and replay_webhook matches on
+   * (src/core/operations/latest-run.ts). Null until it is replayed; ingress never writes it.
+   */
+  latestReplayId: uuid('latest_replay_id'),
   receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [
   index('webhook_deliveries_account').on(t.accountId, t.receivedAt.desc(), t.id.desc()),
