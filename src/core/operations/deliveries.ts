@@ -230,7 +230,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
 
   if (walk === FAILED_WALK) {
     const conds: (SQL | undefined)[] = [
-      sql`coalesce(${executions.automationAccountId}, ${executions.accountId}) = ${account.id}`,
+      eq(executions.automationOwnerId, account.id),
       eq(executions.status, 'failed'),
       isNotNull(executions.deliveryId),
       inArray(executions.accountId, scopeIds),
@@ -250,13 +250,15 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
         replays: replayCount(webhookDeliveries.id, scopeIds),
       })
       .from(executions)
-      // the run is its delivery's latest (no coalesce: row-level security keeps such a qual out of index scans)
+      // the run is its delivery's latest: its latest replay, or, never replayed, its original (the
+      // only webhook run of the delivery). Spelled so that the planner sees most runs pass (an
+      // execution_id = id here made it expect none and sort every failed run of the account)
       .innerJoin(
         webhookDeliveries,
         and(
           eq(webhookDeliveries.id, executions.deliveryId),
           eq(webhookDeliveries.accountId, account.id),
-          or(eq(webhookDeliveries.latestReplayId, executions.id), and(isNull(webhookDeliveries.latestReplayId), eq(webhookDeliveries.executionId, executions.id))),
+          or(and(isNull(webhookDeliveries.latestReplayId), eq(executions.source, 'webhook')), eq(webhookDeliveries.latestReplayId, executions.id)),
         ),
       )
       .leftJoin(automations, eq(automations.id, webhookDeliveries.automationId))

@@ -57,7 +57,7 @@ const derived = derivedStatus(sql.raw('d.status'), sql.raw('l.id'), sql.raw('l.s
  * routed runs included), narrowed further by `extra`: the deliveries a failure filter starts from.
  */
 const failedRuns = (accountId: string, extra: SQL[]) =>
-  sql`d.id in (select f.delivery_id from executions f where coalesce(f.automation_account_id, f.account_id) = ${accountId}::uuid and f.status = 'failed' and f.delivery_id is not null${sql.join(
+  sql`d.id in (select f.delivery_id from executions f where f.automation_owner_id = ${accountId}::uuid and f.status = 'failed' and f.delivery_id is not null${sql.join(
     extra.map((e) => sql` and ${e}`),
   )})`;
 

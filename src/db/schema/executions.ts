@@ -23,6 +23,12 @@ export const executions = pgTable('executions', {
   automationId: uuid('automation_id').notNull().references(() => automations.id, { onDelete: 'cascade' }),
   /** the automation's account when it is not the one the run lives in: a parent's automation routed to a child */
   automationAccountId: uuid('automation_account_id').references(() => accounts.id, { onDelete: 'cascade' }),
+  /**
+   * the account that owns the automation (automation_account_id for a routed run, else account_id),
+   * a plain column for the indexes that find an account's runs wherever they ran: under row-level
+   * security a query's coalesce(…) is not leakproof, so it cannot use an index on the expression
+   */
+  automationOwnerId: uuid('automation_owner_id').generatedAlwaysAs(sql`coalesce(automation_account_id, account_id)`),
   revision: integer('revision').notNull(),
   /** what started it: a test run (run_automation), a webhook delivery, or a replay of one (replay_webhook) */
   source: text('source').$type<'test' | 'webhook' | 'replay'>().notNull(),
@@ -65,8 +71,9 @@ export const executions = pgTable('executions', {
   index('executions_automation').on(t.automationId, t.createdAt.desc(), t.id.desc()),
   // replays of a delivery (the original run is the delivery's execution_id)
   index('executions_replays').on(t.deliveryId).where(sql`${t.source} = 'replay'`),
-  // failed webhook runs by the account that owns the automation (the parent, for routed runs): debug_webhook {status: failed}
-  index('executions_failed_deliveries').on(sql`coalesce(${t.automationAccountId}, ${t.accountId})`, t.createdAt.desc()).where(sql`${t.status} = 'failed' and ${t.deliveryId} is not null`),
+  // failed webhook runs by the account that owns the automation (the parent, for routed runs), newest
+  // first: debug_webhook {status: failed} walks it in order, replay_webhook's failure filters probe it
+  index('executions_failed_deliveries').on(t.automationOwnerId, t.createdAt.desc(), t.deliveryId.desc()).where(sql`${t.status} = 'failed' and ${t.deliveryId} is not null`),
   check('executions_status_check', sql`${t.status} in ('queued', 'running', 'succeeded', 'failed', 'filtered', 'cancelled')`),
 ]);
 
