@@ -443,6 +443,7 @@ describe('debug_webhook and replay_webhook agree on a delivery', () => {
     try {
       const seen = (await listed(member, { account: 'acme-fitness', automation: 'Plain' })).deliveries[0]!;
       expect(seen).toMatchObject({ id: d.id, status: 'accepted', replays: 0, execution: null, execution_visible: false });
+      expect((await listed(member, { account: 'acme-fitness', automation: 'Plain', status: 'accepted' })).deliveries.map((i) => i.id)).toEqual([d.id]);
       expect((await listed(member, { account: 'acme-fitness', automation: 'Plain', status: 'failed' })).deliveries).toEqual([]);
       const plan = await planned(member, { account: 'acme-fitness', delivery: d.id });
       expect(plan).toMatchObject({ replayable: 0, not_replayable_by_code: { replayed_elsewhere: 1 } });

@@ -283,10 +283,12 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
     // only a routed delivery comes to 'routed'
     if (s === 'routed') conds.push(eq(webhookDeliveries.status, 'routed'));
     // a running one has a running run (few: executions_running); an accepted one a queued run
-    // (executions_queued; a delivery of this account whose runs were all pruned is pruned with them)
+    // (executions_queued), or a latest replay the caller may not see (a delivery of this account
+    // whose runs were all pruned is pruned with them)
     if (s === 'running' || s === 'accepted') {
-      conds.push(sql`${webhookDeliveries.id} in (select x.delivery_id from ${executions} x where x.status = ${s === 'running' ? 'running' : 'queued'}
-        and x.delivery_id is not null and x.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}))`);
+      const has = sql`${webhookDeliveries.id} in (select x.delivery_id from ${executions} x where x.status = ${s === 'running' ? 'running' : 'queued'}
+        and x.delivery_id is not null and x.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}))`;
+      conds.push(s === 'running' ? has : or(has, and(isNotNull(webhookDeliveries.latestReplayId), eq(webhookDeliveries.status, 'accepted'))));
     }
   }
   const at = AT(webhookDeliveries.receivedAt);
