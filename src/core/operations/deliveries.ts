@@ -14,7 +14,7 @@ import { accountsInScope } from './visibility.js';
 import { diagnose, type Diagnosis } from './diagnosis.js';
 import { diagnosisFacts, outageCounts, appDefaults, routingKeysOf, type FactsContext } from './delivery-facts.js';
 import { alias } from 'drizzle-orm/pg-core';
-import { derive, derivedStatus, NOT_RUN, type DerivedStatus } from './latest-run.js';
+import { derive, derivedStatus, latestRunColumn, NOT_RUN, type DerivedStatus } from './latest-run.js';
 
 /**
  * An account's webhook deliveries as debug_webhook reads them: a keyset page, newest first, each
@@ -189,12 +189,9 @@ const runCols = runColsOf(executions);
 type RunColumn = keyof typeof runCols;
 const automationCols = { name: automations.name, revision: automations.revision, pausedBy: automations.pausedByConnectionId };
 
-/** Replays of the delivery `deliveryId` (a column) in the caller's scope (executions_replays). */
-const replayCount = (deliveryId: SQL | typeof webhookDeliveries.id, scopeIds: string[]) =>
-  sql<number>`(select count(*)::int from ${executions} x where x.delivery_id = ${deliveryId} and x.source = 'replay' and x.account_id in (${sql.join(
-    scopeIds.map((id) => sql`${id}::uuid`),
-    sql`, `,
-  )}))`;
+/** Replays of the page's delivery in the caller's accounts (`scope`: their ids as a SQL list), by executions_replays. */
+const replayCount = (scope: SQL) =>
+  sql<number>`(select count(*)::int from ${executions} x where x.delivery_id = ${webhookDeliveries.id} and x.source = 'replay' and x.account_id in (${scope}))`;
 
 /** The two walks a cursor can belong to: a cursor of one is refused by the other. */
 const DELIVERY_WALK = 'd';
@@ -225,6 +222,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
     if (kind !== walk || !cursorTime(at)) throw new UserError('The cursor is not valid: pass the next_cursor of a previous page of the same query, or omit it.');
     cursor = [at, id];
   }
+  const scope = sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `);
   // a delivery's body is read only where a diagnosis needs it: an expression that reads a missing field
   const bodyIf = (errorCode: SQL) => sql<unknown>`case when ${errorCode} = 'expression_error' then ${webhookDeliveries.body} end`;
 
@@ -247,7 +245,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
         e: runCols,
         a: automationCols,
         body: bodyIf(sql`${executions.errorCode}`),
-        replays: replayCount(webhookDeliveries.id, scopeIds),
+        replays: replayCount(scope),
       })
       .from(executions)
       // the run is its delivery's latest: its latest replay, or, never replayed, its original (the
@@ -268,7 +266,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
   }
 
   // the latest run's columns: the replay's when there is one, else the original's
-  const pick = (col: RunColumn) => sql`(case when ${webhookDeliveries.latestReplayId} is null then ${originalRun[col]} else ${replayRun[col]} end)`;
+  const pick = (col: RunColumn) => latestRunColumn(sql`${webhookDeliveries.latestReplayId}`, sql`${originalRun[col]}`, sql`${replayRun[col]}`);
   const conds: (SQL | undefined)[] = [eq(webhookDeliveries.accountId, account.id)];
   if (opts.deliveryId) conds.push(eq(webhookDeliveries.id, opts.deliveryId.toLowerCase()));
   if (opts.automationId) conds.push(eq(webhookDeliveries.automationId, opts.automationId));
@@ -287,7 +285,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
     // whose runs were all pruned is pruned with them)
     if (s === 'running' || s === 'accepted') {
       const has = sql`${webhookDeliveries.id} in (select x.delivery_id from ${executions} x where x.status = ${s === 'running' ? 'running' : 'queued'}
-        and x.delivery_id is not null and x.account_id in (${sql.join(scopeIds.map((id) => sql`${id}::uuid`), sql`, `)}))`;
+        and x.delivery_id is not null and x.account_id in (${scope}))`;
       conds.push(s === 'running' ? has : or(has, and(isNotNull(webhookDeliveries.latestReplayId), eq(webhookDeliveries.status, 'accepted'))));
     }
   }
@@ -301,7 +299,7 @@ async function pageRows(tx: Tx, account: Account, scopeIds: string[], opts: Debu
       o: runColsOf(originalRun),
       a: automationCols,
       body: bodyIf(pick('errorCode')),
-      replays: replayCount(webhookDeliveries.id, scopeIds),
+      replays: replayCount(scope),
     })
     .from(webhookDeliveries)
     // each by its primary key; a run in a linked account the caller may not see stays out (row-level security says the same)

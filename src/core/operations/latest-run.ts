@@ -22,6 +22,10 @@ export type DerivedStatus = (typeof DERIVED_STATUSES)[number];
 /** statuses only ingress gives: the delivery was not run (and not replayed since) */
 export const NOT_RUN: readonly DerivedStatus[] = ['rejected', 'unrouted', 'duplicate', 'recorded'];
 
+/** A column of the latest run, from the original run's and the latest replay's (each joined by its primary key). */
+export const latestRunColumn = (latestReplayId: SQL, original: SQL, replay: SQL): SQL =>
+  sql`(case when ${latestReplayId} is null then ${original} else ${replay} end)`;
+
 /** The derived status in SQL, of a delivery's status and its latest visible run's id and status (null: none). */
 export const derivedStatus = (deliveryStatus: SQL, runId: SQL, runStatus: SQL): SQL =>
   sql`(case when ${runId} is null then ${deliveryStatus} when ${runStatus} = 'queued' then (case when ${deliveryStatus} = 'routed' then 'routed' else 'accepted' end) else ${runStatus} end)`;

@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Tx } from '../../db/scope.js';
 import { rowsOf } from '../../db/client.js';
 import type { DeliveryStatus } from '../../db/schema/index.js';
-import { derivedStatus, NOT_RUN, type DerivedStatus } from './latest-run.js';
+import { derivedStatus, latestRunColumn, NOT_RUN, type DerivedStatus } from './latest-run.js';
 
 /**
  * Which recorded deliveries a replay_webhook call covers: one by id, or those of the acting
@@ -93,13 +93,13 @@ function conditions(tenantId: string, accountId: string, by: { delivery: string 
 
 // l: the latest run (latest-run.ts), from the original (o) and the latest replay (r), each joined
 // by its primary key (a coalesce in the join would keep row-level security from using the index)
-const pickRun = (col: string) => `case when d.latest_replay_id is null then o.${col} else r.${col} end as ${col}`;
-const FROM = sql.raw(`
+const pickRun = (col: string) => sql`${latestRunColumn(sql.raw('d.latest_replay_id'), sql.raw(`o.${col}`), sql.raw(`r.${col}`))} as ${sql.raw(col)}`;
+const FROM = sql`
   from webhook_deliveries d
   join automations a on a.id = d.automation_id
   left join executions o on o.id = d.execution_id
   left join executions r on r.id = d.latest_replay_id
-  cross join lateral (select ${['id', 'status', 'error_code', 'error_target', 'failed_step', 'error_status'].map(pickRun).join(', ')}) l`);
+  cross join lateral (select ${sql.join(['id', 'status', 'error_code', 'error_target', 'failed_step', 'error_status'].map(pickRun), sql`, `)}) l`;
 
 /** Up to `limit` matching deliveries, newest first, and whether there are more. */
 export async function matchDeliveries(
