@@ -33,6 +33,10 @@
  *      10,000 accounts; the cost of keeping the aggregates (executions/s with and without their
  *      triggers). Runs last; alone with `npm run bench -- operations` (or BENCH_SECTION=operations).
  *
+ * Templates (bench/templates.ts, issue 10):
+ *   8. plan, apply and rollback of a deploy to 1,000 and 10,000 accounts; target 10,000 applied in
+ *      under 10 s, growing linearly. Alone with `npm run bench -- templates`.
+ *
  * PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) must be
  * allowed to create databases; each case gets a fresh one, dropped afterwards. When it does not
  * answer, the PostgreSQL cases are skipped. BENCH_RUNS (default 7) and BENCH_CALLS (default 1000)
@@ -57,6 +61,7 @@ import { line, max, median, ms, note, now, us, verdict } from './stats.js';
 import { engineThroughput, type EngineResult } from './engine.js';
 import { ingestRate, type IngestResult } from './ingest.js';
 import { aggregatesCost, costReport, latencyReport, operationsLatency, OPS } from './operations.js';
+import { templatesSection } from './templates.js';
 
 setLogLevel('warn');
 
@@ -114,7 +119,7 @@ process.once('SIGINT', () => {
 });
 
 async function main(): Promise<void> {
-  if (!existsSync(cli) && SECTION !== 'operations') {
+  if (!existsSync(cli) && SECTION !== 'operations' && SECTION !== 'templates') {
     line(`dist/cli.js is missing: run \`npm run build\` (npm run bench does).`);
     process.exitCode = 1;
     return;
@@ -126,13 +131,17 @@ async function main(): Promise<void> {
   line(pg.ok ? `PostgreSQL ${pg.version} at ${host}` : `PostgreSQL at ${host} does not answer (${pg.reason}): PostgreSQL cases skipped.`);
   if (pg.ok) await dropLeftovers().catch(() => {});
   const started = now();
+  if (SECTION === 'templates') {
+    await templatesSection(pg.ok);
+    return;
+  }
   if (SECTION === 'operations') {
     await operationsSection(pg.ok, null);
     line();
     line(`Total benchmark time ${((now() - started) / 1000).toFixed(1)} s, load average now ${load()}.`);
     return;
   }
-  if (SECTION) line(`Unknown section '${SECTION}' (known: operations): running them all.`);
+  if (SECTION) line(`Unknown section '${SECTION}' (known: operations, templates): running them all.`);
 
   // ---------------------------------------------------------------- 1. cold start
   line();
@@ -330,6 +339,7 @@ async function main(): Promise<void> {
     engineReport('PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
   });
 
+  await templatesSection(pg.ok);
   await operationsSection(pg.ok, insertRate);
 
   line();

@@ -34,7 +34,7 @@ describe('switchboard CLI', () => {
     expect(out).toMatchObject({
       system_account: { slug: 'system' },
       sandbox_account: { slug: 'sandbox' },
-      admin: { email: 'ops@integrator.test', permissions: ['switch_account', 'admin'] },
+      admin: { email: 'ops@integrator.test', permissions: ['switch_account', 'admin', 'deploy_automations'] },
       token: expect.stringMatching(/^sbt_[A-Za-z0-9_-]{43}$/),
     });
     expect(r.stderr).not.toContain(out.token);

@@ -1,6 +1,6 @@
 import { and, eq, inArray, isNotNull, or } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
-import { accounts, memberships, ROLES, type Role } from '../db/schema/index.js';
+import { accounts, memberships, ROLES, type Permission, type Role } from '../db/schema/index.js';
 import type { Core } from './core.js';
 import { accountKeyMatches, findAccounts, type Account } from './accounts.js';
 import { hasPermission, type Caller } from './users.js';
@@ -145,9 +145,11 @@ async function findGrantedAccounts(core: Core, userId: string, key: string): Pro
   });
 }
 
-export function requirePermission(caller: Caller, permission: 'admin' | 'switch_account', what: string): void {
+const PERMISSION_LABEL: Record<Permission, string> = { admin: 'admin', switch_account: 'Switch Account', deploy_automations: 'deploy_automations' };
+
+export function requirePermission(caller: Caller, permission: Permission, what: string): void {
   if (!hasPermission(caller.user, permission)) {
-    const label = permission === 'admin' ? 'admin' : 'Switch Account';
+    const label = PERMISSION_LABEL[permission];
     throw new AccessDenied(`Access denied: ${what} needs the ${label} permission.`);
   }
 }

@@ -133,6 +133,7 @@ function checkParent(parent: Account): void {
     throw new UserError(`'${parent.slug}' is itself a linked child account; use its parent instead (one level of linking).`);
   }
   if (parent.kind === 'system') throw new UserError('The system setup account cannot have linked children.');
+  if (parent.kind === 'templates') throw new UserError('The templates account cannot have linked children.');
 }
 
 function uniqueViolation(err: unknown, message: string): never {
@@ -191,6 +192,7 @@ export async function linkAccount(core: Core, childIn: Account, parentIn: Accoun
     return await inHierarchyLock(core, async (c) => {
       const [child, parent] = [await reread(c, childIn.id), await reread(c, parentIn.id)];
       if (child.kind === 'system') throw new UserError('The system setup account cannot be linked.');
+      if (child.kind === 'templates') throw new UserError('The templates account cannot be linked.');
       if (child.parentAccountId) {
         throw new UserError(`'${child.slug}' is already linked to a parent; unlink it first.`, 'conflict');
       }

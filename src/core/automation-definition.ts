@@ -1,9 +1,9 @@
 import type { Core } from './core.js';
 import type { Account } from './accounts.js';
-import { getApp } from './apps.js';
-import { resolveConnection } from './connections.js';
+import { getApp, type App } from './apps.js';
+import { resolveConnection, type VisibleConnection } from './connections.js';
 import { UserError } from './errors.js';
-import { compile, ExpressionError, stepReferences, templateExpressions } from '../engine/expressions.js';
+import { compile, ExpressionError, rootReferences, stepReferences, templateExpressions } from '../engine/expressions.js';
 import { CREDENTIAL_NAME, scrubUrl } from './crypto.js';
 import type { SignatureSpec } from './signatures.js';
 
@@ -56,11 +56,26 @@ export interface StoreStep extends StepBase {
 }
 export type Step = HttpStep | TransformStep | FilterStep | StoreStep;
 
+export type VarValue = string | number | boolean;
+
 export interface Definition {
   trigger: { type: 'webhook'; dedupe?: { key: string } | null; signature?: SignatureSpec | null };
   routing: { key: string } | null;
   steps: Step[];
   retries: { max: number };
+  /** a deployed template copy's variable values: expressions read them as vars.<name> */
+  vars?: Record<string, VarValue> | null;
+}
+
+export interface ValidateOptions {
+  /** how a connection reference is found (default: resolveConnection in the account) */
+  resolve?: (key: string) => Promise<VisibleConnection>;
+  /** how an app is found (default: getApp) */
+  app?: (slug: string) => Promise<App>;
+  /** the variables expressions may read as vars.<name> (default: those of def.vars) */
+  variables?: ReadonlySet<string>;
+  /** what was not saved, for the message (default: the automation) */
+  what?: string;
 }
 
 /** Headers the engine sets or that change where and how a request goes: never from a step. */
@@ -83,8 +98,16 @@ const at = ({ step, field }: Where): string => (step ? `Step '${step.id}' (${fie
  * (connection ids filled in) and the ids of the connections it uses; throws one UserError listing
  * every problem.
  */
-export async function validateDefinition(core: Core, account: Account, def: Definition): Promise<{ definition: Definition; connectionIds: string[] }> {
+export async function validateDefinition(
+  core: Core,
+  account: Account,
+  def: Definition,
+  opts: ValidateOptions = {},
+): Promise<{ definition: Definition; connectionIds: string[] }> {
   const problems: string[] = [];
+  const resolve = opts.resolve ?? ((key: string) => resolveConnection(core, account, key));
+  const appOf = opts.app ?? ((slug: string) => getApp(core, slug));
+  const variables = opts.variables ?? new Set(Object.keys(def.vars ?? {}));
   const order = new Map<string, number>();
   def.steps.forEach((s, i) => {
     if (order.has(s.id)) problems.push(`Two steps have the id '${s.id}': step ids must be unique.`);
@@ -94,7 +117,11 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
 
   const expression = (text: string, where: Where, index: number): void => {
     try {
-      const refs = stepReferences(compile(text));
+      const compiled = compile(text);
+      for (const ref of rootReferences(compiled, 'vars')) {
+        if (ref !== '*' && !variables.has(ref)) problems.push(`${at(where)} reads vars.${ref}, but no variable '${ref}' is declared.`);
+      }
+      const refs = stepReferences(compiled);
       for (const ref of refs) {
         if (ref === '*') continue;
         const pos = order.get(ref);
@@ -125,7 +152,7 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
     if (sig.header && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(sig.header)) problems.push(`The signature: '${clip(sig.header)}' is not a valid header name.`);
     if (sig.preset !== 'generic' && (sig.header || sig.encoding || sig.prefix !== undefined)) problems.push(`The signature: the ${sig.preset} preset fixes its header and encoding; header, encoding and prefix are for the generic preset.`);
     try {
-      const { row } = await resolveConnection(core, account, sig.connection);
+      const { row } = await resolve(sig.connection);
       if (row.authKind !== 'signing_secret') problems.push(`The signature: ${row.app}/${row.name} is not a signing secret; add a webhook connection holding the provider's signing secret and name it here.`);
       else {
         connectionIds.add(row.id);
@@ -162,12 +189,12 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
         let connectionId: string | null = null;
         if (step.connection !== undefined) {
           try {
-            const { row } = await resolveConnection(core, account, step.connection);
+            const { row } = await resolve(step.connection);
             if (row.authKind === 'signing_secret') problems.push(`${at({ step, field: 'connection' })}: ${row.app}/${row.name} is a webhook signing secret: it verifies deliveries (trigger.signature) and is never sent.`);
             connectionId = row.id;
             connectionIds.add(connectionId);
             const origin = literalOrigin(step.url);
-            const base = (await getApp(core, row.app)).baseUrl ?? row.masked.base_url;
+            const base = (await appOf(row.app)).baseUrl ?? row.masked.base_url;
             if (origin && base && safeOrigin(base) !== origin) {
               problems.push(`${at({ step, field: 'url' })}: the credentials of ${row.app}/${row.name} are sent only to ${safeOrigin(base)}, not ${origin}.`);
             }
@@ -175,7 +202,7 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
             if (!(err instanceof UserError)) throw err;
             // a routed automation runs in each child, with the child's own connections: the app must exist
             const app = step.connection.split('/')[0]!.trim();
-            const appKnown = def.routing ? await getApp(core, app).then(() => true, () => false) : false;
+            const appKnown = def.routing ? await appOf(app).then(() => true, () => false) : false;
             if (!appKnown) problems.push(`${at({ step, field: 'connection' })}: ${err.message}`);
           }
         }
@@ -207,7 +234,7 @@ export async function validateDefinition(core: Core, account: Account, def: Defi
   if (problems.length) {
     const shown = problems.slice(0, 20);
     const more = problems.length > shown.length ? ` (and ${problems.length - shown.length} more)` : '';
-    throw new UserError(`The automation was not saved: ${shown.length === 1 ? shown[0] : shown.map((p, n) => `(${n + 1}) ${p}`).join(' ')}${more}`);
+    throw new UserError(`${opts.what ?? 'The automation'} was not saved: ${shown.length === 1 ? shown[0] : shown.map((p, n) => `(${n + 1}) ${p}`).join(' ')}${more}`);
   }
   return { definition, connectionIds: [...connectionIds] };
 }

@@ -19,13 +19,15 @@ export interface InitResult {
   tenant: Tenant;
   systemAccount: Account;
   sandboxAccount: Account;
+  /** where templates live (src/core/templates/) */
+  templatesAccount: Account;
   admin: User;
   token: string;
 }
 
 /**
- * Create the main tenant, its system setup account, a sandbox account and the first admin
- * (Switch Account + admin). Refuses on an initialized database rather than making a second admin.
+ * Create the main tenant, its system setup account, a sandbox account, the templates account and
+ * the first admin (Switch Account, admin, deploy_automations). Refuses on an initialized database rather than making a second admin.
  */
 export async function initialize(
   db: Db,
@@ -45,6 +47,7 @@ export async function initialize(
       .values({ tenantId: tenant!.id, slug: 'system', name: 'System setup', kind: 'system' })
       .returning();
     const sandboxAccount = await createAccount(core, { name: 'Sandbox', slug: 'sandbox', kind: 'sandbox' });
+    const templatesAccount = await createAccount(core, { name: 'Templates', slug: 'templates', kind: 'templates' });
     const { user, token } = await createUser(
       core,
       {
@@ -52,13 +55,13 @@ export async function initialize(
         name: opts.adminName ?? 'Administrator',
         account: systemAccount!,
         role: 'owner',
-        permissions: ['switch_account', 'admin'],
+        permissions: ['switch_account', 'admin', 'deploy_automations'],
         password: opts.adminPassword,
       },
     );
     await withAccount(tx, [sandboxAccount.id], (scoped) =>
       scoped.insert(memberships).values({ userId: user.id, accountId: sandboxAccount.id, role: 'owner' }),
     );
-    return { tenant: tenant!, systemAccount: systemAccount!, sandboxAccount, admin: user, token };
+    return { tenant: tenant!, systemAccount: systemAccount!, sandboxAccount, templatesAccount, admin: user, token };
   });
 }

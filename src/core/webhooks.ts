@@ -157,7 +157,7 @@ async function dedupe(core: Core, tx: Tx, def: Definition, row: AutomationRow, a
   if (!expr) return null;
   let value: unknown;
   try {
-    value = await evaluate(expr, eventDoc(trigger, account));
+    value = await evaluate(expr, eventDoc(trigger, account, def));
   } catch (err) {
     if (!(err instanceof ExpressionError)) throw err;
     return { status: 'accepted', code: null, reason: `the de-duplication key could not be computed (${err.reason}); run without de-duplication` };
@@ -193,7 +193,7 @@ const accountView = (a: Account) => ({ id: a.id, slug: a.slug, routing_key: a.ro
  * see it, and its parts at the top as well, so `body.location_id` and `trigger.body.location_id`
  * both work.
  */
-const eventDoc = (trigger: TriggerEvent, account: Account) => ({ ...trigger, trigger, steps: {}, account: accountView(account) });
+const eventDoc = (trigger: TriggerEvent, account: Account, def: Definition) => ({ ...trigger, trigger, steps: {}, account: accountView(account), vars: def.vars ?? {} });
 
 /** Signing secrets read in the last second, by automation account and connection (decrypted in memory only). */
 const secretsOf = perCore<Core, TtlCache<{ secret: string | null; why: string }>>(() => new TtlCache(1000));
@@ -228,7 +228,7 @@ export const noChildFor = (key: string): string => `no linked account has routin
 export async function routingValue(def: Definition, parent: Account, trigger: TriggerEvent): Promise<{ value: string | null; reason: string | null }> {
   let value: unknown;
   try {
-    value = await evaluate(def.routing!.key, eventDoc(trigger, parent));
+    value = await evaluate(def.routing!.key, eventDoc(trigger, parent, def));
   } catch (err) {
     if (!(err instanceof ExpressionError)) throw err;
     return { value: null, reason: `the routing key could not be computed: ${err.reason}` };

@@ -113,7 +113,14 @@ export function compile(text: string): jsonata.Expression {
  * The step ids an expression reads through `steps.<id>`; `steps` on its own (every step) gives
  * '*'. Read from the parsed tree, so text inside string literals does not count.
  */
-export function stepReferences(expr: jsonata.Expression): Set<string> {
+export const stepReferences = (expr: jsonata.Expression): Set<string> => rootReferences(expr, 'steps');
+
+/**
+ * The names an expression reads under the document root `root` (`steps.<id>`, `vars.<name>`);
+ * `root` on its own gives '*'. Read from the parsed tree, so text inside string literals does not
+ * count.
+ */
+export function rootReferences(expr: jsonata.Expression, root: string): Set<string> {
   const refs = new Set<string>();
   // iterative: a long expression parses into a deep tree
   const todo: unknown[] = [expr.ast()];
@@ -127,7 +134,7 @@ export function stepReferences(expr: jsonata.Expression): Set<string> {
     const n = node as { type?: string; value?: unknown; steps?: { type?: string; value?: unknown; stages?: unknown }[] };
     if (n.type === 'path' && Array.isArray(n.steps)) {
       const [first, second] = n.steps;
-      if (first?.type === 'name' && first.value === 'steps') {
+      if (first?.type === 'name' && first.value === root) {
         if (second?.type === 'name' && typeof second.value === 'string' && !first.stages) refs.add(second.value);
         else refs.add('*');
         todo.push(first.stages, n.steps.slice(1));

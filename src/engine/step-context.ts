@@ -39,6 +39,8 @@ export interface ExpressionDoc {
   trigger: unknown;
   steps: Record<string, { output: unknown }>;
   account: { id: string; slug: string; routing_key: string | null };
+  /** a template copy's variable values (src/core/templates/) */
+  vars?: Record<string, unknown>;
 }
 
 export interface StepResult {

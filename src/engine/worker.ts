@@ -14,6 +14,7 @@ import type { StepServices } from './step-context.js';
 import { TokenLeases } from './token-leases.js';
 import { schedulePruning } from './retention.js';
 import { scheduleRollups } from '../core/operations/health-rollup.js';
+import { scheduleDeployments } from '../core/templates/runner.js';
 import { GroupCommit } from '../core/group-commit.js';
 import { TtlCache } from '../core/ttl-cache.js';
 import { log, errorFields } from '../log.js';
@@ -79,6 +80,7 @@ export class Worker {
   private lastRecovery = 0;
   private stopPruning: (() => void) | null = null;
   private stopRollups: (() => void) | null = null;
+  private stopDeployments: (() => Promise<void>) | null = null;
   private readonly services: StepServices;
 
   constructor(
@@ -102,6 +104,8 @@ export class Worker {
     }
     if (this.opts.retentionDays) this.stopPruning = schedulePruning(this.core, this.opts.retentionDays);
     this.stopRollups = scheduleRollups(this.core);
+    // template deployments are driven by the workers too (src/core/templates/runner.ts)
+    this.stopDeployments = scheduleDeployments(this.core, { listen: this.opts.listen, pollMs: this.opts.pollMs, leaseMs: this.opts.leaseMs });
     this.loop = this.run();
   }
 
@@ -114,6 +118,7 @@ export class Worker {
     this.stopRollups?.();
     this.nudge();
     await this.loop;
+    await this.stopDeployments?.();
     await this.unlisten?.().catch(() => {});
     const all = Promise.allSettled([...this.inFlight.values()]);
     const timedOut = await Promise.race([all.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), deadlineMs).unref())]);
@@ -402,6 +407,7 @@ export class Worker {
       trigger: row.trigger,
       steps: Object.fromEntries(Object.entries(state).map(([k, v]) => [k, { output: v }])),
       account: { id: account.id, slug: account.slug, routing_key: account.routingKey },
+      vars: def.vars ?? {},
     };
     let attempt = row.attempt;
     let waited = row.waits;

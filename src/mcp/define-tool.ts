@@ -8,6 +8,7 @@ import { authorize, grantIn, requirePermission, resolveAccountFor, suspensionDen
 import { TENANT_LOG, writeAudit, type AuditEntryInput } from '../core/audit.js';
 import { scrubText } from '../core/crypto.js';
 import { endSwitch, openSwitchOf, type ActiveSwitch } from '../core/switches.js';
+import { templatesAccount } from '../core/templates/account.js';
 import { AccessDenied, UserError } from '../core/errors.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Permission, Role, AuditOutcome } from '../db/schema/index.js';
@@ -44,6 +45,11 @@ export interface AccessSpec {
    * account the session switched into, whose admins must not read calls about other accounts.
    */
   tenant?: true;
+  /**
+   * The tool acts in the tenant's templates account (src/core/templates/), whatever account the
+   * session switched into: the role is checked there, and its log keeps the entry.
+   */
+  templates?: true;
   /** The tool works in a suspended account (set_account_status, which lifts the suspension). */
   whileSuspended?: true;
   /**
@@ -115,6 +121,12 @@ export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape, P = 
    */
   transactional?: boolean;
   handler(ctx: ToolContext, args: z.infer<z.ZodObject<I>>, prepared: P): Promise<ToolOutput<z.infer<z.ZodObject<O>>>>;
+  /**
+   * Optional follow-up once the handler's change and its audit entry committed: following work the
+   * change started elsewhere (a deployment the workers drive), reporting progress meanwhile. What
+   * it returns replaces the result; if it fails, the committed result stands.
+   */
+  after?(ctx: ToolContext, args: z.infer<z.ZodObject<I>>, data: z.infer<z.ZodObject<O>>): Promise<ToolOutput<z.infer<z.ZodObject<O>>>>;
 }
 
 /** What a call needs from its transport: the core, the session, and who is calling. */
@@ -251,8 +263,11 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
 
       // the acting account: the explicit argument, else the session's switch (read and re-validated now), else home
       const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
-      const acting: Resolved & { switch?: CallSwitch | null } =
-        explicit === undefined ? await sessionAccount(core, who, session, spec.access.role !== null) : await resolveAccountFor(core, who, explicit);
+      const acting: Resolved & { switch?: CallSwitch | null } = spec.access.templates
+        ? { account: await templatesAccount(core) }
+        : explicit === undefined
+          ? await sessionAccount(core, who, session, spec.access.role !== null)
+          : await resolveAccountFor(core, who, explicit);
       const account = acting.account;
       callSwitch = acting.switch ?? null;
       entry.accountId = account.id;
@@ -325,6 +340,14 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
           return r;
         });
         audited = true;
+        if (spec.after && !result.isError) {
+          try {
+            const out = await spec.after(contextOn(core), typed, result.structuredContent as z.infer<z.ZodObject<O>>);
+            result = { content: [{ type: 'text', text: out.text }], structuredContent: out.data as Record<string, unknown> };
+          } catch (err) {
+            log.warn('tool follow-up failed; the committed result stands', { tool: spec.name, session: session.id, ...errorFields(err) });
+          }
+        }
       } else {
         result = await handle(core);
       }

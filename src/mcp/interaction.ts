@@ -19,7 +19,7 @@ export interface Interaction {
   /** Aborted when the client cancels the call or goes away. */
   signal: AbortSignal;
   /** A progress notification, when the client asked for them (keeps its request timeout from firing while a person acts). */
-  progress(message: string): Promise<void>;
+  progress(message: string, done?: number, total?: number): Promise<void>;
 }
 
 export function interactionFor(server: Server, extra: Extra, pagesUrl: string | null): Interaction {
@@ -39,11 +39,12 @@ export function interactionFor(server: Server, extra: Extra, pagesUrl: string | 
       await extra.sendNotification({ method: 'notifications/elicitation/complete', params: { elicitationId } });
     },
     signal: extra.signal,
-    async progress(message) {
+    async progress(message, done, total) {
       const token = extra._meta?.progressToken;
       if (token === undefined) return;
-      ticks++;
-      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ticks, message } });
+      // progress must increase from one notification to the next
+      ticks = done !== undefined && done > ticks ? done : ticks + 1;
+      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: ticks, ...(total !== undefined ? { total } : {}), message } });
     },
   };
 }

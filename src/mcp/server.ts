@@ -14,6 +14,9 @@ import { auditTools } from './tools/audit.js';
 import { appTools } from './tools/apps.js';
 import { connectionTools } from './tools/connections.js';
 import { automationTools } from './tools/automations.js';
+import { templateTools } from './tools/templates.js';
+import { deployTools } from './tools/deploy.js';
+import { deploymentTools } from './tools/deployments.js';
 import { accountDataTools } from './tools/account-data.js';
 import { executionTools } from './tools/executions.js';
 import { debugWebhookTools } from './tools/debug-webhook.js';
@@ -24,7 +27,7 @@ import { interactionFor } from './interaction.js';
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools];
+export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools, ...templateTools, ...deployTools, ...deploymentTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +

@@ -27,11 +27,21 @@ export const automations = pgTable('automations', {
   webhookGeneration: integer('webhook_generation').notNull().default(1),
   /** SHA-256 of the current webhook token: how a delivery finds its automation (the token itself is never stored) */
   webhookTokenHash: text('webhook_token_hash'),
+  /**
+   * A deployed copy of a template (src/core/templates/): the template, the version it runs, and
+   * the revision its last deploy wrote — a current revision other than that one was changed by
+   * hand since (drift). Null for automations of their own (and copies unlinked from it).
+   */
+  templateId: uuid('template_id'),
+  templateVersion: integer('template_version'),
+  templateRevision: integer('template_revision'),
   createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 }, (t) => [
   index('automations_account').on(t.accountId, t.id),
+  // one copy of a template per account; template_status and deploys find the copies by template
+  uniqueIndex('automations_template_copy').on(t.templateId, t.accountId).where(sql`${t.templateId} is not null`),
   // names are unique in an account, case-insensitively; also the order of list_automations
   uniqueIndex('automations_account_name').on(t.accountId, sql`lower(${t.name})`),
   uniqueIndex('automations_webhook').on(t.webhookTokenHash),

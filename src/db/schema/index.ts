@@ -5,3 +5,4 @@ export * from './automations.js';
 export * from './account-data.js';
 export * from './executions.js';
 export * from './operations.js';
+export * from './templates.js';

@@ -3,13 +3,13 @@ import {
   pgTable, uuid, text, timestamp, index, uniqueIndex, primaryKey, check, type AnyPgColumn,
 } from 'drizzle-orm/pg-core';
 
-export const ACCOUNT_KINDS = ['customer', 'system', 'sandbox'] as const;
+export const ACCOUNT_KINDS = ['customer', 'system', 'sandbox', 'templates'] as const;
 export type AccountKind = (typeof ACCOUNT_KINDS)[number];
 export const ACCOUNT_STATUSES = ['active', 'suspended'] as const;
 export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
 export const ROLES = ['viewer', 'member', 'admin', 'owner'] as const;
 export type Role = (typeof ROLES)[number];
-export const PERMISSIONS = ['switch_account', 'admin'] as const;
+export const PERMISSIONS = ['switch_account', 'admin', 'deploy_automations'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 /**
@@ -46,7 +46,9 @@ export const accounts = pgTable('accounts', {
   uniqueIndex('accounts_parent_routing_key').on(t.parentAccountId, t.routingKey),
   // exactly one system setup account per tenant
   uniqueIndex('accounts_one_system_per_tenant').on(t.tenantId).where(sql`${t.kind} = 'system'`),
-  check('accounts_kind_check', sql`${t.kind} in ('customer', 'system', 'sandbox')`),
+  // exactly one templates account per tenant (src/core/templates/)
+  uniqueIndex('accounts_one_templates_per_tenant').on(t.tenantId).where(sql`${t.kind} = 'templates'`),
+  check('accounts_kind_check', sql`${t.kind} in ('customer', 'system', 'sandbox', 'templates')`),
   check('accounts_status_check', sql`${t.status} in ('active', 'suspended')`),
   check('accounts_not_own_parent', sql`${t.parentAccountId} is distinct from ${t.id}`),
 ]);

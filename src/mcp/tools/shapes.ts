@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Account } from '../../core/accounts.js';
-import { ACCOUNT_STATUSES } from '../../db/schema/index.js';
+import { ACCOUNT_KINDS, ACCOUNT_STATUSES } from '../../db/schema/index.js';
 
 /** Zod pieces shared by the tool groups. Limits keep oversized input a clear error, not a slow query. */
 
@@ -31,7 +31,7 @@ export const accountSummaryOut = z.object({
   id: z.string(),
   slug: z.string(),
   name: z.string(),
-  kind: z.enum(['customer', 'system', 'sandbox']),
+  kind: z.enum(ACCOUNT_KINDS),
   parent_id: z.string().nullable(),
   routing_key: z.string().nullable(),
   status: z.enum(ACCOUNT_STATUSES),

@@ -1,0 +1,140 @@
+import { sql } from 'drizzle-orm';
+import { openDatabase, rowsOf, type Database } from '../src/db/client.js';
+import { connections } from '../src/db/schema/index.js';
+import { initialize } from '../src/core/tenants.js';
+import { addConnection } from '../src/core/connections.js';
+import { Keyring, newMasterKey } from '../src/core/keyring.js';
+import type { Core } from '../src/core/core.js';
+import type { Account } from '../src/core/accounts.js';
+import { createTemplate, getVersion } from '../src/core/templates/templates.js';
+import { planDeploy } from '../src/core/templates/plan.js';
+import { createDeployment, getDeploymentRow } from '../src/core/templates/deployments.js';
+import { rollbackTargets, scheduleDeployments } from '../src/core/templates/runner.js';
+import { seedAccounts } from './seed.js';
+import { line, ms, note } from './stats.js';
+import { createDatabase } from './postgres.js';
+
+/**
+ * Templates (issue 10): plan and apply of a deploy to 1,000 and to 10,000 accounts, and the
+ * rollback of the same, on PostgreSQL and PGlite. Target: 10,000 accounts applied in under 10 s,
+ * and time growing no faster than linearly (the ratio of the two sizes is printed). The apply is
+ * measured as the workers run it: a deployment written as deploy_template writes it, driven by
+ * the deployment runner (batches of 500 targets per transaction) until it completes.
+ *
+ * Each account's copy binds the system account's shared http connection and gets a variable
+ * value: per account, the plan reads copies, connections and names in batched queries and
+ * validates the bound definition; the apply writes the copy, its revision, its connection usage,
+ * the target's outcome and the account's audit entry.
+ */
+
+export const TEMPLATE_TARGET_S = 10;
+
+interface Figures {
+  accounts: number;
+  planMs: number;
+  applyMs: number;
+  rollbackPlanMs: number;
+  rollbackMs: number;
+}
+
+async function run(db: Database, accounts: number): Promise<Figures> {
+  const init = await initialize(db.db, { adminEmail: 'bench@switchboard.test', switchMinutes: 30 });
+  const core: Core = { db: db.db, tenantId: init.tenant.id, switchMinutes: 30, keys: new Keyring(newMasterKey()), secretArgs: false };
+  await seedAccounts(db.db, init.tenant.id, accounts);
+  const { row } = await addConnection(core, init.systemAccount, { app: 'http', name: 'Default', credentials: { auth_kind: 'bearer', base_url: 'https://api.example.test', token: 'bench-token-not-a-secret' }, createdBy: null });
+  await db.db.update(connections).set({ shared: true }).where(sql`${connections.id} = ${row.id}`);
+  await db.db.execute(sql`analyze`);
+  const { template, version } = await createTemplate(core, init.templatesAccount, {
+    name: 'Bench sync',
+    definition: {
+      trigger: { type: 'webhook', dedupe: { key: 'body.id' }, signature: null },
+      routing: null,
+      retries: { max: 3 },
+      steps: [
+        { id: 'pick', kind: 'filter', condition: 'trigger.body.type = "booking"' },
+        { id: 'send', kind: 'http', method: 'POST', url: 'https://api.example.test/sites/{{ vars.site_id }}/events', connection: 'http', body: { event: '{{ trigger.body }}' } },
+        { id: 'remember', kind: 'store', action: 'set', key: 'last:{{ trigger.body.id }}', value: '{{ steps.send.output.status }}' },
+      ],
+    },
+    variables: [{ name: 'site_id', type: 'string', required: true }],
+    by: null,
+  });
+  const targets = rowsOf<Account & { parent_account_id: string | null; routing_key: string | null }>(
+    await db.db.execute(sql`select * from accounts where tenant_id = ${init.tenant.id}::uuid and kind = 'customer' order by slug`),
+  ).map((a) => ({ ...a, id: String(a.id), parentAccountId: a.parent_account_id ? String(a.parent_account_id) : null, routingKey: a.routing_key }) as Account);
+  const drive = async (d: { id: string }) => {
+    const stop = scheduleDeployments(core, { pollMs: 5, leaseMs: 60_000 });
+    for (;;) {
+      const now = await getDeploymentRow(core, init.templatesAccount.id, d.id);
+      if (now.status !== 'running') break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await stop();
+  };
+
+  let t0 = performance.now();
+  const plan = await planDeploy(core, template, await getVersion(core, init.templatesAccount, template), targets, { values: { site_id: 'site-1' }, connections: {}, overwriteDrift: false });
+  const planMs = performance.now() - t0;
+  if (plan.counts.create !== targets.length) throw new Error(`plan: ${JSON.stringify(plan.counts)} of ${targets.length}`);
+  t0 = performance.now();
+  const d = await createDeployment(core, {
+    accountId: init.templatesAccount.id, templateId: template.id, templateName: template.name, kind: 'deploy', version: version.version, rollbackOf: null, planHash: plan.hash,
+    options: { waveEnds: [targets.length], bakeMs: 0, minExecutions: 0, maxFailureRateIncrease: 0.1, autoRollback: false }, createdBy: null,
+    targets: plan.targets.map((t) => ({ accountId: t.account.id, action: 'create', automationId: null, expectedRevision: null, fromVersion: null, toVersion: t.toVersion, restoreRevision: null, bindings: t.bindings, values: t.values })),
+  });
+  await drive(d);
+  const applyMs = performance.now() - t0;
+  const [copies] = rowsOf<{ n: number }>(await db.db.execute(sql`select count(*)::int as n from automations where template_id = ${template.id}::uuid`));
+  if (Number(copies!.n) !== targets.length) throw new Error(`apply made ${copies!.n} copies of ${targets.length}`);
+
+  t0 = performance.now();
+  const undo = await rollbackTargets(core, await getDeploymentRow(core, init.templatesAccount.id, d.id));
+  const rollbackPlanMs = performance.now() - t0;
+  t0 = performance.now();
+  const r = await createDeployment(core, {
+    accountId: init.templatesAccount.id, templateId: template.id, templateName: template.name, kind: 'rollback', version: null, rollbackOf: d.id, planHash: 'bench',
+    options: { waveEnds: [undo.length], bakeMs: 0, minExecutions: 0, maxFailureRateIncrease: 1, autoRollback: false }, createdBy: null, targets: undo,
+  });
+  await drive(r);
+  const rollbackMs = performance.now() - t0;
+  const [done] = rowsOf<{ n: number }>(await db.db.execute(sql`select count(*)::int as n from deployment_targets where deployment_id = ${r.id}::uuid and status = 'done'`));
+  if (Number(done!.n) !== targets.length) throw new Error(`rollback did ${done!.n} of ${targets.length}`);
+  return { accounts: targets.length, planMs, applyMs, rollbackPlanMs, rollbackMs };
+}
+
+/** Both sizes on one kind of database; `open` gives a fresh database per size. */
+export async function templateBench(label: string, open: () => Promise<{ db: Database; close(): Promise<void> }>): Promise<void> {
+  const figures: Figures[] = [];
+  for (const size of [1_000, 10_000]) {
+    const h = await open();
+    try {
+      figures.push(await run(h.db, size));
+    } finally {
+      await h.close();
+    }
+  }
+  line(`  ${label}`);
+  for (const f of figures) {
+    line(`    ${String(f.accounts).padStart(6)} accounts: plan ${ms(f.planMs, 8)}  apply ${ms(f.applyMs, 8)} (${Math.round(f.accounts / (f.applyMs / 1000))} accounts/s)  rollback plan ${ms(f.rollbackPlanMs, 7)}  rollback ${ms(f.rollbackMs, 8)}`);
+  }
+  const [a, b] = figures as [Figures, Figures];
+  const big = b.applyMs / 1000;
+  line(`    10,000 applied in ${big.toFixed(2)} s (target < ${TEMPLATE_TARGET_S} s: ${big < TEMPLATE_TARGET_S ? 'met' : 'MISSED'}); 10x the accounts took ${(b.applyMs / a.applyMs).toFixed(1)}x the apply, ${(b.planMs / a.planMs).toFixed(1)}x the plan, ${(b.rollbackMs / a.rollbackMs).toFixed(1)}x the rollback (linear: 10x)`);
+}
+
+export async function templatesSection(pgOk: boolean): Promise<void> {
+  line('8. Templates: plan, apply and rollback of a deploy to 1,000 and 10,000 accounts (runner batches of 500)');
+  if (pgOk) {
+    await templateBench('PostgreSQL (fresh database per size)', async () => {
+      const h = await createDatabase('tpl');
+      const db = await openDatabase({ url: h.url });
+      await db.migrate();
+      return { db, close: async () => { await db.close(); await h.drop(); } };
+    });
+  } else note('PostgreSQL did not answer: its case is skipped');
+  await templateBench('PGlite (in memory)', async () => {
+    const db = await openDatabase({});
+    await db.migrate();
+    return { db, close: () => db.close() };
+  });
+}
