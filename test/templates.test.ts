@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { connect, data, text, type Session } from './helpers/world.js';
 import { engineWorld, localApp, startWorker, type EngineWorld, type LocalApp } from './helpers/apps.js';
 import { createAccount, type Account } from '../src/core/accounts.js';
@@ -8,7 +8,9 @@ import { createUser } from '../src/core/users.js';
 import { templatesAccount } from '../src/core/templates/account.js';
 import { rowsOf } from '../src/db/client.js';
 import { withAccount } from '../src/db/scope.js';
-import { memberships } from '../src/db/schema/index.js';
+import { deploymentTargets, memberships } from '../src/db/schema/index.js';
+import { applyBatch } from '../src/core/templates/apply.js';
+import type { TemplateDefinition } from '../src/core/templates/definition.js';
 import type { Worker } from '../src/engine/worker.js';
 
 /**
@@ -25,6 +27,11 @@ let chain: Account;
 const studios: Account[] = [];
 const hits: { path: string; auth: string | undefined }[] = [];
 let failV2 = false;
+// the app holds /slow until released: a run in flight while a deploy applies
+let slowArrived!: () => void;
+const slowIn = new Promise<void>((r) => (slowArrived = r));
+let releaseSlow!: () => void;
+const slowReleased = new Promise<void>((r) => (releaseSlow = r));
 
 const steps = (path: string) => [
   { id: 'send', kind: 'http', method: 'POST', url: `${app.base}${path}/{{ vars.site_id }}`, connection: 'http', body: { event: '{{ trigger.body }}', channel: '{{ vars.channel }}' } },
@@ -48,6 +55,14 @@ beforeAll(async () => {
   app = await localApp((req, res) => {
     hits.push({ path: req.url ?? '', auth: req.headers.authorization });
     req.resume();
+    if (req.url?.startsWith('/slow')) {
+      slowArrived();
+      void slowReleased.then(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"ok":true}');
+      });
+      return;
+    }
     req.on('end', () => {
       res.writeHead(failV2 && req.url?.startsWith('/v2') ? 500 : 200, { 'content-type': 'application/json' });
       res.end('{"ok":true}');
@@ -242,6 +257,159 @@ describe('templates', () => {
     failV2 = false;
   }, 60_000);
 
+  it('reports progress while the call follows a deployment, when the client asks for it', async () => {
+    const accounts = studios.slice(0, 10).map((s) => s.slug);
+    data(await admin.call('create_template', { name: 'Progress', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] } }));
+    const plan = data<{ plan: { hash: string } }>(await admin.call('deploy_template', { template: 'Progress', accounts }));
+    const seen: { progress: number; total?: number; message?: string }[] = [];
+    const r = await admin.client.callTool(
+      { name: 'deploy_template', arguments: { template: 'Progress', accounts, plan_hash: plan.plan.hash, wait_seconds: 20 } },
+      undefined,
+      { onprogress: (p) => seen.push(p) },
+    );
+    expect(data<{ deployment: { status: string } }>(r as never).deployment.status).toBe('completed');
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((p) => p.total === 10 && /^\d+ of 10 accounts applied$/.test(p.message ?? ''))).toBe(true);
+    expect(seen.map((p) => p.progress)).toEqual([...seen.map((p) => p.progress)].sort((a, b) => a - b));
+    // without a progress token, none is sent (the call above is the only one that asked)
+    const quiet: unknown[] = [];
+    admin.client.setNotificationHandler((await import('@modelcontextprotocol/sdk/types.js')).ProgressNotificationSchema, (n) => void quiet.push(n));
+    data(await admin.call('list_deployments', { template: 'Progress' }));
+    expect(quiet).toEqual([]);
+  });
+
+  it('lets a run in flight finish on the revision it started with while a deploy writes a new one', async () => {
+    const slowSteps = (label: string) => [
+      { id: 'call', kind: 'http', method: 'POST', url: `${app.base}/slow`, connection: 'http', body: '{{ trigger.body }}' },
+      { id: 'label', kind: 'transform', value: label },
+    ];
+    const one = ['chain-studio-20'];
+    data(await admin.call('create_template', { name: 'Slow', definition: { steps: slowSteps('v1'), retries: 0 } }));
+    const p1 = data<{ plan: { hash: string } }>(await admin.call('deploy_template', { template: 'Slow', accounts: one }));
+    expect((await settle(admin, data<{ deployment: { id: string } }>(await admin.call('deploy_template', { template: 'Slow', accounts: one, plan_hash: p1.plan.hash })).deployment.id)).status).toBe('completed');
+    const copy = data<{ automation: { id: string }; webhook: { url: string } }>(await admin.call('get_automation', { account: 'chain-studio-20', automation: 'Slow' }));
+    expect((await fetch(copy.webhook.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' })).status).toBe(202);
+    await slowIn; // the run is inside its http step, on revision 1
+
+    data(await admin.call('update_template', { template: 'Slow', definition: { steps: slowSteps('v2'), retries: 0 }, note: 'v2' }));
+    const p2 = data<{ plan: { hash: string } }>(await admin.call('deploy_template', { template: 'Slow', accounts: one }));
+    const d2 = data<{ deployment: { id: string } }>(await admin.call('deploy_template', { template: 'Slow', accounts: one, plan_hash: p2.plan.hash }));
+    expect((await settle(admin, d2.deployment.id)).status).toBe('completed');
+    releaseSlow();
+    const runs = async () =>
+      rowsOf<{ revision: number; status: string; label: unknown }>(
+        await e.w.core.db.execute(sql`select revision, status, state->'label' as label from executions where automation_id = ${copy.automation.id}::uuid order by created_at`),
+      );
+    const end = Date.now() + 20_000;
+    while ((await runs()).some((x) => x.status !== 'succeeded') && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect((await runs()).map((x) => [Number(x.revision), x.status, x.label])).toEqual([[1, 'succeeded', 'v1']]);
+    // the next run is on the new revision
+    expect((await fetch(copy.webhook.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":2}' })).status).toBe(202);
+    const end2 = Date.now() + 20_000;
+    while ((await runs()).length < 2 || (await runs()).some((x) => x.status !== 'succeeded')) {
+      if (Date.now() > end2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await runs()).map((x) => [Number(x.revision), x.status, x.label])).toEqual([[1, 'succeeded', 'v1'], [2, 'succeeded', 'v2']]);
+  }, 60_000);
+
+  it('applies a target once when two workers apply the same batch at once', async () => {
+    const accounts = studios.slice(10, 16).map((s) => s.slug);
+    data(await admin.call('create_template', { name: 'Twice', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] } }));
+    const plan = data<{ plan: { hash: string } }>(await admin.call('deploy_template', { template: 'Twice', accounts }));
+    const d = data<{ deployment: { id: string } }>(await admin.call('deploy_template', { template: 'Twice', accounts, plan_hash: plan.plan.hash, wait_seconds: 0 }));
+    // the running worker applies it too: three appliers of the same targets
+    const core = e.w.core;
+    const [dep] = rowsOf<{ template_id: string; version: number }>(await core.db.execute(sql`select template_id, version from deployments where id = ${d.deployment.id}::uuid`));
+    const [ver] = rowsOf<{ definition: TemplateDefinition }>(await core.db.execute(sql`select definition from template_versions where template_id = ${dep!.template_id}::uuid and version = ${dep!.version}`));
+    const batch = await core.db.select().from(deploymentTargets).where(eq(deploymentTargets.deploymentId, d.deployment.id));
+    const ctx = { deploymentId: d.deployment.id, templateId: String(dep!.template_id), templateName: 'Twice', definition: ver!.definition, actor: { id: null, email: null }, note: 'twice' };
+    const outcomes = await Promise.all([applyBatch(core, ctx, batch), applyBatch(core, ctx, batch)]);
+    expect((await settle(admin, d.deployment.id)).status).toBe('completed');
+    // each account's outcome came from exactly one applier
+    const applied = [...outcomes.flat()].filter((o) => o.status === 'done').map((o) => o.accountId);
+    expect(new Set(applied).size).toBe(applied.length);
+    const copies = rowsOf<{ n: number; revisions: number; audits: number }>(
+      await core.db.execute(sql`
+        select count(*)::int as n,
+          (select count(*)::int from automation_revisions r join automations a on a.id = r.automation_id where a.template_id = ${dep!.template_id}::uuid) as revisions,
+          (select count(*)::int from audit_log where session_id = ${`deployment:${d.deployment.id}`}) as audits
+        from automations where template_id = ${dep!.template_id}::uuid`),
+    )[0]!;
+    expect([Number(copies.n), Number(copies.revisions), Number(copies.audits)]).toEqual([6, 6, 6]);
+    const targets = await core.db.select().from(deploymentTargets).where(eq(deploymentTargets.deploymentId, d.deployment.id));
+    expect(targets.map((t) => t.status)).toEqual(Array(6).fill('done'));
+  });
+
+  it('plans a copy already at the version as current, and turns on again a copy whose creation a rollback undid', async () => {
+    const two = ['chain-studio-17', 'chain-studio-18'];
+    data(await admin.call('create_template', { name: 'Undo', definition: { steps: [{ id: 'one', kind: 'transform', value: { v: 1, body: '{{ trigger.body }}' } }] } }));
+    const apply = async (args: Record<string, unknown>, tool = 'deploy_template') => {
+      const p = data<{ plan: { hash: string; counts: Record<string, number> } }>(await admin.call(tool, args));
+      const d = data<{ deployment: { id: string } | null }>(await admin.call(tool, { ...args, plan_hash: p.plan.hash }));
+      if (d.deployment) expect((await settle(admin, d.deployment.id)).status).toBe('completed');
+      return { counts: p.plan.counts, id: d.deployment?.id };
+    };
+    const first = await apply({ template: 'Undo', accounts: two });
+    expect(first.counts).toMatchObject({ create: 2 });
+    // the same version again: nothing to write
+    expect((await apply({ template: 'Undo', accounts: two })).counts).toMatchObject({ current: 2, create: 0, update: 0 });
+    // undoing the creation: the copies are off and no longer run the template
+    expect((await apply({ template: 'Undo', deployment: first.id }, 'rollback_template')).counts).toMatchObject({ disable: 2 });
+    const state = async () =>
+      rowsOf<{ enabled: boolean; template_version: number | null }>(
+        await e.w.core.db.execute(sql`select a.enabled, a.template_version from automations a join templates t on t.id = a.template_id where t.name = 'Undo' order by a.account_id`),
+      ).map((r) => [r.enabled, r.template_version === null ? null : Number(r.template_version)]);
+    expect(await state()).toEqual([[false, null], [false, null]]);
+    expect(data<{ copies: unknown[]; hidden: number }>(await admin.call('template_status', { template: 'Undo' })).copies).toEqual([]);
+    // deploying to them again turns them on at the version
+    expect((await apply({ template: 'Undo', accounts: two })).counts).toMatchObject({ update: 2 });
+    expect(await state()).toEqual([[true, 1], [true, 1]]);
+  });
+
+  it('stops deploying to an account the person who started the rollout may no longer act in', async () => {
+    const [s21, s22] = [studios[20]!, studios[21]!];
+    const tpl = await templatesAccount(e.w.core);
+    const { user, token } = await createUser(e.w.core, { email: 'mover@switchboard.test', name: 'Mover', account: s21, role: 'member', permissions: ['deploy_automations'] });
+    await withAccount(e.w.core.db, [tpl.id, s22.id], (tx) => tx.insert(memberships).values([{ userId: user.id, accountId: tpl.id, role: 'member' }, { userId: user.id, accountId: s22.id, role: 'member' }]));
+    const mover = await connect(e.w.core, token);
+    data(await admin.call('create_template', { name: 'Revoked', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] } }));
+    const args = { template: 'Revoked', accounts: [s21.slug, s22.slug], waves: [{ accounts: [s21.slug] }, '100%'], bake: '2s', min_executions: 0 };
+    const p = data<{ plan: { hash: string; counts: Record<string, number> } }>(await mover.call('deploy_template', args));
+    expect(p.plan.counts).toMatchObject({ create: 2 });
+    const d = data<{ deployment: { id: string } }>(await mover.call('deploy_template', { ...args, plan_hash: p.plan.hash, wait_seconds: 0 }));
+    await settle(admin, d.deployment.id, (x) => x.status === 'baking');
+    // while the first wave bakes, the person loses the second account
+    await withAccount(e.w.core.db, [s22.id], (tx) => tx.delete(memberships).where(and(eq(memberships.userId, user.id), eq(memberships.accountId, s22.id))));
+    const done = await settle(admin, d.deployment.id);
+    expect(done.status).toBe('completed');
+    expect(done.targets).toMatchObject({ done: 1, failed: 1 });
+    const failed = data<{ accounts: { account: { slug: string }; reason: string }[] }>(await admin.call('get_deployment', { deployment: d.deployment.id, status: 'failed' })).accounts;
+    expect(failed.map((f) => [f.account.slug, f.reason])).toEqual([[s22.slug, 'the person who started the deployment may no longer act in this account']]);
+    expect(rowsOf<{ n: number }>(await e.w.core.db.execute(sql`select count(*)::int as n from automations a join templates t on t.id = a.template_id where t.name = 'Revoked' and a.account_id = ${s22.id}::uuid`))[0]!.n).toBe(0);
+    await mover.close();
+  }, 30_000);
+
+  it('refuses hostile input with one clear sentence: a forged cursor, an app named in another case twice, a variable named like an object property', async () => {
+    const forged = Buffer.from(JSON.stringify([3_000_000_000])).toString('base64url');
+    const page = data<{ accounts: unknown[] }>(await admin.call('get_deployment', { deployment: deploymentId, cursor: forged }));
+    expect(page.accounts).toEqual([]);
+    const twice = await admin.call('deploy_template', { template: 'Bookings sync', accounts: ['chain-studio-01'], connections: { HTTP: 'Default', http: 'Other' } });
+    expect(text(twice)).toBe("connections names the app 'http' twice.");
+    // an app named in capitals binds the connection it names
+    const other = await admin.call('deploy_template', { template: 'Bookings sync', version: 2, accounts: ['chain-studio-01'], connections: { HTTP: 'Other' } });
+    expect(data<{ plan: { blocked_by: Record<string, number> } }>(other).plan.blocked_by).toEqual({ no_connection: 1 });
+    data(await admin.call('create_template', { name: 'Proto', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ vars.toString }}' }], variables: [{ name: 'toString', type: 'string' }] } }));
+    const plan = data<{ plan: { blocked_by: Record<string, number> } }>(await admin.call('deploy_template', { template: 'Proto', accounts: ['chain-studio-01'] }));
+    expect(plan.plan.blocked_by).toEqual({ missing_variable: 1 });
+    // a credential is a connection's, never a variable's (it would sit in every revision and plan)
+    const inVar = await admin.call('create_template', {
+      name: 'Key in a variable',
+      definition: { steps: [{ id: 'send', kind: 'http', method: 'POST', url: `${app.base}/x`, headers: { Authorization: 'Bearer {{ vars.api_key }}' } }], variables: [{ name: 'api_key', type: 'string' }] },
+    });
+    expect(text(inVar)).toMatch(/\(headers\.Authorization\): credentials do not go in a step; name a connection/);
+  });
+
   it('keeps templates and deployments to those allowed: the permission, the templates account, and every target account', async () => {
     const boring = await connect(e.w.core, e.w.tokens.boringAdmin);
     expect(text(await boring.call('list_templates', {}))).toMatch(/Access denied: acting in account 'templates'/);
@@ -252,7 +420,8 @@ describe('templates', () => {
     const { user, token } = await createUser(e.w.core, { email: 'builder@switchboard.test', name: 'Builder', account: e.w.accounts.boring, role: 'admin', permissions: ['deploy_automations'] });
     await withAccount(e.w.core.db, [tpl.id], (tx) => tx.insert(memberships).values({ userId: user.id, accountId: tpl.id, role: 'member' }));
     const builder = await connect(e.w.core, token);
-    expect(data<{ templates: unknown[] }>(await builder.call('list_templates', {})).templates.length).toBe(2);
+    const names = (r: unknown) => data<{ templates: { name: string }[] }>(r as never).templates.map((t) => t.name);
+    expect(names(await builder.call('list_templates', {}))).toEqual(names(await admin.call('list_templates', {})));
     const denied = await builder.call('deploy_template', { template: 'Bookings sync', accounts: ['chain-studio-01'] });
     expect(text(denied)).toBe("Access denied: acting in account 'chain-studio-01' needs the Switch Account permission or a membership in that account.");
     expect(text(await builder.call('deploy_template', { template: 'Bookings sync', accounts: { children_of: 'chain-gyms' } }))).toMatch(/^Access denied/);

@@ -83,6 +83,8 @@ export const FORBIDDEN_HEADER = /^(host|content-length|transfer-encoding|connect
 
 /** What a credential value may say besides its expressions: the scheme, e.g. "Bearer {{ … }}" forwarding the caller's token. */
 const SCHEME_ONLY = /^(bearer|basic|token)?$/i;
+/** An expression reading a template variable (`{{ vars.x }}`). */
+const READS_VARS = /\{\{[^}]*\bvars\b/;
 
 /** A value written into the definition (its text outside any {{ }}), if any. */
 const literalPart = (value: string): string => value.replace(/\{\{[\s\S]*?\}\}/g, '').trim();
@@ -177,10 +179,11 @@ export async function validateDefinition(
           else if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) problems.push(`${at({ step, field: 'headers' })}: '${clip(name)}' is not a valid header name.`);
         }
         for (const [name, value] of Object.entries(step.headers ?? {})) {
-          if (CREDENTIAL_NAME.test(name) && !SCHEME_ONLY.test(literalPart(value))) credentialsHere(`headers.${name}`);
+          // a template variable is a stored value like a literal: a credential in it would sit in every revision
+          if (CREDENTIAL_NAME.test(name) && (!SCHEME_ONLY.test(literalPart(value)) || READS_VARS.test(value))) credentialsHere(`headers.${name}`);
         }
         for (const [name, value] of Object.entries(step.query ?? {})) {
-          if (CREDENTIAL_NAME.test(name) && literalPart(value) !== '') credentialsHere(`query.${name}`);
+          if (CREDENTIAL_NAME.test(name) && (literalPart(value) !== '' || READS_VARS.test(value))) credentialsHere(`query.${name}`);
         }
         for (const name of literalQueryNames(step.url)) if (CREDENTIAL_NAME.test(name)) credentialsHere('url');
         template(step.headers ?? {}, { step, field: 'headers' }, i);

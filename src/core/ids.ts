@@ -43,9 +43,3 @@ export function decodeCursor(cursor: string, shape: readonly CursorPart[]): (str
 
 /** Escape LIKE wildcards in user text. */
 export const likeEscape = (s: string): string => s.replace(/[\\%_]/g, (c) => `\\${c}`);
-
-/** A PostgreSQL array literal of uuids, passed as one parameter (`= any($1::uuid[])`). */
-export const uuidList = (ids: readonly string[]): string => `{${ids.join(',')}}`;
-
-/** A PostgreSQL array literal of texts (each quoted), passed as one parameter (`= any($1::text[])`). */
-export const textList = (xs: readonly string[]): string => `{${xs.map((x) => `"${x.replace(/["\\]/g, (c) => `\\${c}`)}"`).join(',')}}`;

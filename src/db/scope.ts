@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { PgTransaction } from 'drizzle-orm/pg-core';
 import type { Db } from './client.js';
+import { uuidList } from './arrays.js';
 
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
-const uuidArray = (ids: readonly string[]): string => `{${ids.join(',')}}`;
 
 /**
  * Run `fn` in a transaction that may only see and write rows of `accountIds`.
@@ -27,7 +27,7 @@ export async function withAccount<T>(
   const nested = db instanceof PgTransaction;
   return db.transaction(async (tx) => {
     await tx.execute(
-      sql`select set_config('app.account_ids', ${uuidArray(accountIds)}, true), set_config('app.shared_account_ids', ${uuidArray(sharedFrom)}, true), set_config('role', 'switchboard_app', true)`,
+      sql`select set_config('app.account_ids', ${uuidList(accountIds)}, true), set_config('app.shared_account_ids', ${uuidList(sharedFrom)}, true), set_config('role', 'switchboard_app', true)`,
     );
     const result = await fn(tx);
     // a top-level transaction's SET LOCAL ends with it; a savepoint's must be undone by hand

@@ -23,7 +23,7 @@ export interface Interaction {
 }
 
 export function interactionFor(server: Server, extra: Extra, pagesUrl: string | null): Interaction {
-  let ticks = 0;
+  let ticks = -1; // the first notification may say 0 (none done yet)
   return {
     pagesUrl,
     urlElicitation: Boolean(server.getClientCapabilities()?.elicitation?.url),

@@ -7,6 +7,7 @@ import type { Grant } from '../access.js';
 import { withAccount, type Tx } from '../../db/scope.js';
 import type { Db } from '../../db/client.js';
 import { rowsOf } from '../../db/client.js';
+import { uuidList } from '../../db/arrays.js';
 import { accountsInScope, type OperationsScope } from './visibility.js';
 
 /**
@@ -38,13 +39,12 @@ export interface Coverage {
 /** Raw grouped queries: each returns its rows (drivers differ in result shape). */
 export type Reader = <R>(query: SQL) => Promise<R[]>;
 
-export const uuidArray = (ids: readonly string[]): string => `{${ids.join(',')}}`;
 
 export async function coverage(core: Core, caller: Caller, acting: Account, grant: Grant | null, scope: OperationsScope): Promise<Coverage> {
   const accounts = await accountsInScope(core, caller, acting, grant, scope);
   const byId = new Map(accounts.map((a) => [a.id, a]));
   const privileged = scope === 'all' && hasPermission(caller.user, 'switch_account');
-  const ids = uuidArray(accounts.map((a) => a.id));
+  const ids = uuidList(accounts.map((a) => a.id));
   const where = (alias: string, column = 'account_id'): SQL =>
     privileged
       ? sql`${sql.raw(alias)}.tenant_id = ${core.tenantId}`

@@ -5,7 +5,8 @@ import type { Caller } from '../users.js';
 import type { Grant } from '../access.js';
 import { UserError } from '../errors.js';
 import type { OperationsScope } from './visibility.js';
-import { coverage, date, num, uuidArray } from './coverage.js';
+import { coverage, date, num } from './coverage.js';
+import { textList } from '../../db/arrays.js';
 
 /**
  * One upstream problem across accounts: the failure_groups rows (one per fingerprint × account ×
@@ -101,11 +102,11 @@ export async function listFailureGroups(
     const more = page.length > limit;
     const rows = page.slice(0, limit);
     if (rows.length === 0) return { groups: [], nextCursor: null, accountsCovered: cov.accounts.length };
-    const fingerprints = uuidArray(rows.map((r) => String(r.fingerprint)));
+    const fingerprints = textList(rows.map((r) => String(r.fingerprint)));
     const onlyOpen = rows.filter((r) => r.open).map((r) => String(r.fingerprint));
 
     // up to LISTED_PER_GROUP affected accounts and automations of each group on the page, most recent first
-    const counted = sql`f.fingerprint = any(${fingerprints}::text[]) and ${cov.where('f')} and (f.status = 'open' or not (f.fingerprint = any(${uuidArray(onlyOpen)}::text[])))`;
+    const counted = sql`f.fingerprint = any(${fingerprints}::text[]) and ${cov.where('f')} and (f.status = 'open' or not (f.fingerprint = any(${textList(onlyOpen)}::text[])))`;
     const accountRows = await q<{ fingerprint: string; account_id: string }>(sql`
       select fingerprint, account_id from (
         select fingerprint, account_id, row_number() over (partition by fingerprint order by max(last_seen) desc, account_id) as n

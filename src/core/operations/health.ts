@@ -7,7 +7,8 @@ import type { OperationsScope } from './visibility.js';
 import { rowsOf } from '../../db/client.js';
 import { log, errorFields } from '../../log.js';
 import { LOCK_NOT_AVAILABLE, sqlState } from '../errors.js';
-import { coverage, date, json, num, uuidArray, type Coverage, type Reader } from './coverage.js';
+import { coverage, date, json, num, type Coverage, type Reader } from './coverage.js';
+import { uuidList } from '../../db/arrays.js';
 import { baseOf, clockAndRollup, liveEdge, noteRequested, refreshRollup, storedBase } from './health-rollup.js';
 import {
   FAILING_RATE,
@@ -190,7 +191,7 @@ async function readAll(core: Core, q: Reader, cov: Coverage, hours: number, figu
   }
   if (named.length) {
     const names = new Map(
-      (await q<{ id: string; name: string | null }>(sql`select id, name from automations where id = any(${uuidArray([...new Set(named)])}::uuid[])`)).map((r) => [String(r.id), r.name]),
+      (await q<{ id: string; name: string | null }>(sql`select id, name from automations where id = any(${uuidList([...new Set(named)])}::uuid[])`)).map((r) => [String(r.id), r.name]),
     );
     for (const f of figures.values()) for (const a of [...f.failing_automations, ...f.silent_automations]) a.name = names.get(a.id) ?? null;
   }

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Core } from '../core.js';
 import type { Account } from '../accounts.js';
 import { getApp, type App } from '../apps.js';
@@ -52,7 +53,9 @@ export function valuesFor(
   const values: Record<string, VarValue> = {};
   const missing: string[] = [];
   for (const v of variables) {
-    const chosen = explicit[v.name] ?? (current && fitsType(current[v.name], v.type) ? current[v.name] : undefined) ?? v.default;
+    // own properties only: a variable named toString or constructor is not found on every object
+    const own = (o: Record<string, VarValue> | null | undefined) => (o && Object.hasOwn(o, v.name) ? o[v.name] : undefined);
+    const chosen = own(explicit) ?? (fitsType(own(current), v.type) ? own(current) : undefined) ?? v.default;
     if (chosen !== undefined) values[v.name] = chosen;
     else if (v.required) missing.push(v.name);
   }
@@ -142,7 +145,7 @@ export interface VersionDiff {
   retries_changed: boolean;
 }
 
-const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+const same = (a: unknown, b: unknown) => isDeepStrictEqual(JSON.parse(JSON.stringify(a ?? null)), JSON.parse(JSON.stringify(b ?? null)));
 
 /**
  * What changed from version `a` to version `b`, and whether a copy can take it as it is

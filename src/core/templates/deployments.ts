@@ -1,5 +1,6 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
 import { deployments, deploymentTargets, type DeploymentStatus, type TargetAction } from '../../db/schema/index.js';
+import { uuidList } from '../../db/arrays.js';
 import { rowsOf } from '../../db/client.js';
 import type { Core } from '../core.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from '../errors.js';
@@ -94,6 +95,24 @@ export function durationMs(text: string): number {
 }
 
 /**
+ * Refuse, with its id, while a deployment of the template runs or bakes. Checked before an apply's
+ * hash (a running deployment is what moved the plan, and the more useful answer) and again by the
+ * unique index when two applies race.
+ */
+export async function refuseIfRunning(core: Core, templateId: string, templateName: string, fallback?: string): Promise<void> {
+  const [running] = await core.db
+    .select({ id: deployments.id })
+    .from(deployments)
+    .where(and(eq(deployments.templateId, templateId), sql`${deployments.status} in ('running', 'baking')`));
+  const id = running?.id ?? fallback;
+  if (id === undefined) return;
+  throw new UserError(
+    `A deployment of the template '${templateName}' is already running (${id}): wait for it (get_deployment) or stop it (cancel_deployment), then plan again.`,
+    'conflict',
+  );
+}
+
+/**
  * Write a deployment and its targets (in the caller's transaction) and wake the workers. A second
  * deployment of a template while one runs is refused by the unique index, with its id.
  */
@@ -148,16 +167,7 @@ export async function createDeployment(
       })
       .returning())) as [DeploymentRow];
   } catch (err) {
-    if (sqlState(err) === UNIQUE_VIOLATION) {
-      const [running] = await core.db
-        .select({ id: deployments.id })
-        .from(deployments)
-        .where(and(eq(deployments.templateId, input.templateId), sql`${deployments.status} in ('running', 'baking')`));
-      throw new UserError(
-        `A deployment of the template '${input.templateName}' is already running (${running?.id ?? 'another'}): wait for it (get_deployment) or stop it (cancel_deployment), then plan again.`,
-        'conflict',
-      );
-    }
+    if (sqlState(err) === UNIQUE_VIOLATION) await refuseIfRunning(core, input.templateId, input.templateName, 'another');
     throw err;
   }
   for (let i = 0; i < ordered.length; i += 1000) {
@@ -189,12 +199,17 @@ export async function getDeploymentRow(core: Core, accountId: string, id: string
   return row;
 }
 
-/** Counts of a deployment's targets by status. */
-export async function targetCounts(core: Core, deploymentId: string): Promise<Record<string, number>> {
-  const rows = rowsOf<{ status: string; n: number }>(
-    await core.db.execute(sql`select status, count(*)::int as n from deployment_targets where deployment_id = ${deploymentId}::uuid group by status`),
+/** Counts of deployments' targets by status, per deployment, in one query. */
+export async function targetCounts(core: Core, deploymentIds: string[]): Promise<Map<string, Record<string, number>>> {
+  const out = new Map<string, Record<string, number>>(deploymentIds.map((id) => [id, {}]));
+  if (!deploymentIds.length) return out;
+  const rows = rowsOf<{ deployment_id: string; status: string; n: number }>(
+    await core.db.execute(sql`
+      select deployment_id, status, count(*)::int as n from deployment_targets
+      where deployment_id = any(${uuidList(deploymentIds)}::uuid[]) group by deployment_id, status`),
   );
-  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  for (const r of rows) out.get(String(r.deployment_id))![r.status] = Number(r.n);
+  return out;
 }
 
 /** A deployment's targets in rollout order, one keyset page (with each account's slug and name). */
@@ -209,7 +224,7 @@ export async function targetPage(core: Core, deploymentId: string, opts: { limit
       select t.account_id, a.slug, a.name, t.seq, t.wave, t.action, t.status, t.automation_id, t.from_version, t.to_version,
              t.before_revision, t.after_revision, t.reason, t.applied_at
       from deployment_targets t join accounts a on a.id = t.account_id
-      where t.deployment_id = ${deploymentId}::uuid and t.seq > ${after}${opts.status ? sql` and t.status = ${opts.status}` : sql``}
+      where t.deployment_id = ${deploymentId}::uuid and t.seq > ${after}::bigint${opts.status ? sql` and t.status = ${opts.status}` : sql``}
       order by t.seq limit ${opts.limit + 1}`),
   );
   const page = rows.slice(0, opts.limit);

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../db/client.js';
@@ -7,7 +8,7 @@ import { getApp, type App } from '../apps.js';
 import type { ConnectionRow } from '../connections.js';
 import { validateDefinition, type Definition, type VarValue } from '../automation-definition.js';
 import { UserError } from '../errors.js';
-import { uuidList, textList } from '../ids.js';
+import { scalarList, textList, uuidList } from '../../db/arrays.js';
 import { bindDefinition, diffVersions, valuesFor, type Binding, type TemplateDefinition, type Variable } from './definition.js';
 import { versionParts, type TemplateRow, type VersionRow } from './templates.js';
 
@@ -157,8 +158,13 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
     const all = given !== null && typeof given === 'object' ? Object.values((given as { by_account: Record<string, unknown> }).by_account) : [given];
     for (const x of all) if (typeof x !== v.type || (v.type === 'number' && !Number.isFinite(x))) throw new UserError(`values.${name} must be a ${v.type}.`);
   }
-  for (const app of Object.keys(opts.connections)) {
-    if (!apps.includes(app.toLowerCase())) throw new UserError(`connections names the app '${app.slice(0, 100)}', which the template does not use${apps.length ? ` (it uses ${apps.join(', ')})` : ''}.`);
+  // apps are named case-insensitively, as in the definition
+  const connections: Record<string, PerAccount<string>> = {};
+  for (const [named, v] of Object.entries(opts.connections)) {
+    const app = named.trim().toLowerCase();
+    if (!apps.includes(app)) throw new UserError(`connections names the app '${named.slice(0, 100)}', which the template does not use${apps.length ? ` (it uses ${apps.join(', ')})` : ''}.`);
+    if (Object.hasOwn(connections, app)) throw new UserError(`connections names the app '${app}' twice.`);
+    connections[app] = v;
   }
 
   const ids = targets.map((a) => a.id);
@@ -193,7 +199,7 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
   const wanted = [...new Set([...copies.values()].map((c) => c.templateVersion).filter((v): v is number => v !== null && v !== version.version))];
   if (wanted.length) {
     const rows = rowsOf<{ version: number; definition: TemplateDefinition; variables: Variable[]; apps: string[] }>(
-      await core.db.execute(sql`select version, definition, variables, apps from template_versions where template_id = ${template.id}::uuid and version = any(${`{${wanted.join(',')}}`}::int[])`),
+      await core.db.execute(sql`select version, definition, variables, apps from template_versions where template_id = ${template.id}::uuid and version = any(${scalarList(wanted)}::int[])`),
     );
     for (const r of rows) fromVersions.set(Number(r.version), { definition: r.definition, variables: r.variables, apps: r.apps });
   }
@@ -237,7 +243,7 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
     }
     const missingApps: string[] = [];
     for (const app of apps) {
-      const named = pick(opts.connections[app], account, keyOf);
+      const named = pick(connections[app], account, keyOf);
       const c = bindingFor(app, named, account, byAccount, systemId);
       if (!c) missingApps.push(`a ${app} connection${named ? ` named '${named}'` : ''}`);
       else if (c.status !== 'active') missingApps.push(`its ${app} connection '${c.name}' reconnected (it is ${c.status})`);
@@ -245,7 +251,7 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
     }
     const explicit: Record<string, VarValue> = {};
     for (const v of variables) {
-      const x = pick(opts.values[v.name], account, keyOf);
+      const x = Object.hasOwn(opts.values, v.name) ? pick(opts.values[v.name], account, keyOf) : undefined;
       if (x !== undefined) explicit[v.name] = x;
     }
     const { values, missing } = valuesFor(variables, explicit, copy?.definition.vars);
@@ -259,7 +265,8 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
       continue;
     }
     const bound = bindDefinition(tdef, t.bindings, values);
-    if (copy && copy.templateVersion === version.version && JSON.stringify(copy.definition) === JSON.stringify(bound)) {
+    // compared as values: the stored copy comes back from jsonb with its keys in another order
+    if (copy && copy.templateVersion === version.version && isDeepStrictEqual(copy.definition, JSON.parse(JSON.stringify(bound)))) {
       t.action = 'current';
       continue;
     }

@@ -4,7 +4,7 @@ import { deployments, deploymentTargets, templates, templateVersions, users } fr
 import { rowsOf } from '../../db/client.js';
 import type { Core } from '../core.js';
 import { log, errorFields } from '../../log.js';
-import { applyBatch, type ApplyContext, type TargetRow } from './apply.js';
+import { applyBatch, phase, type ApplyContext, type TargetRow } from './apply.js';
 import { createDeployment, DEPLOYMENT_CHANNEL, type DeploymentOptions, type DeploymentRow, type GateReport, type NewTarget, type WaveReport } from './deployments.js';
 import type { TemplateDefinition } from './definition.js';
 
@@ -23,6 +23,8 @@ export interface RunnerOptions {
   leaseMs?: number;
   /** targets per transaction */
   batch?: number;
+  /** when given, milliseconds per phase of the apply are added here (the benchmark's profile) */
+  phases?: Record<string, number>;
   listen?: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>;
 }
 
@@ -46,7 +48,7 @@ export function scheduleDeployments(core: Core, opts: RunnerOptions = {}): () =>
           if (stopped) break;
           const d = await claim(core, me, leaseMs);
           if (!d) break;
-          await drive(core, d, me, leaseMs, opts.batch ?? 500, () => stopped);
+          await drive(core, d, me, leaseMs, opts.batch ?? 500, () => stopped, opts.phases);
         }
       } catch (err) {
         log.error('deployment: driving failed; trying again', errorFields(err));
@@ -87,13 +89,35 @@ async function claim(core: Core, me: string, leaseMs: number): Promise<Deploymen
   return d ?? null;
 }
 
+/**
+ * The waves' done / failed counts from the targets themselves: the counts saved with the
+ * deployment lag a batch committed just before a worker was killed, and the worker taking over
+ * starts from what was committed.
+ */
+async function recount(core: Core, deploymentId: string, waves: WaveReport[]): Promise<void> {
+  const rows = await core.db
+    .select({ wave: deploymentTargets.wave, status: deploymentTargets.status, n: sql<number>`count(*)::int` })
+    .from(deploymentTargets)
+    .where(and(eq(deploymentTargets.deploymentId, deploymentId), sql`${deploymentTargets.status} in ('done', 'failed')`))
+    .groupBy(deploymentTargets.wave, deploymentTargets.status);
+  for (const w of waves) {
+    w.done = 0;
+    w.failed = 0;
+  }
+  for (const r of rows) {
+    const w = waves[r.wave];
+    if (w) w[r.status as 'done' | 'failed'] = Number(r.n);
+  }
+}
+
 const mine = (d: { id: string }, me: string) => and(eq(deployments.id, d.id), eq(deployments.worker, me));
 
-async function drive(core: Core, claimed: DeploymentRow, me: string, leaseMs: number, batchSize: number, stopped: () => boolean): Promise<void> {
+async function drive(core: Core, claimed: DeploymentRow, me: string, leaseMs: number, batchSize: number, stopped: () => boolean, phases?: Record<string, number>): Promise<void> {
   let d = claimed;
-  const ctx = await applyContext(core, d);
+  const ctx = { ...(await applyContext(core, d)), phases };
   const opts = d.options as DeploymentOptions;
   const waves = d.waves as WaveReport[];
+  await recount(core, d.id, waves);
   const save = async (set: Partial<typeof deployments.$inferInsert>): Promise<boolean> => {
     const [row] = await core.db
       .update(deployments)
@@ -104,6 +128,7 @@ async function drive(core: Core, claimed: DeploymentRow, me: string, leaseMs: nu
     d = row;
     return true;
   };
+  ctx.renew = () => save({});
   const finish = (status: DeploymentRow['status'], message: string | null) => save({ status, message, finishedAt: sql`now()` as unknown as Date, worker: null, leaseUntil: null });
 
   while (!stopped()) {
@@ -141,22 +166,25 @@ async function drive(core: Core, claimed: DeploymentRow, me: string, leaseMs: nu
       if (!(await save({ status: 'running', currentWave: d.currentWave + 1, bakeUntil: null }))) return;
       continue;
     }
-    const pending = await core.db
-      .select()
-      .from(deploymentTargets)
-      .where(and(eq(deploymentTargets.deploymentId, d.id), eq(deploymentTargets.wave, d.currentWave), eq(deploymentTargets.status, 'pending')))
-      .orderBy(deploymentTargets.seq)
-      .limit(batchSize);
+    const pending = await phase(phases, 'runner: next pending batch', () =>
+      core.db
+        .select()
+        .from(deploymentTargets)
+        .where(and(eq(deploymentTargets.deploymentId, d.id), eq(deploymentTargets.wave, d.currentWave), eq(deploymentTargets.status, 'pending')))
+        .orderBy(deploymentTargets.seq)
+        .limit(batchSize),
+    );
     if (pending.length) {
       wave.started_at ??= new Date().toISOString();
       wave.decision = 'applying';
-      const outcomes = await applyBatch(core, ctx, pending as TargetRow[]);
-      wave.done += outcomes.filter((o) => o.status === 'done').length;
-      wave.failed += outcomes.filter((o) => o.status === 'failed').length;
+      await phase(phases, 'batch transaction (total)', () => applyBatch(core, ctx, pending as TargetRow[]));
+      // counted from the targets, not from this batch's outcomes: a worker whose lease lapsed may
+      // have committed some of them, and the gate's decision rests on the wave's count
+      await phase(phases, 'runner: recount', () => recount(core, d.id, waves));
       // the lease is renewed with every batch; a worker that lost it stops here
-      if (!(await save({}))) return;
+      if (!(await phase(phases, 'runner: save progress', () => save({})))) return;
       // the batch is committed: a cancel requested meanwhile is seen before the next one
-      const [fresh] = await core.db.select({ cancel: deployments.cancelRequested }).from(deployments).where(eq(deployments.id, d.id));
+      const [fresh] = await phase(phases, 'runner: cancel check', () => core.db.select({ cancel: deployments.cancelRequested }).from(deployments).where(eq(deployments.id, d.id)));
       d = { ...d, cancelRequested: Boolean(fresh?.cancel) };
       continue;
     }
@@ -191,8 +219,16 @@ async function applyContext(core: Core, d: DeploymentRow): Promise<ApplyContext>
       .where(and(eq(templateVersions.templateId, d.templateId), eq(templateVersions.version, d.version)));
     definition = (v?.definition as TemplateDefinition) ?? null;
   }
-  const [actor] = d.createdBy ? await core.db.select({ id: users.id, email: users.email }).from(users).where(eq(users.id, d.createdBy)) : [];
+  const [actor] = d.createdBy
+    ? await core.db.select({ id: users.id, email: users.email, permissions: users.permissions, status: users.status }).from(users).where(eq(users.id, d.createdBy))
+    : [];
   return {
+    // a rollout can run for days: who started it must still be allowed at each batch (a rollback,
+    // which puts back what was there, is not held back by it)
+    deployer:
+      d.kind === 'deploy' && d.createdBy
+        ? { id: d.createdBy, active: actor?.status === 'active' && (actor.permissions ?? []).includes('deploy_automations'), permissions: actor?.permissions ?? [] }
+        : null,
     deploymentId: d.id,
     templateId: d.templateId,
     templateName: t?.name ?? 'template',

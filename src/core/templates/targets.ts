@@ -5,7 +5,8 @@ import type { Account } from '../accounts.js';
 import { atLeast, noAccess } from '../access.js';
 import { hasPermission, type Caller } from '../users.js';
 import { AccessDenied, UserError } from '../errors.js';
-import { isUuid, textList, uuidList } from '../ids.js';
+import { isUuid } from '../ids.js';
+import { textList, uuidList } from '../../db/arrays.js';
 
 /**
  * Which accounts a deploy reaches, and whether the caller may deploy there — the access rule of
@@ -19,7 +20,7 @@ export const MAX_LISTED_ACCOUNTS = 1000;
 export type TargetSpec = string[] | { children_of: string } | 'all';
 
 /** The caller's role in each of `list` (null: none), by the same rule as access.grantIn. */
-export async function rolesIn(core: Core, caller: Caller, list: Account[]): Promise<Map<string, Role | null>> {
+export async function rolesIn(core: Core, caller: { user: Pick<Caller['user'], 'id' | 'permissions'> }, list: Pick<Account, 'id' | 'parentAccountId'>[]): Promise<Map<string, Role | null>> {
   const out = new Map<string, Role | null>();
   if (hasPermission(caller.user, 'switch_account')) {
     for (const a of list) out.set(a.id, 'admin');
@@ -93,7 +94,8 @@ export async function accountsRunning(core: Core, templateId: string): Promise<A
     .select({ account: accounts })
     .from(automations)
     .innerJoin(accounts, eq(accounts.id, automations.accountId))
-    .where(and(eq(automations.templateId, templateId), isNotNull(automations.templateId), eq(automations.tenantId, core.tenantId)))
+    // a copy at no version is one a rollback undid the creation of: it does not run the template
+    .where(and(eq(automations.templateId, templateId), isNotNull(automations.templateVersion), eq(automations.tenantId, core.tenantId)))
     .orderBy(accounts.slug)
     .then((rows) => rows.map((r) => r.account));
 }

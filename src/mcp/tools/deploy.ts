@@ -1,17 +1,20 @@
 import { z } from 'zod';
-import { sql } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import { defineTool, type ToolContext, type ToolDef } from '../define-tool.js';
 import { accountRefOut, refOf } from './shapes.js';
 import { templateArg, varValue } from './template-shapes.js';
 import { rowsOf } from '../../db/client.js';
 import { requirePermission } from '../../core/access.js';
-import { UserError } from '../../core/errors.js';
+import { AccessDenied, UserError } from '../../core/errors.js';
+import type { Core } from '../../core/core.js';
 import type { Account } from '../../core/accounts.js';
+import { accounts } from '../../db/schema/index.js';
+import { uuidList } from '../../db/arrays.js';
 import { getVersion, resolveTemplate, type TemplateRow } from '../../core/templates/templates.js';
 import { BLOCK_CODES, planDeploy, type DeployPlan, type TargetPlan } from '../../core/templates/plan.js';
 import { accountsRunning, childrenOf, MAX_LISTED_ACCOUNTS, resolveListed, rolesIn } from '../../core/templates/targets.js';
 import {
-  createDeployment, durationMs, getDeploymentRow, targetCounts, waveEnds, FINISHED, type DeploymentOptions, type DeploymentRow, type NewTarget, type WaveReport,
+  createDeployment, durationMs, refuseIfRunning, getDeploymentRow, targetCounts, waveEnds, FINISHED, type DeploymentOptions, type DeploymentRow, type NewTarget, type WaveReport,
 } from '../../core/templates/deployments.js';
 import { rollbackTargets } from '../../core/templates/runner.js';
 import { atLeast } from '../../core/access.js';
@@ -76,14 +79,28 @@ export const deploymentOut = z.object({
   finished_at: z.string().nullable(),
 });
 
+/** A deployment read under row-level security in the templates account the call acts in. */
+export const deploymentIn = (ctx: ToolContext, id: string): Promise<DeploymentRow> =>
+  ctx.scoped((tx) => getDeploymentRow({ ...ctx.core, db: tx as unknown as Core['db'] }, ctx.account.id, id));
+
+/** Deployments as tools show them, their target counts read in one query. */
+export async function deploymentViews(ctx: ToolContext, ds: DeploymentRow[]): Promise<z.infer<typeof deploymentOut>[]> {
+  const counts = await targetCounts(ctx.core, ds.map((d) => d.id));
+  return ds.map((d) => viewOf(d, counts.get(d.id) ?? {}));
+}
+
 export async function deploymentView(ctx: ToolContext, d: DeploymentRow): Promise<z.infer<typeof deploymentOut>> {
+  return (await deploymentViews(ctx, [d]))[0]!;
+}
+
+function viewOf(d: DeploymentRow, targets: Record<string, number>): z.infer<typeof deploymentOut> {
   return {
     id: d.id,
     kind: d.kind,
     status: d.status,
     version: d.version,
     rollback_of: d.rollbackOf,
-    targets: await targetCounts(ctx.core, d.id),
+    targets,
     current_wave: d.currentWave,
     waves: d.waves as (WaveReport & Record<string, unknown>)[],
     message: d.message,
@@ -162,12 +179,12 @@ function options(args: { waves?: z.infer<typeof waveIn>[] | undefined; bake?: st
 /** Wait for the workers (up to `seconds`) while the deployment applies, reporting progress; the deployment as it is then. */
 async function follow(ctx: ToolContext, id: string, seconds: number): Promise<DeploymentRow> {
   const until = Date.now() + seconds * 1000;
-  let d = await getDeploymentRow(ctx.core, ctx.account.id, id);
+  let d = await deploymentIn(ctx, id);
   let last = -1;
   while (d.status === 'running' && Date.now() < until && !ctx.interaction?.signal.aborted) {
     await new Promise((r) => setTimeout(r, 200));
-    d = await getDeploymentRow(ctx.core, ctx.account.id, id);
-    const counts = await targetCounts(ctx.core, id);
+    d = await deploymentIn(ctx, id);
+    const counts = (await targetCounts(ctx.core, [id])).get(id)!;
     const done = (counts.done ?? 0) + (counts.failed ?? 0);
     const total = Object.values(counts).reduce((s, x) => s + x, 0);
     if (done !== last) {
@@ -292,6 +309,7 @@ async function respond(
     targets: [...plan.targets].sort((a, b) => ORDER[a.action]! - ORDER[b.action]!).slice(0, SHOWN).map(targetView),
   };
   if (dryRun) return { data: { applied: false, plan: planView, deployment: null }, text: resultText({ applied: false, plan: planView, deployment: null }) };
+  await refuseIfRunning(ctx.core, plan.template.id, plan.template.name);
   if (args.plan_hash !== plan.hash) {
     const old = await dryRunSummary(ctx, tool, args.plan_hash!);
     throw new UserError(`The plan changed since the dry run: ${whatChanged(old, summary)}; nothing was applied, plan again.`, 'conflict');
@@ -349,23 +367,21 @@ const rollbackTemplateTool = defineTool({
         }),
       );
     }
-    const d = await getDeploymentRow(ctx.core, ctx.account.id, args.deployment!);
+    const d = await deploymentIn(ctx, args.deployment!);
     if (d.templateId !== template.id) throw new UserError(`The deployment ${d.id} is not one of the template '${template.name}'.`);
     let undo = await rollbackTargets(ctx.core, d);
-    const accounts = rowsOf<Account & { parent_account_id: string | null }>(
-      undo.length ? await ctx.core.db.execute(sql`select * from accounts where id = any(${`{${undo.map((t) => t.accountId).join(',')}}`}::uuid[])`) : [],
-    ).map((a) => ({ ...a, id: String(a.id), parentAccountId: a.parent_account_id ? String(a.parent_account_id) : null }) as Account);
-    const byId = new Map(accounts.map((a) => [a.id, a]));
+    const reached = undo.length ? await ctx.core.db.select().from(accounts).where(inArray(accounts.id, undo.map((t) => t.accountId))) : [];
+    const byId = new Map(reached.map((a) => [a.id, a]));
     if (args.accounts) {
       const only = new Set((await resolveListed(ctx.core, ctx.caller, args.accounts, 'member')).map((a) => a.id));
       undo = undo.filter((t) => only.has(t.accountId));
     }
     const roles = await rolesIn(ctx.core, ctx.caller, [...byId.values()]);
     const outside = undo.filter((t) => !atLeast(roles.get(t.accountId) ?? 'viewer', 'member') || !roles.get(t.accountId));
-    if (outside.length) throw new UserError(`You may not change ${outside.length} of the accounts this deployment reached: pass accounts with those you may act in.`);
+    if (outside.length) throw new AccessDenied(`Access denied: rolling back needs the member role in every account the deployment reached, and you lack it in ${outside.length}; pass accounts with those you may act in.`);
     const now = new Map(
       rowsOf<{ id: string; revision: number; template_id: string | null }>(
-        undo.length ? await ctx.core.db.execute(sql`select id, revision, template_id from automations where id = any(${`{${undo.map((t) => t.automationId).join(',')}}`}::uuid[])`) : [],
+        undo.length ? await ctx.core.db.execute(sql`select id, revision, template_id from automations where id = any(${uuidList(undo.map((t) => t.automationId!))}::uuid[])`) : [],
       ).map((r) => [String(r.id), r]),
     );
     const targets = undo.map((t) => {

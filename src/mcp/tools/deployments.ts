@@ -3,13 +3,13 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf } from '../../db/client.js';
 import type { Core } from '../../core/core.js';
 import type { Caller } from '../../core/users.js';
-import { defineTool, type ToolDef } from '../define-tool.js';
+import { defineTool, type ToolContext, type ToolDef } from '../define-tool.js';
 import { accountArg, accountRefOut, cursorArg, limitArg, refOf } from './shapes.js';
 import { templateArg, varValue } from './template-shapes.js';
-import { deploymentOut, deploymentView } from './deploy.js';
+import { deploymentIn, deploymentOut, deploymentView, deploymentViews } from './deploy.js';
 import { accounts, automations } from '../../db/schema/index.js';
 import { UserError } from '../../core/errors.js';
-import { getDeploymentRow, listDeploymentRows, requestCancel, targetPage } from '../../core/templates/deployments.js';
+import { listDeploymentRows, requestCancel, targetPage } from '../../core/templates/deployments.js';
 import { getVersion, resolveTemplate } from '../../core/templates/templates.js';
 import { accountsRunning, visibleAccounts } from '../../core/templates/targets.js';
 import { planDeploy } from '../../core/templates/plan.js';
@@ -49,7 +49,7 @@ const getDeploymentTool = defineTool({
   annotations: { readOnlyHint: true, idempotentHint: true },
   access: { role: 'viewer', templates: true },
   async handler(ctx, args) {
-    const d = await getDeploymentRow(ctx.core, ctx.account.id, args.deployment);
+    const d = await deploymentIn(ctx, args.deployment);
     const page = await targetPage(ctx.core, d.id, { limit: args.limit ?? 50, cursor: args.cursor, status: args.status });
     const visible = await visibleWithParents(ctx, page.items.map((r) => String(r.account_id)));
     const shown = page.items.filter((r) => visible === null || visible.has(String(r.account_id)));
@@ -77,6 +77,10 @@ const getDeploymentTool = defineTool({
   },
 });
 
+/** A page of the templates account's deployments, read under row-level security. */
+const deploymentRowsIn = (ctx: ToolContext, opts: Parameters<typeof listDeploymentRows>[2]) =>
+  ctx.scoped((tx) => listDeploymentRows({ ...ctx.core, db: tx as unknown as Core['db'] }, ctx.account.id, opts));
+
 /** Of `ids`, the accounts the caller may see (null: all, with Switch Account). */
 async function visibleWithParents(ctx: { core: Core; caller: Caller }, ids: string[]): Promise<Set<string> | null> {
   if (hasPermission(ctx.caller.user, 'switch_account') || ids.length === 0) return visibleAccounts(ctx.core, ctx.caller, []);
@@ -94,8 +98,8 @@ const listDeploymentsTool = defineTool({
   access: { role: 'viewer', templates: true },
   async handler(ctx, args) {
     const template = args.template ? await resolveTemplate(ctx.core, ctx.account, args.template) : null;
-    const page = await listDeploymentRows(ctx.core, ctx.account.id, { templateId: template?.id, limit: args.limit ?? 20, cursor: args.cursor });
-    const items = await Promise.all(page.items.map(async (d) => ({ ...(await deploymentView(ctx, d)), template_id: d.templateId })));
+    const page = await deploymentRowsIn(ctx, { templateId: template?.id, limit: args.limit ?? 20, cursor: args.cursor });
+    const items = (await deploymentViews(ctx, page.items)).map((v, i) => ({ ...v, template_id: page.items[i]!.templateId }));
     return { data: { deployments: items, next_cursor: page.nextCursor }, text: `${items.length} deployment${items.length === 1 ? '' : 's'}${page.nextCursor ? ' (more with next_cursor)' : ''}.` };
   },
 });
@@ -109,7 +113,7 @@ const cancelDeploymentTool = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
   access: { role: 'viewer', templates: true, permission: 'deploy_automations' },
   async handler(ctx, args) {
-    const d = await requestCancel(ctx.core, await getDeploymentRow(ctx.core, ctx.account.id, args.deployment));
+    const d = await requestCancel(ctx.core, await deploymentIn(ctx, args.deployment));
     return { data: { deployment: await deploymentView(ctx, d) }, text: `Deployment ${d.id} stops after the account it is applying now.` };
   },
 });
@@ -152,7 +156,7 @@ const templateStatusTool = defineTool({
       const v = String(t.copy?.templateVersion ?? 'none');
       byVersion[v] = (byVersion[v] ?? 0) + 1;
     }
-    const [last] = (await listDeploymentRows(ctx.core, ctx.account.id, { templateId: template.id, limit: 1 })).items;
+    const [last] = (await deploymentRowsIn(ctx, { templateId: template.id, limit: 1 })).items;
     const copies = plan.targets.map((t) => ({
       account: refOf(t.account),
       automation_id: t.copy!.id,
