@@ -57,7 +57,7 @@ import {
   type CryptoResult, type ListResult, type RotationResult,
 } from './connections.js';
 import { adminUrl, createDatabase, dropLeftovers, probe } from './postgres.js';
-import { line, max, median, ms, note, now, us, verdict } from './stats.js';
+import { fmt, line, max, median, ms, note, now, us, verdict } from './stats.js';
 import { engineThroughput, type EngineResult } from './engine.js';
 import { ingestRate, type IngestResult } from './ingest.js';
 import { aggregatesCost, costReport, latencyReport, operationsLatency, OPS } from './operations.js';
@@ -132,7 +132,9 @@ async function main(): Promise<void> {
   if (pg.ok) await dropLeftovers().catch(() => {});
   const started = now();
   if (SECTION === 'templates') {
-    await templatesSection(pg.ok);
+    const r = pg.ok ? await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5) : null;
+    if (r) line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
+    await templatesSection(pg.ok, r?.ok ? r.tps : null);
     return;
   }
   if (SECTION === 'operations') {
@@ -222,7 +224,6 @@ async function main(): Promise<void> {
 
   // ---------------------------------------------------------------- 3. list_connections
   const connectionsStarted = now();
-  const fmt = (n: number) => n.toLocaleString('en-US');
   line();
   line(`3. list_connections over Streamable HTTP on loopback, ${fmt(LIST_CONNECTIONS)} connections in the account, ${LIST_CALLS} sequential calls each after ${LIST_WARMUP} warm-up`);
   line(`   (a linked child account; its parent and the system account share a few; ${LIST_SIBLINGS} sibling children hold ${fmt(LIST_CONNECTIONS)} each;`);
@@ -339,7 +340,7 @@ async function main(): Promise<void> {
     engineReport('PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
   });
 
-  await templatesSection(pg.ok);
+  await templatesSection(pg.ok, insertRate);
   await operationsSection(pg.ok, insertRate);
 
   line();
@@ -352,7 +353,6 @@ async function main(): Promise<void> {
 
 /** 7. operations (bench/operations.ts): insertRate is section 5's, measured here when that did not run */
 async function operationsSection(pgOk: boolean, measured: number | null): Promise<void> {
-  const fmt = (n: number) => n.toLocaleString('en-US');
   line();
   line(`7. Operations: check_health and debug_webhook through a real MCP client (in-memory transport, this process; caller: the init admin, Switch Account),`);
   line(`   ${OPS.calls} sequential calls per case (${OPS.allCalls} for scope 'all') after 20 warm-up; then the cost of keeping the aggregates`);

@@ -22,6 +22,9 @@ export function median(samples: readonly number[]): number {
 export const max = (samples: readonly number[]): number => (samples.length ? Math.max(...samples) : NaN);
 
 /** Milliseconds with a precision that suits the magnitude: "1180 ms", "12.3 ms", "0.42 ms". */
+/** A count with thousands separators. */
+export const fmt = (n: number): string => n.toLocaleString('en-US');
+
 export function ms(v: number, width = 0): string {
   const text = !Number.isFinite(v) ? 'n/a' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
   return `${text.padStart(width)} ms`;

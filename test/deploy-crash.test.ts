@@ -8,6 +8,7 @@ import { testDbKind } from './helpers/db.js';
 import { CLI, cliEnv, repoRoot } from './helpers/spawn.js';
 import { createAccount, type Account } from '../src/core/accounts.js';
 import { rowsOf } from '../src/db/client.js';
+import { transientDbError } from '../src/core/errors.js';
 
 /**
  * A template deployment survives `kill -9` of the worker applying it. The spawned worker applies
@@ -145,4 +146,17 @@ describe.skipIf(!onPostgres)('a deployment whose worker is killed mid-apply (Pos
     expect(audit.every((a) => Number(a.n) === 1)).toBe(true);
     expect((await targets(d2.deployment.id)).every((t) => t.status === 'done')).toBe(true);
   }, 120_000);
+
+  it('tells a database error that says nothing of the work (a killed connection) from one that does, so a batch is taken up again rather than failed', async () => {
+    const c = postgres(w.database.url, { max: 1, onnotice: () => {} });
+    try {
+      const syntax = await c`select from where`.catch((e: unknown) => e);
+      const killed = await c`select pg_terminate_backend(pg_backend_pid())`.catch((e: unknown) => e);
+      expect(transientDbError(killed)).toBe(true);
+      expect(transientDbError(syntax)).toBe(false);
+      expect(transientDbError(new TypeError('a bug'))).toBe(false);
+    } finally {
+      await c.end({ timeout: 0 });
+    }
+  });
 });

@@ -240,6 +240,9 @@ describe('templates', () => {
       return !['running', 'baking'].includes(String(x.status));
     }, 30_000);
     expect(d.status).toBe('rolled_back');
+    // ended in the rollback's own transaction: its message names the rollback, and it is finished
+    expect(String(d.message)).toMatch(/^wave 1 regressed \(.+\); its 1 account\(s\) are being rolled back by deployment [0-9a-f-]{36}$/);
+    expect(d.finished_at).not.toBeNull();
     const wave = (d.waves as { decision: string; gate: { after: { failure_rate: number }; before: { failure_rate: number }; new_error_codes: string[] } }[])[0]!;
     expect(wave.decision).toBe('regressed');
     expect(wave.gate.after.failure_rate).toBe(1);

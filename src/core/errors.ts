@@ -35,5 +35,21 @@ export function sqlState(err: unknown): string | undefined {
 }
 
 export const UNIQUE_VIOLATION = '23505';
+
+/**
+ * A database error that says nothing of the statement: a serialization failure or deadlock, an
+ * operator intervention (a restart, a cancel), insufficient resources, or a lost connection (the
+ * driver's CONNECTION_* and socket codes). Trying again later is right; recording it as the
+ * outcome of the work is not. Anything else, a bug included, is not transient.
+ */
+export function transientDbError(err: unknown): boolean {
+  const code = sqlState(err);
+  if (code) return code === '40001' || code === '40P01' || /^(57|08|53)/.test(code);
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === 'string' && /^(CONNECTION_|ECONN|EPIPE|ETIMEDOUT)/.test(c)) return true;
+  }
+  return false;
+}
 /** a lock_timeout ran out */
 export const LOCK_NOT_AVAILABLE = '55P03';

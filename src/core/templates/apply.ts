@@ -4,6 +4,7 @@ import { accounts, auditLog, automationConnections, automationRevisions, automat
 import { inArray } from 'drizzle-orm';
 import { atLeast } from '../access.js';
 import { rolesIn } from './targets.js';
+import { transientDbError } from '../errors.js';
 import type { deploymentTargets } from '../../db/schema/index.js';
 import { withAccount, type Tx } from '../../db/scope.js';
 import { rowsOf } from '../../db/client.js';
@@ -85,6 +86,8 @@ export async function applyBatch(core: Core, ctx: ApplyContext, batch: TargetRow
   try {
     return await applyTogether(core, ctx, batch, refused);
   } catch (err) {
+    // a deadlock or a lost connection is no outcome of a target: the runner takes the batch up again
+    if (transientDbError(err)) throw err;
     if (batch.length === 1) {
       log.warn('deployment: a target failed', { deployment: ctx.deploymentId, account: batch[0]!.accountId, ...errorFields(err) });
       const reason = 'its copy could not be written (a connection or the account changed since the plan); plan again';

@@ -48,10 +48,18 @@ export function scheduleDeployments(core: Core, opts: RunnerOptions = {}): () =>
           if (stopped) break;
           const d = await claim(core, me, leaseMs);
           if (!d) break;
-          await drive(core, d, me, leaseMs, opts.batch ?? 500, () => stopped, opts.phases);
+          try {
+            await drive(core, d, me, leaseMs, opts.batch ?? 500, () => stopped, opts.phases);
+          } catch (err) {
+            // a database error (a deadlock, a lost connection): its targets stay pending; let the
+            // lease go so this or another worker takes it up again at once, not when it lapses
+            log.error('deployment: driving failed; trying again', { deployment: d.id, ...errorFields(err) });
+            await core.db.update(deployments).set({ worker: null, leaseUntil: null }).where(mine(d, me)).catch(() => {});
+            break;
+          }
         }
       } catch (err) {
-        log.error('deployment: driving failed; trying again', errorFields(err));
+        log.error('deployment: claiming failed; trying again', errorFields(err));
       }
       if (stopped) break;
       await new Promise<void>((resolve) => {
@@ -151,8 +159,8 @@ async function drive(core: Core, claimed: DeploymentRow, me: string, leaseMs: nu
         await core.db.update(deploymentTargets).set({ status: 'cancelled', reason: 'the rollout stopped: an earlier wave regressed' }).where(and(eq(deploymentTargets.deploymentId, d.id), eq(deploymentTargets.status, 'pending')));
         for (const w of waves) if (w.decision === 'pending') w.decision = 'cancelled';
         if (opts.autoRollback) {
-          const rollback = await rollbackWave(core, d, wave.wave);
-          await finish('rolled_back', `wave ${wave.wave + 1} regressed (${wave.gate!.reasons.join('; ')}); its ${wave.done} account(s) are being rolled back by deployment ${rollback}`);
+          // the rollback starts and this deployment ends in one transaction (a kill leaves both or neither)
+          await rollbackWave(core, d, me, wave.wave, waves, (id) => `wave ${wave.wave + 1} regressed (${wave.gate!.reasons.join('; ')}); its ${wave.done} account(s) are being rolled back by deployment ${id}`);
         } else {
           await finish('halted', `wave ${wave.wave + 1} regressed (${wave.gate!.reasons.join('; ')}); the rollout stopped, nothing was rolled back (rollback_template undoes it)`);
         }
@@ -330,12 +338,19 @@ export async function rollbackTargets(core: Core, d: DeploymentRow, wave?: numbe
     }));
 }
 
-/** The automatic rollback of a regressed wave: the deployment leaves its running state and the rollback starts, in one transaction. */
-async function rollbackWave(core: Core, d: DeploymentRow, wave: number): Promise<string> {
+/**
+ * The automatic rollback of a regressed wave, in one transaction: the deployment leaves its
+ * active state (only while this worker holds it), the rollback deployment is written, the wave's
+ * targets are handed to it (rolled_back: its own targets tell each outcome), and the deployment
+ * ends as rolled_back with its message.
+ */
+async function rollbackWave(core: Core, d: DeploymentRow, me: string, wave: number, waves: WaveReport[], message: (rollbackId: string) => string): Promise<void> {
   const targets = await rollbackTargets(core, d, wave);
-  return core.db.transaction(async (tx) => {
+  await core.db.transaction(async (tx) => {
     const c: Core = { ...core, db: tx as unknown as Core['db'] };
-    await tx.update(deployments).set({ status: 'halted' }).where(eq(deployments.id, d.id));
+    // out of the active states first: one deployment of a template is active at a time
+    const held = await tx.update(deployments).set({ status: 'halted' }).where(mine(d, me)).returning({ id: deployments.id });
+    if (!held.length) throw new Error('the lease was lost before the rollback started');
     const [t] = await tx.select({ name: templates.name }).from(templates).where(eq(templates.id, d.templateId));
     const row = await createDeployment(c, {
       accountId: d.accountId,
@@ -350,6 +365,9 @@ async function rollbackWave(core: Core, d: DeploymentRow, wave: number): Promise
       createdBy: d.createdBy,
     });
     await tx.execute(sql`update deployment_targets set status = 'rolled_back' where deployment_id = ${d.id}::uuid and wave = ${wave} and status = 'done'`);
-    return row.id;
+    await tx
+      .update(deployments)
+      .set({ status: 'rolled_back', message: message(row.id), waves, finishedAt: sql`now()`, updatedAt: sql`now()`, worker: null, leaseUntil: null })
+      .where(eq(deployments.id, d.id));
   });
 }

@@ -190,7 +190,9 @@ const setTemplateValuesTool = defineTool({
   async handler(ctx, args) {
     const { templatesAccount } = await import('../../core/templates/account.js');
     const template = await resolveTemplate(ctx.core, await templatesAccount(ctx.core), args.template);
-    const [copy] = await ctx.scoped((tx) => tx.select().from(automations).where(and(eq(automations.accountId, ctx.account.id), eq(automations.templateId, template.id))));
+    // locked until the call commits: a deploy batch writing this copy meanwhile waits, so the values
+    // merged below are those of the revision replaced
+    const [copy] = await ctx.scoped((tx) => tx.select().from(automations).where(and(eq(automations.accountId, ctx.account.id), eq(automations.templateId, template.id))).for('no key update'));
     if (!copy) throw new UserError(`Account '${ctx.account.slug}' has no copy of the template: deploy_template makes one.`, 'not_found');
     const [version] = rowsOf<{ variables: Variable[] }>(await ctx.core.db.execute(sql`select variables from template_versions where template_id = ${template.id}::uuid and version = ${copy.templateVersion}`));
     const variables = version?.variables ?? [];
