@@ -62,6 +62,7 @@ import { engineThroughput, type EngineResult } from './engine.js';
 import { ingestRate, type IngestResult } from './ingest.js';
 import { aggregatesCost, costReport, latencyReport, operationsLatency, OPS } from './operations.js';
 import { templatesSection } from './templates.js';
+import { surfaceSection } from './surface.js';
 
 setLogLevel('warn');
 
@@ -119,7 +120,7 @@ process.once('SIGINT', () => {
 });
 
 async function main(): Promise<void> {
-  if (!existsSync(cli) && SECTION !== 'operations' && SECTION !== 'templates') {
+  if (!existsSync(cli) && SECTION !== 'operations' && SECTION !== 'templates' && SECTION !== 'surface') {
     line(`dist/cli.js is missing: run \`npm run build\` (npm run bench does).`);
     process.exitCode = 1;
     return;
@@ -131,6 +132,10 @@ async function main(): Promise<void> {
   line(pg.ok ? `PostgreSQL ${pg.version} at ${host}` : `PostgreSQL at ${host} does not answer (${pg.reason}): PostgreSQL cases skipped.`);
   if (pg.ok) await dropLeftovers().catch(() => {});
   const started = now();
+  if (SECTION === 'surface') {
+    surfaceSection();
+    return;
+  }
   if (SECTION === 'templates') {
     const r = pg.ok ? await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5) : null;
     if (r) line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
@@ -342,6 +347,8 @@ async function main(): Promise<void> {
 
   await templatesSection(pg.ok, insertRate);
   await operationsSection(pg.ok, insertRate);
+  line();
+  surfaceSection();
 
   line();
   line(`Total benchmark time ${((now() - started) / 1000).toFixed(1)} s (app connections, 3–5: ${((now() - connectionsStarted) / 1000).toFixed(1)} s), load average now ${load()} (other work on the machine skews the p99s).`);

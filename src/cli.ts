@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from './config.js';
+import { parseToolsets } from './mcp/toolsets.js';
 import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring, startDemo, type App, type DemoMode } from './app.js';
 import { DEFAULT_WORKER, Worker } from './engine/worker.js';
 import { NO_KEYRING } from './core/keyring.js';
@@ -15,8 +16,12 @@ import { log, setLogLevel, errorFields } from './log.js';
 const HELP = `switchboard — MCP server for operating customer accounts of an integration platform
 
 Usage:
-  switchboard serve                    Streamable HTTP at /mcp (PORT, default 3000), /healthz, /readyz
-  switchboard stdio                    stdio MCP server for Claude Code / Claude Desktop (SWITCHBOARD_TOKEN)
+  switchboard serve [--toolsets a,b] [--read-only]
+                                       Streamable HTTP at /mcp (PORT, default 3000), /healthz, /readyz
+  switchboard stdio [--toolsets a,b] [--read-only]
+                                       stdio MCP server for Claude Code / Claude Desktop (SWITCHBOARD_TOKEN)
+                                       toolsets: accounts, operations (the default), automations,
+                                       connections, templates, audit, admin; all
   switchboard worker                   run automations only (PostgreSQL: any number beside serve)
   switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
                                        create the tenant, its system and sandbox accounts and the first admin
@@ -38,9 +43,9 @@ async function main(argv: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   switch (command) {
     case 'serve':
-      return serve(config);
+      return serve(surfaceFlags(config, rest));
     case 'stdio':
-      return stdio(config);
+      return stdio(surfaceFlags(config, rest));
     case 'worker':
       return workerCommand(config);
     case 'init':
@@ -71,6 +76,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** `--toolsets a,b` and `--read-only` (serve, stdio): over SWITCHBOARD_TOOLSETS and SWITCHBOARD_READ_ONLY. */
+function surfaceFlags(config: Config, args: string[]): Config {
+  const { values } = parseArgs({ args, options: { toolsets: { type: 'string' }, 'read-only': { type: 'boolean' } }, strict: true });
+  const next = { ...config, toolsets: values.toolsets ?? config.toolsets, readOnly: config.readOnly || values['read-only'] === true };
+  parseToolsets(next.toolsets); // an unknown toolset stops the start with a clear sentence
+  return next;
+}
+
 async function serve(config: Config): Promise<number> {
   const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
   const http = await startHttp({
@@ -83,6 +96,7 @@ async function serve(config: Config): Promise<number> {
     allowedOrigins: config.allowedOrigins,
     webhookMaxBytes: config.webhookMaxBytes,
     readyStallMs: config.readyStallSeconds * 1000,
+    surface: { toolsets: config.toolsets, readOnly: config.readOnly },
   }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
@@ -168,7 +182,8 @@ async function stdio(config: Config): Promise<number> {
         : 'Set SWITCHBOARD_TOKEN to your API token (from `switchboard init` or the create_user tool).',
     );
   }
-  const server = createMcpServer({ core: app.core, session: newSession(), authenticate: () => authenticate(app.core, token) });
+  const session = newSession(undefined, { toolsets: parseToolsets(config.toolsets), readOnly: config.readOnly });
+  const server = createMcpServer({ core: app.core, session, authenticate: () => authenticate(app.core, token) });
   const transport = new StdioServerTransport();
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();

@@ -28,6 +28,8 @@ const schema = z.object({
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_REPLAY_MAX: z.coerce.number().int().min(1).max(100_000).default(1000),
   SWITCHBOARD_READY_STALL_SECONDS: z.coerce.number().int().min(5).max(86_400).default(120),
+  SWITCHBOARD_TOOLSETS: z.string().max(500).optional(),
+  SWITCHBOARD_READ_ONLY: z.enum(['on', 'off', 'true', 'false', '1', '0']).default('off'),
   SWITCHBOARD_ALLOWED_ORIGINS: z
     .string()
     .optional()
@@ -72,6 +74,10 @@ export type Config = {
   replayMax: number;
   /** /readyz fails when work is due and none was claimed for this many seconds (a stalled queue) */
   readyStallSeconds: number;
+  /** the toolsets sessions list unless they ask for others (src/mcp/toolsets.ts); undefined: the default */
+  toolsets: string | undefined;
+  /** every session read-only (a session may also ask to be) */
+  readOnly: boolean;
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -104,5 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowedOrigins: list(e.SWITCHBOARD_ALLOWED_ORIGINS),
     replayMax: e.SWITCHBOARD_REPLAY_MAX,
     readyStallSeconds: e.SWITCHBOARD_READY_STALL_SECONDS,
+    toolsets: e.SWITCHBOARD_TOOLSETS,
+    readOnly: ['on', 'true', '1'].includes(e.SWITCHBOARD_READ_ONLY),
   };
 }

@@ -90,7 +90,7 @@ interface Person {
 
 /** A client that supports URL-mode elicitation, for the user of `token`. */
 async function urlClient(token: string, person: () => Person) {
-  const transport = new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL(`${http.url}?toolsets=all`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
   const client = new Client({ name: 'switchboard-pages-test', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
   const elicited: Elicited[] = [];
   const completed: string[] = [];

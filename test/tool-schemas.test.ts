@@ -37,4 +37,33 @@ describe('tools/list', () => {
       }
     }
   });
+
+  // the four rules of MCP Inspector 2.12's --strict schema lint (core/json/schemaLint.ts), which
+  // some model providers' JSON Schema subsets share: zero findings for every listed schema
+  it('lists only portable schemas: no type unions, no untyped or boolean subschemas, no remote refs', async () => {
+    const { tools } = await s.client.listTools();
+    const findings: string[] = [];
+    const KEYWORDS = ['type', 'enum', 'const', 'anyOf', 'oneOf', 'allOf', 'not', '$ref', 'properties', 'items', 'additionalProperties', 'required', 'minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'format', 'minItems', 'maxItems', 'prefixItems', 'patternProperties', 'propertyNames', '$defs'];
+    const BOOLEAN_OK = ['additionalProperties', 'unevaluatedProperties', 'additionalItems', 'unevaluatedItems'];
+    const walk = (v: unknown, path: string, key: string) => {
+      if (typeof v === 'boolean') {
+        if (!BOOLEAN_OK.includes(key)) findings.push(`${path}: a boolean schema`);
+        return;
+      }
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return;
+      const o = v as Record<string, unknown>;
+      if (Array.isArray(o.type)) findings.push(`${path}: type is an array`);
+      if (typeof o.$ref === 'string' && !o.$ref.startsWith('#')) findings.push(`${path}: remote $ref`);
+      if (!Object.keys(o).some((k) => KEYWORDS.includes(k))) findings.push(`${path}: no validation keyword`);
+      for (const k of ['items', 'additionalProperties', 'not', 'propertyNames', 'contains']) if (k in o) walk(o[k], `${path}.${k}`, k);
+      for (const k of ['anyOf', 'oneOf', 'allOf', 'prefixItems']) if (Array.isArray(o[k])) (o[k] as unknown[]).forEach((x, i) => walk(x, `${path}.${k}[${i}]`, k));
+      for (const k of ['properties', '$defs', 'patternProperties']) if (o[k] && typeof o[k] === 'object') for (const [n, x] of Object.entries(o[k] as object)) walk(x, `${path}.${k}.${n}`, k);
+    };
+    for (const t of tools) {
+      walk(t.inputSchema, `${t.name}.inputSchema`, '');
+      walk(t.outputSchema, `${t.name}.outputSchema`, '');
+    }
+    expect(findings).toEqual([]);
+  });
 });
+

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { parseToolsets, truthy, type Toolset } from '../mcp/toolsets.js';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
@@ -58,6 +59,8 @@ export async function startHttp(opts: {
   webhookMaxBytes?: number | undefined;
   /** /readyz fails when work has been due this long and no worker works it (SWITCHBOARD_READY_STALL_SECONDS; default 120 s) */
   readyStallMs?: number | undefined;
+  /** the toolsets a session lists unless it asks for others, and whether every session is read-only */
+  surface?: { toolsets?: string | undefined; readOnly?: boolean | undefined } | undefined;
 }): Promise<HttpHandle> {
   const metrics = metricsOf(opts.core);
   const delivered = (status: string) => metrics.deliveries.inc({ status });
@@ -109,9 +112,20 @@ export async function startHttp(opts: {
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
       return json(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad request: no mcp-session-id header; start with an initialize request.' }, id: null });
     }
+    // the session's surface: ?toolsets= / X-Switchboard-Toolsets, ?read_only= / X-Switchboard-Read-Only
+    // (a session may make itself read-only, never lift a server that is)
+    const url = new URL(req.url ?? '/', 'http://x');
+    const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
+    let toolsets: Set<Toolset>;
+    try {
+      toolsets = parseToolsets(url.searchParams.get('toolsets') ?? header('x-switchboard-toolsets') ?? opts.surface?.toolsets);
+    } catch (err) {
+      return json(res, 400, { jsonrpc: '2.0', error: { code: -32602, message: (err as Error).message }, id: null });
+    }
+    const readOnly = Boolean(opts.surface?.readOnly) || truthy(url.searchParams.get('read_only')) || truthy(header('x-switchboard-read-only'));
     evictBeyondLimit(caller.user.id);
     const id = randomUUID();
-    const session = newSession(id);
+    const session = newSession(id, { toolsets, readOnly });
     const server = createMcpServer({
       core: opts.core,
       session,

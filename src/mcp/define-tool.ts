@@ -15,6 +15,9 @@ import type { Permission, Role, AuditOutcome } from '../db/schema/index.js';
 import type { SessionState } from './session.js';
 import type { Interaction } from './interaction.js';
 import { log, errorFields } from '../log.js';
+import { listedSchema } from './schema-listing.js';
+import { DISCOVERY, type Toolset } from './toolsets.js';
+import { sql } from 'drizzle-orm';
 
 /**
  * The registration wrapper: the only way a tool exists. Every call goes through `run` below:
@@ -102,6 +105,8 @@ export interface ToolOutput<O> {
 
 export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape, P = undefined> {
   name: string;
+  /** The toolset it is listed in (src/mcp/toolsets.ts); a session lists and calls only those it has on. */
+  toolset: Toolset | typeof DISCOVERY;
   title: string;
   description: string;
   input: I;
@@ -145,6 +150,9 @@ export interface CallEnv {
 
 export interface ToolDef {
   name: string;
+  toolset: Toolset | typeof DISCOVERY;
+  /** readOnlyHint: listed and callable in read-only sessions */
+  readOnly: boolean;
   /** the tools/list entry */
   listing(): Tool;
   run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult>;
@@ -152,7 +160,7 @@ export interface ToolDef {
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchema'] {
   const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
-  return rest as Tool['inputSchema'];
+  return listedSchema(rest, io) as Tool['inputSchema'];
 }
 
 /** How deeply tool arguments may nest; no tool's input comes near it. */
@@ -210,7 +218,8 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       description: spec.description,
       inputSchema: jsonSchema(input, 'input'),
       outputSchema: jsonSchema(output, 'output') as Tool['outputSchema'],
-      annotations: { title: spec.title, openWorldHint: false, ...spec.annotations },
+      // the title once, at the top (annotations.title is its older place, which clients fall back from)
+      annotations: { openWorldHint: false, ...spec.annotations },
     });
 
   const atomic = spec.transactional ?? !spec.annotations.readOnlyHint;
@@ -252,6 +261,13 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       const who = caller;
       entry.accountId = who.user.homeAccountId;
 
+      // the session's surface: a tool it does not list is refused, whatever the client remembers
+      if (spec.toolset !== DISCOVERY && !session.toolsets.has(spec.toolset)) {
+        throw new UserError(`${spec.name} is in the toolset '${spec.toolset}', which this session has not turned on: call enable_toolset with toolset '${spec.toolset}' first.`);
+      }
+      if (session.readOnly && !spec.annotations.readOnlyHint) {
+        throw new AccessDenied(`Access denied: this session is read-only, and ${spec.name} changes things.`);
+      }
       checkShape(rawArgs);
       const parsed = input.safeParse(rawArgs ?? {});
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
@@ -348,6 +364,12 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
             log.warn('tool follow-up failed; the committed result stands', { tool: spec.name, session: session.id, ...errorFields(err) });
           }
         }
+      } else if (session.readOnly) {
+        // a read-only session's handler runs in a read-only transaction: even a bug cannot write
+        result = await core.db.transaction(async (tx) => {
+          await tx.execute(sql`set transaction read only`);
+          return handle({ ...core, db: tx as unknown as Core['db'] });
+        });
       } else {
         result = await handle(core);
       }
@@ -389,7 +411,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     return result;
   }
 
-  return { name: spec.name, listing: list, run };
+  return { name: spec.name, toolset: spec.toolset, readOnly: spec.annotations.readOnlyHint, listing: list, run };
 }
 
 function throwIf(denial: AccessDenied | null): void {

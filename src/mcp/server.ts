@@ -1,6 +1,6 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { z } from 'zod';
-import { ErrorCode, ListToolsRequestSchema, McpError, RequestSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, ListToolsRequestSchema, RequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Protocol, type RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Core } from '../core/core.js';
@@ -22,12 +22,14 @@ import { executionTools } from './tools/executions.js';
 import { debugWebhookTools } from './tools/debug-webhook.js';
 import { healthTools } from './tools/health.js';
 import { replayTools } from './tools/replay.js';
+import { toolsetTools } from './tools/toolsets.js';
 import { interactionFor } from './interaction.js';
+import { DISCOVERY } from './toolsets.js';
 
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools, ...templateTools, ...deployTools, ...deploymentTools];
+export const allTools: ToolDef[] = [...toolsetTools, ...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools, ...templateTools, ...deployTools, ...deploymentTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +
@@ -56,12 +58,15 @@ export interface ServerOptions {
 export function createMcpServer(opts: ServerOptions): Server {
   const tools = opts.tools ?? allTools;
   const byName = new Map(tools.map((t) => [t.name, t]));
-  let listing: Tool[] | undefined;
+  const session = opts.session;
+  // what this session lists: its toolsets (discovery always), only read-only tools when it is read-only
+  const listed = (t: ToolDef) => (t.toolset === DISCOVERY || session.toolsets.has(t.toolset)) && (!session.readOnly || t.readOnly);
   const server = new Server(
     { name: SERVER_NAME, version: SERVER_VERSION },
-    { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS },
+    // logging: the SDK answers logging/setLevel and keeps the session's level (sendLoggingMessage honours it)
+    { capabilities: { tools: { listChanged: true }, logging: {} }, instructions: INSTRUCTIONS },
   );
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: (listing ??= tools.map((t) => t.listing())) }));
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.filter(listed).map((t) => t.listing()) }));
   // Registered on the protocol layer with a loose schema: the SDK's Server would reject a call
   // whose arguments are not an object before any tool sees it, and so before it is audited.
   // Arguments go to the tool's own guard, which answers bad ones with one sentence (and audits).
@@ -81,9 +86,15 @@ export function createMcpServer(opts: ServerOptions): Server {
           ? `Unknown tool '${name.slice(0, 100)}'; tools/list shows the tools.`
           : 'Invalid tools/call: params.name must be the name of a tool (a string).';
       await auditRefusedCall(env, typed, args, message);
-      throw new McpError(ErrorCode.InvalidParams, message);
+      // a plain Error with the code: McpError would put "MCP error -32602:" in the message, and the
+      // client's McpError adds it again ("MCP error -32602: MCP error -32602: …")
+      throw Object.assign(new Error(message), { code: ErrorCode.InvalidParams });
     }
-    return tool.run(args, env);
+    const before = session.toolsets.size;
+    const result = await tool.run(args, env);
+    // enable_toolset turned something on: the client lists again
+    if (session.toolsets.size !== before) await server.sendToolListChanged().catch(() => {});
+    return result;
   });
   return server;
 }

@@ -22,6 +22,8 @@ export function cliEnv(extra: Record<string, string | undefined>): Record<string
   }
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   env.LOG_LEVEL ??= 'warn';
+  // these tests exercise tools of every toolset; the default surface has its own tests (toolsets.test.ts)
+  env.SWITCHBOARD_TOOLSETS ??= 'all';
   // never the repository's own ./.switchboard (the master key file lives there)
   env.SWITCHBOARD_DATA_DIR ??= tempDataDir();
   return env;

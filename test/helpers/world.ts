@@ -1,3 +1,4 @@
+import { TOOLSET_NAMES } from '../../src/mcp/toolsets.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -76,8 +77,8 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** A real MCP client talking to a server for `token` over an in-memory transport. */
-export async function connect(core: Core, token: string, session: SessionState = newSession()): Promise<Session> {
+/** A real MCP client talking to a server for `token` over an in-memory transport (every toolset on unless the session says otherwise). */
+export async function connect(core: Core, token: string, session: SessionState = newSession(undefined, { toolsets: new Set(TOOLSET_NAMES) })): Promise<Session> {
   const server = createMcpServer({ core, session, authenticate: () => authenticate(core, token) });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);

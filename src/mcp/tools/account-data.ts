@@ -21,6 +21,7 @@ const need = (what: string, args: Record<string, unknown>, ...fields: string[]) 
 
 const accountDataTool = defineTool({
   name: 'account_data',
+  toolset: 'automations',
   title: 'Account data',
   description:
     "Reads or changes the account's key-value data, which its automations use through store steps (de-duplication keys, id " +

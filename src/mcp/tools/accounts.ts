@@ -17,6 +17,7 @@ const routingKeyArg = z
 
 const listAccountsTool = defineTool({
   name: 'list_accounts',
+  toolset: 'accounts',
   title: 'List accounts',
   description:
     'Lists the accounts you can see (all of them with the Switch Account permission), ordered by name. ' +
@@ -51,6 +52,7 @@ const listAccountsTool = defineTool({
 
 const getAccountTool = defineTool({
   name: 'get_account',
+  toolset: 'accounts',
   title: 'Get account',
   description:
     'Shows one account (default: the account you act in): its kind, status, linked parent and linked children ' +
@@ -97,6 +99,7 @@ const getAccountTool = defineTool({
 
 const createAccountTool = defineTool({
   name: 'create_account',
+  toolset: 'accounts',
   title: 'Create account',
   description:
     'Creates a customer or sandbox account (admin permission). With parent and routing_key it is created as a linked child ' +
@@ -128,6 +131,7 @@ const createAccountTool = defineTool({
 
 const linkAccountTool = defineTool({
   name: 'link_account',
+  toolset: 'accounts',
   title: 'Link account',
   description:
     'Links an unlinked account as a child of a parent account (admin permission), addressed within the parent by routing_key. ' +
@@ -149,6 +153,7 @@ const linkAccountTool = defineTool({
 
 const unlinkAccountTool = defineTool({
   name: 'unlink_account',
+  toolset: 'accounts',
   title: 'Unlink account',
   description: 'Removes the link between a child account and its parent (admin permission). Nothing is deleted; the parent\'s admins lose access through the link.',
   input: { child: accountArg('The linked child account') },
@@ -169,6 +174,7 @@ const unlinkAccountTool = defineTool({
 
 const setAccountStatusTool = defineTool({
   name: 'set_account_status',
+  toolset: 'accounts',
   title: 'Set account status',
   description:
     'Suspends an account, or lifts its suspension (admin permission). While suspended nothing can be changed in it, only its ' +

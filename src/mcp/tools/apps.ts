@@ -37,6 +37,7 @@ export const appView = (a: App): z.infer<typeof appOut> => ({
 
 const listAppsTool = defineTool({
   name: 'list_apps',
+  toolset: 'connections',
   title: 'List apps',
   description:
     'Lists the apps connections can be made to (built-in and added by admins), with their auth kinds, the credential fields ' +
@@ -53,6 +54,7 @@ const listAppsTool = defineTool({
 
 const createAppTool = defineTool({
   name: 'create_app',
+  toolset: 'connections',
   title: 'Create app',
   description:
     'Adds a custom app to the catalog (admin permission): how it authenticates (bearer, api_key in a named header, basic), ' +

@@ -10,6 +10,7 @@ const NO_USER = '00000000-0000-0000-0000-000000000000';
 
 const auditLogTool = defineTool({
   name: 'audit_log',
+  toolset: 'audit',
   title: 'Audit log',
   description:
     'Lists the audit entries of an account, newest first: every tool call made in it, allowed, denied or failed, with its actor ' +
@@ -39,7 +40,7 @@ const auditLogTool = defineTool({
         switch_id: z.string().nullable(),
         session_id: z.string().nullable(),
         tool: z.string(),
-        arguments: z.unknown(),
+        arguments: z.json().describe("As the call sent them, secrets redacted."),
         outcome: z.enum(AUDIT_OUTCOMES),
         message: z.string().nullable(),
         duration_ms: z.number().int().nullable(),
@@ -77,7 +78,7 @@ const auditLogTool = defineTool({
           switch_id: e.switchId,
           session_id: e.sessionId,
           tool: e.tool,
-          arguments: e.arguments,
+          arguments: e.arguments as z.infer<ReturnType<typeof z.json>>,
           outcome: e.outcome,
           message: e.message,
           duration_ms: e.durationMs,

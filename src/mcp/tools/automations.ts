@@ -27,6 +27,7 @@ const descriptionArg = z.string().max(MAX_DESCRIPTION).describe('What it does, f
 
 const createAutomationTool = defineTool({
   name: 'create_automation',
+  toolset: 'automations',
   title: 'Create automation',
   description:
     'Creates an automation in the account: a trigger (its webhook), optional routing to linked children, and steps ' +
@@ -50,6 +51,7 @@ const createAutomationTool = defineTool({
 
 const updateAutomationTool = defineTool({
   name: 'update_automation',
+  toolset: 'automations',
   title: 'Update automation',
   description:
     'Changes an automation: the parts given (name, description, trigger, routing, steps, retries) replace the current ones and a new ' +
@@ -89,6 +91,7 @@ const updateAutomationTool = defineTool({
 
 const getAutomationTool = defineTool({
   name: 'get_automation',
+  toolset: 'automations',
   title: 'Get automation',
   description: 'Shows an automation: its webhook URL, state, current (or a given) revision with the full definition, recent revisions, and the connections it uses.',
   input: {
@@ -141,6 +144,7 @@ const getAutomationTool = defineTool({
 
 const listAutomationsTool = defineTool({
   name: 'list_automations',
+  toolset: 'automations',
   title: 'List automations',
   description: "Lists the account's automations by name, with state (enabled, disabled, paused), current revision and step count.",
   input: {
@@ -165,6 +169,7 @@ const listAutomationsTool = defineTool({
 
 const setAutomationEnabledTool = defineTool({
   name: 'set_automation_enabled',
+  toolset: 'automations',
   title: 'Enable or disable automation',
   description: 'Turns an automation on or off. A disabled automation still records its webhooks but runs nothing; no new revision is written.',
   input: { account: accountArg().optional(), automation: automationArg, enabled: z.boolean().describe('true to run events, false to record them only.') },
@@ -182,6 +187,7 @@ const setAutomationEnabledTool = defineTool({
 
 const deleteAutomationTool = defineTool({
   name: 'delete_automation',
+  toolset: 'automations',
   title: 'Delete automation',
   description:
     'Deletes an automation with all its revisions and run history (admin role); its webhook URL stops answering. When it ran in the ' +
@@ -226,6 +232,7 @@ const deleteAutomationTool = defineTool({
 
 const rotateWebhookUrlTool = defineTool({
   name: 'rotate_webhook_url',
+  toolset: 'automations',
   title: 'Rotate webhook URL',
   description: "Gives an automation a new webhook URL; the old one answers 404 at once (when it leaked). Update the app's webhook settings.",
   input: { account: accountArg().optional(), automation: automationArg },

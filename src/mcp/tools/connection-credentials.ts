@@ -17,6 +17,7 @@ import { log } from '../../log.js';
 
 const disconnectTool = defineTool({
   name: 'disconnect_connection',
+  toolset: 'connections',
   title: 'Disconnect connection',
   description:
     'Disconnects a connection of the account. Without confirm it only returns the impact (the automations that would be paused) ' +
@@ -76,6 +77,7 @@ const disconnectTool = defineTool({
 
 const reconnectTool = defineTool({
   name: 'reconnect_connection',
+  toolset: 'connections',
   title: 'Reconnect connection',
   description:
     'Gives a connection new credentials (expired, disconnected, or a rotated secret): its status returns to active and the ' +
@@ -108,6 +110,7 @@ const reconnectTool = defineTool({
 
 const viewInfoTool = defineTool({
   name: 'view_connection_info',
+  toolset: 'connections',
   title: 'View connection info',
   description:
     "Shows a connection's decrypted credentials to a person who re-verifies their password, for troubleshooting (admins; audited). " +
@@ -159,6 +162,7 @@ const viewInfoTool = defineTool({
 
 const rotateTool = defineTool({
   name: 'rotate_encryption_key',
+  toolset: 'admin',
   title: 'Rotate encryption key',
   description:
     'Creates a new data key and re-encrypts every connection of the tenant with it, in batches (admin permission). ' +

@@ -46,6 +46,7 @@ export async function obtainCredentials(
 
 const listConnectionsTool = defineTool({
   name: 'list_connections',
+  toolset: 'connections',
   title: 'List connections',
   description:
     "Lists the account's app connections, grouped: its own, shared by its parent account, shared by the system setup account. " +
@@ -90,6 +91,7 @@ const listConnectionsTool = defineTool({
 
 const addConnectionTool = defineTool({
   name: 'add_connection',
+  toolset: 'connections',
   title: 'Add connection',
   description:
     "Connects the account to an app. The app's first connection is named Default; later ones need a name. Leave credentials out " +
@@ -128,6 +130,7 @@ const addConnectionTool = defineTool({
 
 const updateConnectionTool = defineTool({
   name: 'update_connection',
+  toolset: 'connections',
   title: 'Update connection',
   description: "Renames a connection of the account or edits its notes (reference information, reminders about its setup).",
   input: {
@@ -157,6 +160,7 @@ const usageItemOut = z.object({
 
 const listUsageTool = defineTool({
   name: 'list_connection_usage',
+  toolset: 'connections',
   title: 'List connection usage',
   description:
     'Lists the automations that use a connection (in this account and, for a connection it shares, in the accounts it is shared with), ' +
@@ -196,6 +200,7 @@ const listUsageTool = defineTool({
 
 const setRateLimitTool = defineTool({
   name: 'set_connection_rate_limit',
+  toolset: 'connections',
   title: 'Set connection rate limit',
   description:
     "Overrides how many calls per minute automations may make through a connection (admins; e.g. a higher API plan). " +
@@ -221,6 +226,7 @@ const setRateLimitTool = defineTool({
 
 const shareConnectionTool = defineTool({
   name: 'share_connection',
+  toolset: 'connections',
   title: 'Share connection',
   description:
     "Shares a parent account's connection with all its linked child accounts (or stops sharing): they can see and use it, never " +

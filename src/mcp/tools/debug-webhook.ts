@@ -89,6 +89,7 @@ function tally(items: DeliveryItem[]): string {
 
 const debugWebhookTool = defineTool({
   name: 'debug_webhook',
+  toolset: 'operations',
   title: 'Debug webhook',
   description:
     "Shows the account's recent webhook deliveries, newest first: what became of each (its run, in the linked account for routed ones), " +

@@ -209,6 +209,7 @@ const commonIn = {
 
 const deployTemplateTool = defineTool({
   name: 'deploy_template',
+  toolset: 'templates',
   title: 'Deploy template',
   description:
     'Deploys a template version to many accounts at once: each gets its own copy (connections, webhook URL, history). First call ' +
@@ -336,6 +337,7 @@ interface RollbackPlan {
 
 const rollbackTemplateTool = defineTool({
   name: 'rollback_template',
+  toolset: 'templates',
   title: 'Roll back template',
   description:
     'Rolls a template back, with the same plan and plan_hash flow as deploy_template: deployment restores, per account, exactly the revision ' +

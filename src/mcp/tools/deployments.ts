@@ -37,6 +37,7 @@ const targetRowOut = z.object({
 
 const getDeploymentTool = defineTool({
   name: 'get_deployment',
+  toolset: 'templates',
   title: 'Get deployment',
   description: "Follows a deployment: its status, per wave the gate's figures and decision, and its accounts with their outcome (those you may see).",
   input: {
@@ -90,6 +91,7 @@ async function visibleWithParents(ctx: { core: Core; caller: Caller }, ids: stri
 
 const listDeploymentsTool = defineTool({
   name: 'list_deployments',
+  toolset: 'templates',
   title: 'List deployments',
   description: 'Lists deployments, newest first (of one template, or all), with their status and counts.',
   input: { template: templateArg.optional(), limit: limitArg(), cursor: cursorArg },
@@ -106,6 +108,7 @@ const listDeploymentsTool = defineTool({
 
 const cancelDeploymentTool = defineTool({
   name: 'cancel_deployment',
+  toolset: 'templates',
   title: 'Cancel deployment',
   description: 'Stops a running or baking deployment between accounts: what is applied stays (rollback_template undoes it), the rest is cancelled.',
   input: { deployment: deploymentArg },
@@ -132,6 +135,7 @@ const copyOut = z.object({
 
 const templateStatusTool = defineTool({
   name: 'template_status',
+  toolset: 'templates',
   title: 'Template status',
   description: 'Which accounts run which version of a template, drift, accounts blocked from the latest version and why, and the last deployment.',
   input: { template: templateArg },
@@ -177,6 +181,7 @@ const templateStatusTool = defineTool({
 
 const setTemplateValuesTool = defineTool({
   name: 'set_template_values',
+  toolset: 'templates',
   title: 'Set template values',
   description: "Sets variable values of one account's copy of a template: a new revision of the copy, kept by later deploys (not drift).",
   input: {
@@ -214,6 +219,7 @@ const setTemplateValuesTool = defineTool({
 
 const unlinkCopyTool = defineTool({
   name: 'unlink_deployed_copy',
+  toolset: 'templates',
   title: 'Unlink deployed copy',
   description: 'Makes a deployed copy of a template an independent automation: later deployments and rollbacks leave it alone.',
   input: { account: accountArg().optional(), automation: z.string().min(1).max(200).describe('The copy: its id or name.') },

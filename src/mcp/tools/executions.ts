@@ -67,6 +67,7 @@ export const stepView = (s: StepRow): z.infer<typeof stepOut> => ({
 
 const runAutomationTool = defineTool({
   name: 'run_automation',
+  toolset: 'automations',
   title: 'Run automation',
   description:
     "Runs an automation's current revision now with a test event, through the same engine as its webhook (its steps really run), " +
@@ -113,6 +114,7 @@ const runAutomationTool = defineTool({
 
 const listExecutionsTool = defineTool({
   name: 'list_executions',
+  toolset: 'automations',
   title: 'List executions',
   description: "Lists the account's executions, newest first: status, automation, revision, the failing step and its error code.",
   input: {
@@ -145,6 +147,7 @@ const listExecutionsTool = defineTool({
 
 const getExecutionTool = defineTool({
   name: 'get_execution',
+  toolset: 'automations',
   title: 'Get execution',
   description: 'Shows one execution with every attempt of every step: input, output, error code and message, timing.',
   input: { account: accountArg().optional(), execution: z.string().min(1).max(100).describe('The execution id.') },

@@ -38,6 +38,7 @@ const groupOut = z.object({
 
 const listFailureGroupsTool = defineTool({
   name: 'list_failure_groups',
+  toolset: 'operations',
   title: 'List failure groups',
   description:
     'Failures grouped by fingerprint (app or host, step, error code, upstream status) across the accounts in scope: since when, how often, ' +
@@ -139,6 +140,7 @@ function worst(rows: AccountHealth[], status: 'failing' | 'degraded'): string | 
 
 const checkHealthTool = defineTool({
   name: 'check_health',
+  toolset: 'operations',
   title: 'Check health',
   description:
     'Health of an account, its linked accounts (scope children) or every account you may see (scope all, worst first): healthy, degraded, failing or idle, ' +

@@ -117,6 +117,7 @@ const repeatsText = (plan: Plan) => {
 
 const replayTool = defineTool({
   name: 'replay_webhook',
+  toolset: 'operations',
   title: 'Replay webhook deliveries',
   description:
     'Re-runs recorded webhook deliveries as new executions linked to the originals. One `delivery` replays at once. A `filter` takes two calls: ' +

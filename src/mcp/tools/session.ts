@@ -10,6 +10,7 @@ const switchedOut = z.object({ until: z.string(), reason: z.string() }).nullable
 
 const whoamiTool = defineTool({
   name: 'whoami',
+  toolset: 'accounts',
   title: 'Who am I',
   description: 'Shows who you are, your home account, the account your calls act in now (and any active switch), and your permissions.',
   input: {},
@@ -43,6 +44,7 @@ const whoamiTool = defineTool({
 
 const switchAccountTool = defineTool({
   name: 'switch_account',
+  toolset: 'accounts',
   title: 'Switch account',
   description:
     'Enters another account for the rest of this session, like a support impersonation: later calls act there until you return ' +

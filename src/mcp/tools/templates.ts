@@ -12,6 +12,7 @@ import { diffVersions, type Variable } from '../../core/templates/definition.js'
 
 const createTemplateTool = defineTool({
   name: 'create_template',
+  toolset: 'templates',
   title: 'Create template',
   description:
     'Creates a template in the templates account: an automation definition whose connections are named by app (each account binds its own ' +
@@ -36,6 +37,7 @@ const createTemplateTool = defineTool({
 
 const updateTemplateTool = defineTool({
   name: 'update_template',
+  toolset: 'templates',
   title: 'Update template',
   description:
     'Writes a new immutable version of a template (the whole definition) and classifies it against the latest: compatible, or breaking with ' +
@@ -65,6 +67,7 @@ const updateTemplateTool = defineTool({
 
 const listTemplatesTool = defineTool({
   name: 'list_templates',
+  toolset: 'templates',
   title: 'List templates',
   description: 'Lists the templates by name, with their latest version, apps and variables.',
   input: { query: z.string().max(100).optional().describe('Part of the name (case-insensitive).'), limit: limitArg(), cursor: cursorArg },
@@ -80,6 +83,7 @@ const listTemplatesTool = defineTool({
 
 const getTemplateTool = defineTool({
   name: 'get_template',
+  toolset: 'templates',
   title: 'Get template',
   description: 'Shows a template: a version (default the latest) with its definition and variables, recent versions, and optionally the diff from another version.',
   input: {

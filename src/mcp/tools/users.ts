@@ -16,6 +16,7 @@ const userOut = z.object({ id: z.string(), email: z.string(), name: z.string(), 
 
 const createUserTool = defineTool({
   name: 'create_user',
+  toolset: 'admin',
   title: 'Create user',
   description:
     'Creates a user at home in an account with a role there, and returns their first API token, shown only this once. ' +
@@ -48,6 +49,7 @@ const createUserTool = defineTool({
 
 const setPermissionsTool = defineTool({
   name: 'set_user_permissions',
+  toolset: 'admin',
   title: 'Set user permissions',
   description: "Replaces a user's tenant-wide permissions (admin permission). Takes effect on that user's very next call.",
   input: {
@@ -71,6 +73,7 @@ const setPermissionsTool = defineTool({
 
 const revokeTokenTool = defineTool({
   name: 'revoke_token',
+  toolset: 'admin',
   title: 'Revoke API token',
   description: 'Revokes an API token at once: your own, or anyone\'s with the admin permission. The next call with it is refused.',
   input: { token_id: z.uuid().describe('The id of the token (not the token itself).') },

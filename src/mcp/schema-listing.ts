@@ -1,0 +1,57 @@
+/**
+ * A tool's JSON Schema as tools/list gives it: what zod writes, made lean and portable. Every
+ * conversation pays for the listing before its first word, and some model providers accept only a
+ * portable subset of JSON Schema (MCP Inspector's `--strict` lint). Nothing here changes what a
+ * schema accepts, except where noted; arguments are still checked by zod, in full.
+ *
+ * - the safe-integer bounds zod puts on every `.int()` go (they say nothing a model needs);
+ * - `propertyNames: {type: "string"}` goes (JSON object keys are strings);
+ * - `type: ["string", "null"]` becomes `anyOf: [{type: "string", …}, {type: "null"}]` (the portable
+ *   spelling);
+ * - `additionalProperties: {}` (any value) goes: absent means the same;
+ * - an output schema loses `additionalProperties: false`: the server writes its results, and a
+ *   client's validation of them gains nothing from it (inputs keep it: unknown arguments are refused).
+ */
+
+type Schema = Record<string, unknown>;
+
+const SAFE = Number.MAX_SAFE_INTEGER;
+const isSchema = (v: unknown): v is Schema => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isEmpty = (v: unknown) => isSchema(v) && Object.keys(v).length === 0;
+
+/** Keywords whose value is one schema, a list of schemas, or a map of them. */
+const ONE = ['items', 'additionalProperties', 'not', 'contains', 'if', 'then', 'else', 'propertyNames'];
+const MANY = ['anyOf', 'oneOf', 'allOf', 'prefixItems'];
+const MAP = ['properties', '$defs', 'definitions', 'patternProperties'];
+
+export function listedSchema(schema: Schema, io: 'input' | 'output'): Schema {
+  return lean(schema, io);
+}
+
+function lean(s: Schema, io: 'input' | 'output'): Schema {
+  const out: Schema = {};
+  for (const [k, v] of Object.entries(s)) {
+    if (ONE.includes(k) && isSchema(v)) out[k] = lean(v, io);
+    else if (MANY.includes(k) && Array.isArray(v)) out[k] = v.map((x) => (isSchema(x) ? lean(x, io) : x));
+    else if (MAP.includes(k) && isSchema(v)) out[k] = Object.fromEntries(Object.entries(v).map(([n, x]) => [n, isSchema(x) ? lean(x, io) : x]));
+    else out[k] = v;
+  }
+  if (out.minimum === -SAFE) delete out.minimum;
+  if (out.maximum === SAFE) delete out.maximum;
+  if (isSchema(out.propertyNames) && out.propertyNames.type === 'string' && Object.keys(out.propertyNames).length === 1) delete out.propertyNames;
+  if (isEmpty(out.additionalProperties)) delete out.additionalProperties;
+  if (io === 'output' && out.additionalProperties === false) delete out.additionalProperties;
+  if (Array.isArray(out.type)) return nullableAsAnyOf(out);
+  return out;
+}
+
+/** `{type: [a, "null"], …}` → `{anyOf: [{type: a, …constraints}, {type: "null"}], description}`. */
+function nullableAsAnyOf(s: Schema): Schema {
+  const { type, description, title, default: dflt, ...constraints } = s as Schema & { type: string[] };
+  const branches = type.map((t) => (t === 'null' ? { type: 'null' } : { type: t, ...constraints }));
+  const out: Schema = { anyOf: branches };
+  if (description !== undefined) out.description = description;
+  if (title !== undefined) out.title = title;
+  if (dflt !== undefined) out.default = dflt;
+  return out;
+}
