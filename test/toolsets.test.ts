@@ -13,6 +13,7 @@ import { defineTool } from '../src/mcp/define-tool.js';
 import { DEFAULT_TOOLSETS, parseToolsets, TOOLSET_NAMES } from '../src/mcp/toolsets.js';
 import { authenticate } from '../src/core/users.js';
 import { rowsOf } from '../src/db/client.js';
+import { BoundedEventStore } from '../src/http/event-store.js';
 import { runCli, cliEnv } from './helpers/spawn.js';
 
 /**
@@ -179,4 +180,70 @@ describe('protocol', () => {
     await expect(s.client.setLoggingLevel('warning')).resolves.toEqual({});
     await s.close();
   });
+
+  it('resumes an SSE stream: a client reconnecting with Last-Event-ID gets what was sent while it was away', async () => {
+    const headers = { authorization: `Bearer ${w.tokens.admin}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const init = await fetch(`${http.url}?toolsets=accounts`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+    });
+    const sid = init.headers.get('mcp-session-id')!;
+    await init.text();
+    const withSession = { ...headers, 'mcp-session-id': sid };
+    const post = async (id: number, method: string, params: object) =>
+      (await fetch(http.url, { method: 'POST', headers: withSession, body: JSON.stringify({ jsonrpc: '2.0', id, method, params }) })).text();
+    await fetch(http.url, { method: 'POST', headers: withSession, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+    // the standalone stream: notifications not tied to a request (tools/list_changed) arrive on it
+    const listen = async (extra: Record<string, string> = {}) => {
+      const ctrl = new AbortController();
+      const res = await fetch(http.url, { method: 'GET', headers: { ...withSession, accept: 'text/event-stream', ...extra }, signal: ctrl.signal });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      let buffer = '';
+      const next = async (): Promise<{ id: string; data: string }> => {
+        for (;;) {
+          const end = buffer.indexOf('\n\n');
+          if (end >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const id = /^id: ?(.*)$/m.exec(block)?.[1];
+            const data = /^data: ?(.*)$/m.exec(block)?.[1];
+            if (id && data) return { id, data };
+            continue;
+          }
+          const { value, done } = await reader.read();
+          if (done) throw new Error('the stream ended');
+          buffer += new TextDecoder().decode(value);
+        }
+      };
+      return { next, close: () => ctrl.abort() };
+    };
+    const first = await listen();
+    await post(2, 'tools/call', { name: 'enable_toolset', arguments: { toolset: 'audit' } });
+    const seen = await first.next();
+    expect(JSON.parse(seen.data)).toMatchObject({ method: 'notifications/tools/list_changed' });
+    first.close();
+    await new Promise((r) => setTimeout(r, 100));
+    // while nobody listens, the list changes again
+    await post(3, 'tools/call', { name: 'enable_toolset', arguments: { toolset: 'admin' } });
+    const again = await listen({ 'last-event-id': seen.id });
+    const missed = await again.next();
+    expect(JSON.parse(missed.data)).toMatchObject({ method: 'notifications/tools/list_changed' });
+    expect(missed.id).not.toBe(seen.id);
+    again.close();
+  });
+
+  it('keeps a bounded number of events per session, the oldest dropped first, each stream replayed alone', async () => {
+    const store = new BoundedEventStore(3);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await store.storeEvent('s', { jsonrpc: '2.0', method: 'm', params: { i } }));
+    await store.storeEvent('other', { jsonrpc: '2.0', method: 'm', params: { i: 99 } });
+    expect(store.size).toBe(3);
+    const got: unknown[] = [];
+    expect(await store.replayEventsAfter(ids[0]!, { send: async (_id, m) => void got.push((m as { params: { i: number } }).params.i) })).toBe('s');
+    expect(got).toEqual([3, 4]);
+    expect(await store.getStreamIdForEventId('not-an-event-id')).toBeUndefined();
+  });
 });
+

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { parseToolsets, truthy, type Toolset } from '../mcp/toolsets.js';
+import { BoundedEventStore } from './event-store.js';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
@@ -135,6 +136,9 @@ export async function startHttp(opts: {
     });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
+      // resumable streams: a client reconnecting with Last-Event-ID gets what it missed (bounded per session)
+      eventStore: new BoundedEventStore(),
+      retryInterval: 1000,
       onsessioninitialized: (sessionId) => {
         sessions.set(sessionId, { transport, server, userId: caller.user.id, lastSeen: Date.now() });
       },

@@ -1,6 +1,6 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { z } from 'zod';
-import { ErrorCode, ListToolsRequestSchema, RequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CompleteRequestSchema, ErrorCode, GetPromptRequestSchema, ListPromptsRequestSchema, ListToolsRequestSchema, RequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Protocol, type RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Core } from '../core/core.js';
@@ -25,6 +25,8 @@ import { replayTools } from './tools/replay.js';
 import { toolsetTools } from './tools/toolsets.js';
 import { interactionFor } from './interaction.js';
 import { DISCOVERY } from './toolsets.js';
+import { completePromptArgument, promptListing, renderPrompt } from './prompts.js';
+import { UserError } from '../core/errors.js';
 
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
@@ -64,8 +66,34 @@ export function createMcpServer(opts: ServerOptions): Server {
   const server = new Server(
     { name: SERVER_NAME, version: SERVER_VERSION },
     // logging: the SDK answers logging/setLevel and keeps the session's level (sendLoggingMessage honours it)
-    { capabilities: { tools: { listChanged: true }, logging: {} }, instructions: INSTRUCTIONS },
+    { capabilities: { tools: { listChanged: true }, logging: {}, prompts: {}, completions: {} }, instructions: INSTRUCTIONS },
   );
+  // prompts (src/mcp/prompts.ts): the caller is authenticated like a tool call; a prompt's text holds
+  // only what the caller typed, and completions offer only names the caller may see
+  const caller = async (extra: Extra) => {
+    const who = await opts.authenticate(extra);
+    if (!who) throw protocolError(ErrorCode.InvalidRequest, 'Access denied: the API token is missing, unknown, expired or revoked.');
+    return who;
+  };
+  server.setRequestHandler(ListPromptsRequestSchema, async (_req, extra) => {
+    await caller(extra);
+    return { prompts: promptListing() };
+  });
+  server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
+    await caller(extra);
+    try {
+      return renderPrompt(req.params.name, req.params.arguments);
+    } catch (err) {
+      if (err instanceof UserError) throw protocolError(ErrorCode.InvalidParams, err.message);
+      throw err;
+    }
+  });
+  server.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
+    const who = await caller(extra);
+    const ref = req.params.ref;
+    const values = ref.type === 'ref/prompt' ? await completePromptArgument(opts.core, who, ref.name, req.params.argument, req.params.context?.arguments) : [];
+    return { completion: { values, total: values.length, hasMore: false } };
+  });
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.filter(listed).map((t) => t.listing()) }));
   // Registered on the protocol layer with a loose schema: the SDK's Server would reject a call
   // whose arguments are not an object before any tool sees it, and so before it is audited.
@@ -86,9 +114,7 @@ export function createMcpServer(opts: ServerOptions): Server {
           ? `Unknown tool '${name.slice(0, 100)}'; tools/list shows the tools.`
           : 'Invalid tools/call: params.name must be the name of a tool (a string).';
       await auditRefusedCall(env, typed, args, message);
-      // a plain Error with the code: McpError would put "MCP error -32602:" in the message, and the
-      // client's McpError adds it again ("MCP error -32602: MCP error -32602: …")
-      throw Object.assign(new Error(message), { code: ErrorCode.InvalidParams });
+      throw protocolError(ErrorCode.InvalidParams, message);
     }
     const before = session.toolsets.size;
     const result = await tool.run(args, env);
@@ -98,6 +124,12 @@ export function createMcpServer(opts: ServerOptions): Server {
   });
   return server;
 }
+
+/**
+ * A JSON-RPC error with this code and exactly this message: McpError would put "MCP error -32602:"
+ * in the message, and the client's McpError adds it again.
+ */
+const protocolError = (code: ErrorCode, message: string) => Object.assign(new Error(message), { code });
 
 /** tools/call as it arrives, before any check of its params (see above). */
 const LooseCallToolRequestSchema = RequestSchema.extend({
