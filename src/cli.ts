@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import { parseToolsets } from './mcp/toolsets.js';
 import { configuredToken, openApp, openConfiguredDatabase, adminTokenFile, coreOf, loadKeyring, startDemo, type App, type DemoMode } from './app.js';
@@ -43,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   switch (command) {
     case 'serve':
-      return serve(surfaceFlags(config, rest));
+      return serve(surfaceFlags(config, rest), rest.includes('--conformance'));
     case 'stdio':
       return stdio(surfaceFlags(config, rest));
     case 'worker':
@@ -78,14 +81,34 @@ async function main(argv: string[]): Promise<number> {
 
 /** `--toolsets a,b` and `--read-only` (serve, stdio): over SWITCHBOARD_TOOLSETS and SWITCHBOARD_READ_ONLY. */
 function surfaceFlags(config: Config, args: string[]): Config {
-  const { values } = parseArgs({ args, options: { toolsets: { type: 'string' }, 'read-only': { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ args, options: { toolsets: { type: 'string' }, 'read-only': { type: 'boolean' }, conformance: { type: 'boolean' } }, strict: true });
   const next = { ...config, toolsets: values.toolsets ?? config.toolsets, readOnly: config.readOnly || values['read-only'] === true };
   parseToolsets(next.toolsets); // an unknown toolset stops the start with a clear sentence
   return next;
 }
 
-async function serve(config: Config): Promise<number> {
+/**
+ * `serve --conformance`: for the official MCP conformance suite, which cannot send a token. An
+ * explicit opt-in that weakens nothing else: loopback only, a throwaway embedded database made for
+ * this run (deleted at exit), every session read-only, and requests without a token acting as a
+ * demo user with access to one customer (ops@boring.example).
+ */
+const CONFORMANCE_USER = 'ops@boring.example';
+
+function conformanceConfig(config: Config): Config {
+  if (!/^(127\.0\.0\.1|localhost|::1)$/.test(config.host)) {
+    throw new UserError('--conformance serves only on a loopback HOST (127.0.0.1, localhost or ::1).');
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-conformance-'));
+  return { ...config, databaseUrl: undefined, dataDir, masterKey: undefined, readOnly: true, toolsets: config.toolsets ?? 'all', workers: 0 };
+}
+
+async function serve(configIn: Config, conformance = false): Promise<number> {
+  const config = conformance ? conformanceConfig(configIn) : configIn;
   const [app, { startHttp }] = await Promise.all([openApp(config), import('./http/server.js')]);
+  const anonymousToken = conformance
+    ? (JSON.parse(readFileSync(join(config.dataDir, 'demo-tokens.json'), 'utf8')) as { email: string; token: string }[]).find((u) => u.email === CONFORMANCE_USER)?.token
+    : undefined;
   const http = await startHttp({
     core: app.core,
     database: app.database,
@@ -97,6 +120,7 @@ async function serve(config: Config): Promise<number> {
     webhookMaxBytes: config.webhookMaxBytes,
     readyStallMs: config.readyStallSeconds * 1000,
     surface: { toolsets: config.toolsets, readOnly: config.readOnly },
+    anonymousToken,
   }).catch(async (err: NodeJS.ErrnoException) => {
     await app.database.close();
     if (err.code === 'EADDRINUSE') throw new UserError(`Port ${config.port} on ${config.host} is in use: stop what runs there, or set PORT.`);
@@ -120,12 +144,14 @@ async function serve(config: Config): Promise<number> {
         ? `Admin token: in ${adminTokenFile(config)} (send it as "Authorization: Bearer <token>"); demo users' tokens beside it in demo-tokens.json.\n\n`
         : `Tokens come from \`switchboard init\` and the create_user tool.\n\n`),
   );
+  if (conformance) process.stderr.write(`Conformance mode: read-only, requests without a token act as ${CONFORMANCE_USER}; the database is thrown away at exit.\n`);
   await waitForSignal();
   await demo?.stopHistory();
   await http.close();
   await worker?.stop();
   await demo?.close();
   await app.database.close();
+  if (conformance) rmSync(config.dataDir, { recursive: true, force: true });
   return 0;
 }
 

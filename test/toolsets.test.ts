@@ -112,6 +112,12 @@ describe('toolsets', () => {
     expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/^Unknown toolset 'nope'/);
   });
 
+  it('serves the conformance mode on loopback only', async () => {
+    const r = await runCli(['serve', '--conformance'], cliEnv({ HOST: '0.0.0.0', PORT: '0' }));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--conformance serves only on a loopback HOST/);
+  });
+
   it('refuses an unknown toolset on the command line before starting', async () => {
     const r = await runCli(['stdio', '--toolsets', 'accounts,bogus'], cliEnv({ SWITCHBOARD_TOKEN: 'sbt_unused' }));
     expect(r.code).not.toBe(0);

@@ -62,6 +62,8 @@ export async function startHttp(opts: {
   readyStallMs?: number | undefined;
   /** the toolsets a session lists unless it asks for others, and whether every session is read-only */
   surface?: { toolsets?: string | undefined; readOnly?: boolean | undefined } | undefined;
+  /** `serve --conformance` only: the token of a request that sends none (src/cli.ts says what else that mode does) */
+  anonymousToken?: string | undefined;
 }): Promise<HttpHandle> {
   const metrics = metricsOf(opts.core);
   const delivered = (status: string) => metrics.deliveries.inc({ status });
@@ -76,7 +78,7 @@ export async function startHttp(opts: {
   }
 
   async function handleMcp(req: IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> } }, res: ServerResponse) {
-    const token = bearer(req);
+    const token = bearer(req) ?? opts.anonymousToken;
     const caller = token ? await authenticate(opts.core, token) : null;
     if (!caller || !token) {
       res.writeHead(401, {
