@@ -100,6 +100,8 @@ function conformanceConfig(config: Config): Config {
     throw new UserError('--conformance serves only on a loopback HOST (127.0.0.1, localhost or ::1).');
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-conformance-'));
+  // thrown away however the process ends (a failed start included): it holds tokens and a key
+  process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   return { ...config, databaseUrl: undefined, dataDir, masterKey: undefined, readOnly: true, toolsets: config.toolsets ?? 'all', workers: 0 };
 }
 
@@ -151,7 +153,6 @@ async function serve(configIn: Config, conformance = false): Promise<number> {
   await worker?.stop();
   await demo?.close();
   await app.database.close();
-  if (conformance) rmSync(config.dataDir, { recursive: true, force: true });
   return 0;
 }
 

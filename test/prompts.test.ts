@@ -81,6 +81,22 @@ describe('completion', () => {
     expect(await complete(await as('boringViewer'), 'debug_webhook', 'automation', '')).toEqual([]);
   });
 
+  it('offers nothing of a suspended account to a caller who may not read it, and refuses unstorable text in one sentence', async () => {
+    const { setAccountStatus } = await import('../src/core/accounts.js');
+    const { getAccountById } = await import('../src/core/accounts.js');
+    await setAccountStatus(w.core, (await getAccountById(w.core, w.accounts.boring.id))!, 'suspended', 'unpaid', w.userIds.admin);
+    try {
+      expect(await complete(await as('boringViewer'), 'debug_webhook', 'automation', '', { account: 'boring-co' })).toEqual([]);
+      expect(await complete(await as('boringAdmin'), 'debug_webhook', 'automation', '', { account: 'boring-co' })).toEqual(['Boring invoices']);
+    } finally {
+      await setAccountStatus(w.core, (await getAccountById(w.core, w.accounts.boring.id))!, 'active', 'paid', w.userIds.admin);
+    }
+    const s = await as('boringViewer');
+    const err = await complete(s, 'health_check', 'account', 'a\u0000b').then(() => null, (e: Error) => e);
+    expect(err?.message).toBe('MCP error -32602: Invalid params.argument.value: text must be valid Unicode without NUL characters.');
+    await expect(complete(s, 'debug_webhook', 'automation', '', { account: 'x\u0000' })).rejects.toThrow(/^MCP error -32602: Invalid params\.context\.arguments\.account/);
+  });
+
   it('completes template names only for a caller who may reach the templates account', async () => {
     expect(await complete(await as('admin'), 'roll_out_template', 'template', 'book')).toEqual(['Bookings sync']);
     expect(await complete(await as('boringAdmin'), 'roll_out_template', 'template', '')).toEqual([]);

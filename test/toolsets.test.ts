@@ -118,6 +118,26 @@ describe('toolsets', () => {
     expect(r.stderr).toMatch(/--conformance serves only on a loopback HOST/);
   });
 
+  it('takes no object property for a toolset', () => {
+    for (const w of ['__proto__', 'constructor', 'toString']) expect(() => parseToolsets(w)).toThrow(`Unknown toolset '${w.toLowerCase()}'`);
+  });
+
+  it('in conformance mode, acts as the demo user only for a request with no Authorization header at all', async () => {
+    const h = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1', anonymousToken: w.tokens.boringViewer, surface: { readOnly: true } });
+    try {
+      const init = (headers: Record<string, string>) =>
+        fetch(h.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+        });
+      expect((await init({})).status).toBe(200);
+      for (const authorization of ['Basic abc', 'Bearer', 'Bearer a b', 'Bearer sbt_unknown']) expect((await init({ authorization })).status, authorization).toBe(401);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('refuses an unknown toolset on the command line before starting', async () => {
     const r = await runCli(['stdio', '--toolsets', 'accounts,bogus'], cliEnv({ SWITCHBOARD_TOKEN: 'sbt_unused' }));
     expect(r.code).not.toBe(0);
@@ -131,6 +151,11 @@ describe('read-only mode', () => {
     const listed = await names(s.client);
     expect(listed).toEqual(allTools.filter((t) => t.readOnly).map((t) => t.name).sort());
     expect(listed).toContain('enable_toolset');
+    // a read-only tool that keeps records of its own is not offered either
+    expect(listed).not.toContain('view_connection_info');
+    expect(text(await s.call('view_connection_info', { account: 'boring-co', connection: 'stripe' }))).toBe(
+      'Access denied: this session is read-only, and view_connection_info records what it asks the person (a page request, password attempts).',
+    );
     const r = await s.call('create_account', { name: 'Not in read-only' });
     expect(text(r)).toBe('Access denied: this session is read-only, and create_account changes things.');
     const [entry] = rowsOf<{ outcome: string }>(await w.core.db.execute(sql`select outcome from audit_log where tool = 'create_account' and session_id = ${s.session.id}`));
@@ -250,6 +275,10 @@ describe('protocol', () => {
     expect(await store.replayEventsAfter(ids[0]!, { send: async (_id, m) => void got.push((m as { params: { i: number } }).params.i) })).toBe('s');
     expect(got).toEqual([3, 4]);
     expect(await store.getStreamIdForEventId('not-an-event-id')).toBeUndefined();
+    // only streams it issued and still holds: a made-up stream or a future event is refused
+    expect(await store.getStreamIdForEventId('made-up.1')).toBeUndefined();
+    expect(await store.getStreamIdForEventId('s.999')).toBeUndefined();
+    expect(await store.getStreamIdForEventId(ids[4]!)).toBe('s');
   });
 });
 

@@ -7,9 +7,10 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
  * connection during a long call, a deploy followed for a minute, a person on a credential page).
  *
  * Bounded: at most `maxEvents` messages and `maxBytes` of them per session, the oldest dropped
- * first. A client reconnecting after more than that went by gets what is still kept. Event ids
- * carry their stream (`<stream>.<n>`), so a reconnect names its stream even after its events aged
- * out. One store per session: sessions never see each other's events.
+ * first. A client reconnecting after more than that went by gets what is still kept of its
+ * stream; a stream whose events all aged out, or an id this store never issued, is refused (400).
+ * Event ids carry their stream (`<stream>.<n>`). One store per session: sessions never see each
+ * other's events.
  */
 export class BoundedEventStore implements EventStore {
   private readonly events: { id: number; stream: StreamId; message: JSONRPCMessage; bytes: number }[] = [];
@@ -32,8 +33,10 @@ export class BoundedEventStore implements EventStore {
     return `${streamId}.${id}`;
   }
 
+  /** The stream of an event id this store issued and still holds events of; else undefined (the client gets a 400). */
   async getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined> {
-    return parse(eventId)?.stream;
+    const e = parse(eventId);
+    return e && e.n < this.next && this.events.some((x) => x.stream === e.stream) ? e.stream : undefined;
   }
 
   async replayEventsAfter(lastEventId: EventId, { send }: { send: (eventId: EventId, message: JSONRPCMessage) => Promise<void> }): Promise<StreamId> {

@@ -78,7 +78,9 @@ export async function startHttp(opts: {
   }
 
   async function handleMcp(req: IncomingMessage & { auth?: { token: string; clientId: string; scopes: string[]; extra?: Record<string, unknown> } }, res: ServerResponse) {
-    const token = bearer(req) ?? opts.anonymousToken;
+    // conformance mode: a request with no Authorization header at all acts as the demo user; a
+    // malformed or unknown one is refused as everywhere
+    const token = req.headers.authorization === undefined && opts.anonymousToken ? opts.anonymousToken : bearer(req);
     const caller = token ? await authenticate(opts.core, token) : null;
     if (!caller || !token) {
       res.writeHead(401, {
@@ -121,7 +123,8 @@ export async function startHttp(opts: {
     const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : undefined);
     let toolsets: Set<Toolset>;
     try {
-      toolsets = parseToolsets(url.searchParams.get('toolsets') ?? header('x-switchboard-toolsets') ?? opts.surface?.toolsets);
+      // empty counts as not given: the operator's setting stands
+      toolsets = parseToolsets(url.searchParams.get('toolsets') || header('x-switchboard-toolsets') || opts.surface?.toolsets);
     } catch (err) {
       return json(res, 400, { jsonrpc: '2.0', error: { code: -32602, message: (err as Error).message }, id: null });
     }

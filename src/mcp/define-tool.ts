@@ -112,6 +112,12 @@ export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape, P = 
   input: I;
   output: O;
   annotations: { readOnlyHint: boolean; destructiveHint?: boolean; idempotentHint?: boolean; openWorldHint?: boolean };
+  /**
+   * For a read-only tool that still writes records of its own (a page request, password
+   * attempts): why it is not offered to read-only sessions, whose calls run in read-only
+   * transactions.
+   */
+  notInReadOnly?: string;
   access: AccessSpec;
   /**
    * Optional first step, after the guard and outside any transaction: for work that waits on a
@@ -151,7 +157,7 @@ export interface CallEnv {
 export interface ToolDef {
   name: string;
   toolset: Toolset | typeof DISCOVERY;
-  /** readOnlyHint: listed and callable in read-only sessions */
+  /** listed and callable in read-only sessions: readOnlyHint, and no records of its own (notInReadOnly) */
   readOnly: boolean;
   /** the tools/list entry */
   listing(): Tool;
@@ -267,6 +273,9 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       }
       if (session.readOnly && !spec.annotations.readOnlyHint) {
         throw new AccessDenied(`Access denied: this session is read-only, and ${spec.name} changes things.`);
+      }
+      if (session.readOnly && spec.notInReadOnly) {
+        throw new AccessDenied(`Access denied: this session is read-only, and ${spec.name} ${spec.notInReadOnly}.`);
       }
       checkShape(rawArgs);
       const parsed = input.safeParse(rawArgs ?? {});
@@ -411,7 +420,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     return result;
   }
 
-  return { name: spec.name, toolset: spec.toolset, readOnly: spec.annotations.readOnlyHint, listing: list, run };
+  return { name: spec.name, toolset: spec.toolset, readOnly: spec.annotations.readOnlyHint && !spec.notInReadOnly, listing: list, run };
 }
 
 function throwIf(denial: AccessDenied | null): void {

@@ -2,7 +2,7 @@ import type { Core } from '../core/core.js';
 import type { Caller } from '../core/users.js';
 import { hasPermission } from '../core/users.js';
 import { listAccounts } from '../core/accounts.js';
-import { grantIn, resolveAccountFor } from '../core/access.js';
+import { grantIn, resolveAccountFor, suspensionDenial } from '../core/access.js';
 import { listAutomations } from '../core/automations.js';
 import { listTemplates } from '../core/templates/templates.js';
 import { templatesAccount } from '../core/templates/account.js';
@@ -169,7 +169,9 @@ export async function completePromptArgument(
     if (!key) return [];
     try {
       const { account } = await resolveAccountFor(core, caller, key);
-      if (!(await grantIn(core, caller, account))) return [];
+      const grant = await grantIn(core, caller, account);
+      // as list_automations: a suspended account is read by its admins only
+      if (!grant || suspensionDenial(account, grant, false)) return [];
       const page = await listAutomations(core, account, { query: typed || undefined, limit: MAX_VALUES });
       return page.items.map((i) => i.row.name);
     } catch {

@@ -5,7 +5,8 @@ import { Protocol, type RequestHandlerExtra } from '@modelcontextprotocol/sdk/sh
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Core } from '../core/core.js';
 import type { Caller } from '../core/users.js';
-import { auditRefusedCall, type CallEnv, type ToolDef } from './define-tool.js';
+import { auditRefusedCall, badText, type CallEnv, type ToolDef } from './define-tool.js';
+import { log, errorFields } from '../log.js';
 import type { SessionState } from './session.js';
 import { accountTools } from './tools/accounts.js';
 import { userTools } from './tools/users.js';
@@ -81,18 +82,15 @@ export function createMcpServer(opts: ServerOptions): Server {
   });
   server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     await caller(extra);
-    try {
-      return renderPrompt(req.params.name, req.params.arguments);
-    } catch (err) {
-      if (err instanceof UserError) throw protocolError(ErrorCode.InvalidParams, err.message);
-      throw err;
-    }
+    return oneSentence('prompts/get', req.params, () => renderPrompt(req.params.name, req.params.arguments));
   });
   server.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
     const who = await caller(extra);
     const ref = req.params.ref;
-    const values = ref.type === 'ref/prompt' ? await completePromptArgument(opts.core, who, ref.name, req.params.argument, req.params.context?.arguments) : [];
-    return { completion: { values, total: values.length, hasMore: false } };
+    return oneSentence('completion/complete', req.params, async () => {
+      const values = ref.type === 'ref/prompt' ? await completePromptArgument(opts.core, who, ref.name, req.params.argument, req.params.context?.arguments) : [];
+      return { completion: { values, total: values.length, hasMore: false } };
+    });
   });
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: tools.filter(listed).map((t) => t.listing()) }));
   // Registered on the protocol layer with a loose schema: the SDK's Server would reject a call
@@ -123,6 +121,23 @@ export function createMcpServer(opts: ServerOptions): Server {
     return result;
   });
   return server;
+}
+
+/**
+ * A prompt or completion request answered, or refused in one sentence: text PostgreSQL cannot
+ * store is refused before any query (as tool arguments are), a UserError is InvalidParams, and
+ * anything else is logged here and answered without its details (no query, no ids).
+ */
+async function oneSentence<T>(method: string, params: unknown, fn: () => Promise<T> | T): Promise<T> {
+  const bad = badText(params);
+  if (bad !== null) throw protocolError(ErrorCode.InvalidParams, `Invalid params.${bad}: text must be valid Unicode without NUL characters.`);
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UserError) throw protocolError(ErrorCode.InvalidParams, err.message);
+    log.error('request failed', { method, ...errorFields(err) });
+    throw protocolError(ErrorCode.InternalError, `Internal error in ${method}; try again.`);
+  }
 }
 
 /**

@@ -39,7 +39,7 @@ export function parseToolsets(text: string | null | undefined): Set<Toolset> {
   for (const w of words) {
     if (w === 'all') TOOLSET_NAMES.forEach((t) => out.add(t));
     else if (w === 'default') DEFAULT_TOOLSETS.forEach((t) => out.add(t));
-    else if (w in TOOLSETS) out.add(w as Toolset);
+    else if (Object.hasOwn(TOOLSETS, w)) out.add(w as Toolset);
     else throw new UserError(`Unknown toolset '${w.slice(0, 40)}': the toolsets are ${TOOLSET_NAMES.join(', ')} (or all, default).`);
   }
   return out;

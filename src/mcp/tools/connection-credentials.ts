@@ -128,6 +128,7 @@ const viewInfoTool = defineTool({
   },
   // reads, and its password failures must commit on their own: no call-wide transaction
   annotations: { readOnlyHint: true, idempotentHint: false },
+  notInReadOnly: 'records what it asks the person (a page request, password attempts)',
   access: { role: 'admin' },
   async handler(ctx, args) {
     const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
