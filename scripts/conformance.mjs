@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SUITE = '@modelcontextprotocol/conformance@0.1.13'; // later versions need Node 22
+// pinned in devDependencies (0.1.13: later versions need Node 22), so the lockfile fixes what runs
+const SUITE = join(root, 'node_modules', '.bin', 'conformance');
 
 const port = await new Promise((resolve) => {
   const s = createServer().listen(0, '127.0.0.1', () => {
@@ -36,7 +37,7 @@ try {
     if (Date.now() > until || server.exitCode !== null) throw new Error('the conformance server did not start');
     await new Promise((r) => setTimeout(r, 250));
   }
-  const suite = spawn('npx', ['-y', SUITE, 'server', '--url', `${base}/mcp`, '--expected-failures', join(root, '.ci', 'conformance-baseline.yml')], { cwd: root, stdio: 'inherit' });
+  const suite = spawn(SUITE, ['server', '--url', `${base}/mcp`, '--expected-failures', join(root, '.ci', 'conformance-baseline.yml')], { cwd: root, stdio: 'inherit' });
   code = await new Promise((resolve) => suite.once('exit', (c) => resolve(c ?? 1)));
 } catch (err) {
   console.error(`conformance: ${err.message}`);

@@ -151,8 +151,14 @@ describe('rotation', () => {
     expect(text(await viewer.call('rotate_encryption_key'))).toMatch(/^Access denied: rotate_encryption_key needs the admin permission/);
     await viewer.close();
     const admin = await connect(w.core, w.tokens.admin);
-    const r = data<{ rotated: number; total: number; resumed: boolean }>(await admin.call('rotate_encryption_key'));
+    // with a progress token, the rotation reports its batches
+    const seen: { progress: number; total?: number; message?: string }[] = [];
+    const res = await admin.client.callTool({ name: 'rotate_encryption_key', arguments: {} }, undefined, { onprogress: (p) => seen.push(p) });
+    const r = data<{ rotated: number; total: number; resumed: boolean }>(res as never);
     expect(r.rotated).toBe(r.total);
+    expect(r.total).toBeGreaterThan(0);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.at(-1)).toMatchObject({ progress: r.total, total: r.total, message: `${r.total} of ${r.total} connections re-encrypted` });
     expect(JSON.stringify(r)).not.toContain('sk_test_');
     await admin.close();
     const keys = await w.database.db.select().from(dataKeys).where(and(eq(dataKeys.status, 'active')));

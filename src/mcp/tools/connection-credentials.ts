@@ -182,7 +182,10 @@ const rotateTool = defineTool({
   access: { role: null, accountArg: null, permission: 'admin', tenant: true },
   transactional: false,
   async handler(ctx) {
-    const p = await rotateDataKey(ctx.core);
+    // batch by batch, to a client that sent a progress token (a long rotation keeps its request alive)
+    const p = await rotateDataKey(ctx.core, {
+      onProgress: (q) => void ctx.interaction?.progress(`${q.rotated} of ${q.total} connections re-encrypted`, q.rotated, q.total).catch(() => {}),
+    });
     return {
       data: { key_id: p.keyId, resumed: p.resumed, total: p.total, rotated: p.rotated, changed_meanwhile: p.skipped, unreadable: p.unreadable, retired_keys: p.retiredKeys },
       text:
