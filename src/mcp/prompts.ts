@@ -133,7 +133,10 @@ export function promptListing() {
   }));
 }
 
-export function renderPrompt(name: string, args: Record<string, string> | undefined) {
+/** Said to a read-only session, whose changing tools are refused: the model reports instead of trying them. */
+const READ_ONLY_NOTE = 'This session is read-only: tools that change things are refused. Report what you find and the fix you would make, and call none of them.';
+
+export function renderPrompt(name: string, args: Record<string, string> | undefined, session: { readOnly: boolean } = { readOnly: false }) {
   const p = byName.get(name);
   if (!p) throw new UserError(`Unknown prompt '${name.slice(0, 100)}'; prompts/list shows the prompts.`);
   const given = args ?? {};
@@ -144,7 +147,8 @@ export function renderPrompt(name: string, args: Record<string, string> | undefi
   }
   const unknown = Object.keys(given).filter((k) => !p.arguments.some((a) => a.name === k));
   if (unknown.length) throw new UserError(`The prompt ${p.name} takes no argument '${unknown[0]!.slice(0, 40)}'.`);
-  return { description: p.description, messages: [{ role: 'user' as const, content: { type: 'text' as const, text: p.text(given) } }] };
+  const text = session.readOnly ? `${p.text(given)}\n${READ_ONLY_NOTE}` : p.text(given);
+  return { description: p.description, messages: [{ role: 'user' as const, content: { type: 'text' as const, text } }] };
 }
 
 const MAX_VALUES = 20;

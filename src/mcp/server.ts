@@ -82,7 +82,7 @@ export function createMcpServer(opts: ServerOptions): Server {
   });
   server.setRequestHandler(GetPromptRequestSchema, async (req, extra) => {
     await caller(extra);
-    return oneSentence('prompts/get', req.params, () => renderPrompt(req.params.name, req.params.arguments));
+    return oneSentence('prompts/get', req.params, () => renderPrompt(req.params.name, req.params.arguments, session));
   });
   server.setRequestHandler(CompleteRequestSchema, async (req, extra) => {
     const who = await caller(extra);
