@@ -209,6 +209,8 @@ describe('protocol', () => {
     const s = await connect(w.core, w.tokens.admin);
     expect(s.client.getServerCapabilities()).toMatchObject({ logging: {}, tools: { listChanged: true } });
     await expect(s.client.setLoggingLevel('warning')).resolves.toEqual({});
+    // the instructions tell the model where the tools it does not see are
+    expect(s.client.getInstructions()).toMatch(/list_toolsets shows them, enable_toolset turns one on\.$/);
     await s.close();
   });
 
