@@ -379,7 +379,10 @@ const rollbackTemplateTool = defineTool({
       undo = undo.filter((t) => only.has(t.accountId));
     }
     const roles = await rolesIn(ctx.core, ctx.caller, [...byId.values()]);
-    const outside = undo.filter((t) => !atLeast(roles.get(t.accountId) ?? 'viewer', 'member') || !roles.get(t.accountId));
+    const outside = undo.filter((t) => {
+      const role = roles.get(t.accountId);
+      return !role || !atLeast(role, 'member');
+    });
     if (outside.length) throw new AccessDenied(`Access denied: rolling back needs the member role in every account the deployment reached, and you lack it in ${outside.length}; pass accounts with those you may act in.`);
     const now = new Map(
       rowsOf<{ id: string; revision: number; template_id: string | null }>(

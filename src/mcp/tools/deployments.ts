@@ -13,6 +13,7 @@ import { listDeploymentRows, requestCancel, targetPage } from '../../core/templa
 import { getVersion, resolveTemplate } from '../../core/templates/templates.js';
 import { accountsRunning, visibleAccounts } from '../../core/templates/targets.js';
 import { planDeploy } from '../../core/templates/plan.js';
+import { templatesAccount } from '../../core/templates/account.js';
 import { fitsType, type Variable } from '../../core/templates/definition.js';
 import { resolveAutomation, updateAutomation } from '../../core/automations.js';
 import type { Definition } from '../../core/automation-definition.js';
@@ -193,7 +194,6 @@ const setTemplateValuesTool = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
   access: { role: 'member', accountArg: 'account' },
   async handler(ctx, args) {
-    const { templatesAccount } = await import('../../core/templates/account.js');
     const template = await resolveTemplate(ctx.core, await templatesAccount(ctx.core), args.template);
     // locked until the call commits: a deploy batch writing this copy meanwhile waits, so the values
     // merged below are those of the revision replaced
