@@ -79,6 +79,7 @@ const CASES: Case[] = [
   { tool: 'switch_account', args: (s) => ({ account: s, reason: 'isolation matrix' }), need: 'viewer' },
   { tool: 'list_accounts', args: (s) => ({ parent: s }), need: 'viewer' },
   { tool: 'audit_log', args: (s) => ({ account: s }), need: 'admin' },
+  { tool: 'list_switches', args: (s) => ({ account: s }), need: 'admin' },
   { tool: 'create_user', args: (s) => ({ account: s, email: `m${++n}@matrix.test`, name: 'Matrix', role: 'viewer' }), need: 'admin' },
   { tool: 'create_account', args: (s) => ({ name: `Matrix ${++n}`, parent: s, routing_key: `m-${n}` }), need: 'admin', tenantAdmin: true },
   // app connections: each target account holds a stripe connection (beforeAll)

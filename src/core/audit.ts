@@ -87,7 +87,8 @@ export async function writeAudit(core: Core, e: AuditEntryInput): Promise<number
 }
 
 export interface AuditQuery {
-  accountId: string;
+  /** the account whose log to read; null: the tenant's whole log (holders of the admin permission) */
+  accountId: string | null;
   /** also the calls denied to outsiders that targeted this account (tenant admins only) */
   includeTargeted?: boolean;
   actorUserId?: string | undefined;
@@ -103,20 +104,22 @@ export type AuditEntry = typeof auditLog.$inferSelect;
 /**
  * Newest first, inside the account's scope (row-level security applies). With includeTargeted
  * the entries of other accounts' callers who were denied here are read too, on the privileged
- * path: a deliberate cross-account read that only tenant admins are given.
+ * path: a deliberate cross-account read that only tenant admins are given, as is the whole
+ * tenant's log (accountId null).
  */
 export async function listAudit(core: Core, q: AuditQuery): Promise<{ entries: AuditEntry[]; nextCursor: string | null }> {
-  const conds = [
-    eq(auditLog.tenantId, core.tenantId),
-    q.includeTargeted ? or(eq(auditLog.accountId, q.accountId), eq(auditLog.targetAccountId, q.accountId))! : eq(auditLog.accountId, q.accountId),
-  ];
+  const account = q.accountId;
+  const conds = [eq(auditLog.tenantId, core.tenantId)];
+  if (account !== null) {
+    conds.push(q.includeTargeted ? or(eq(auditLog.accountId, account), eq(auditLog.targetAccountId, account))! : eq(auditLog.accountId, account));
+  }
   if (q.actorUserId) conds.push(eq(auditLog.actorUserId, q.actorUserId));
   if (q.tool) conds.push(eq(auditLog.tool, q.tool));
   if (q.outcome) conds.push(eq(auditLog.outcome, q.outcome));
   if (q.since) conds.push(gte(auditLog.at, q.since));
   if (q.cursor) conds.push(lt(auditLog.id, decodeCursor(q.cursor, ['id'])[0] as number));
   const query = (db: Db) => db.select().from(auditLog).where(and(...conds)).orderBy(desc(auditLog.id)).limit(q.limit + 1);
-  const rows = q.includeTargeted ? await query(core.db) : await withAccount(core.db, [q.accountId], query);
+  const rows = account === null || q.includeTargeted ? await query(core.db) : await withAccount(core.db, [account], query);
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
   return { entries: page, nextCursor: rows.length > q.limit && last ? encodeCursor([last.id]) : null };

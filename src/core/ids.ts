@@ -1,3 +1,4 @@
+import { sql, type AnyColumn, type SQL } from 'drizzle-orm';
 import { UserError } from './errors.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -22,13 +23,23 @@ export function encodeCursor(key: readonly (string | number)[]): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
-type CursorPart = 'text' | 'uuid' | 'id';
+type CursorPart = 'text' | 'uuid' | 'id' | 'time';
 const CURSOR_CHECK: Record<CursorPart, (v: unknown) => boolean> = {
   // text PostgreSQL can store: a cursor is caller input like any other
   text: (v) => typeof v === 'string' && v.length <= 1000 && v.isWellFormed() && !v.includes('\0'),
   uuid: (v) => typeof v === 'string' && isUuid(v),
   id: (v) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0,
+  // a UTC time to the microsecond, as microTime writes it, on a real calendar day PostgreSQL takes
+  time: (v) => {
+    if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/.test(v) || v.startsWith('0000')) return false;
+    const t = new Date(v);
+    return !Number.isNaN(t.getTime()) && t.toISOString().slice(0, 19) === v.slice(0, 19);
+  },
 };
+
+/** A timestamp column as a cursor's `time` part: to the microsecond, which a JS Date cannot keep. */
+export const microTime = (column: SQL | AnyColumn): SQL<string> =>
+  sql<string>`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /** The sort key of a cursor, each part checked against its kind, or a clear error. */
 export function decodeCursor(cursor: string, shape: readonly CursorPart[]): (string | number)[] {

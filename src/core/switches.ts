@@ -1,8 +1,12 @@
-import { and, desc, eq, isNull, sql } from 'drizzle-orm';
-import { accounts, accountSwitches } from '../db/schema/index.js';
+import { and, desc, eq, gt, gte, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
+import { accounts, accountSwitches, auditLog, users } from '../db/schema/index.js';
 import type { Account } from './accounts.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
+import { uuidList } from '../db/arrays.js';
+import { decodeCursor, encodeCursor, microTime } from './ids.js';
+import type { Db } from '../db/client.js';
 
 export interface ActiveSwitch {
   id: string;
@@ -42,6 +46,8 @@ export async function startSwitch(
 /** A session's open switch with the account it entered, as the database has it now. */
 export interface OpenSwitch extends ActiveSwitch {
   account: Account;
+  /** set when someone else ended it (end_switch): who, and the reason they gave */
+  endedBy: { email: string | null; reason: string | null } | null;
 }
 
 /**
@@ -50,14 +56,18 @@ export interface OpenSwitch extends ActiveSwitch {
  * what committed, never what a concurrent or failed call left in memory.
  */
 export async function openSwitchOf(core: Core, sessionId: string, userId: string): Promise<OpenSwitch | null> {
+  const ender = alias(users, 'ender');
   const [row] = await core.db
-    .select({ sw: accountSwitches, account: accounts })
+    .select({ sw: accountSwitches, account: accounts, enderEmail: ender.email })
     .from(accountSwitches)
     .innerJoin(accounts, eq(accounts.id, accountSwitches.accountId))
+    .leftJoin(ender, eq(ender.id, accountSwitches.endedBy))
     .where(and(eq(accountSwitches.sessionId, sessionId), eq(accountSwitches.userId, userId), isNull(accountSwitches.endedAt), eq(accounts.tenantId, core.tenantId)))
     .orderBy(desc(accountSwitches.startedAt))
     .limit(1);
-  return row ? { id: row.sw.id, accountId: row.sw.accountId, reason: row.sw.reason, until: row.sw.expiresAt, account: row.account } : null;
+  if (!row) return null;
+  const endedBy = row.sw.endedBy !== null || row.sw.endReason !== null ? { email: row.enderEmail, reason: row.sw.endReason } : null;
+  return { id: row.sw.id, accountId: row.sw.accountId, reason: row.sw.reason, until: row.sw.expiresAt, account: row.account, endedBy };
 }
 
 /** Close a switch (return home, expiry noticed, or access lost). Idempotent. */
@@ -76,4 +86,133 @@ export async function endSessionSwitches(core: Core, sessionId: string): Promise
     .update(accountSwitches)
     .set({ endedAt: sql`least(now(), ${accountSwitches.expiresAt})` })
     .where(and(eq(accountSwitches.sessionId, sessionId), isNull(accountSwitches.endedAt)));
+}
+
+/** A switch as the access review reads it (list_switches). */
+export interface SwitchRecord {
+  id: string;
+  user: { id: string; email: string };
+  homeAccount: Pick<Account, 'id' | 'slug' | 'name'>;
+  account: Pick<Account, 'id' | 'slug' | 'name'>;
+  sessionId: string;
+  reason: string;
+  startedAt: Date;
+  expiresAt: Date;
+  /** when it ended: returned from, ended by someone else, or (not yet noticed by its session) expired; null while active */
+  endedAt: Date | null;
+  active: boolean;
+  endedBy: { id: string | null; email: string | null; reason: string | null } | null;
+  /** tool calls made under it, allowed or not, wherever their audit entries are kept */
+  calls: number;
+}
+
+export interface SwitchQuery {
+  /** one account's switches (read under its row-level security); omitted: the whole tenant */
+  accountId?: string;
+  userId?: string;
+  /** switches open at or after this time */
+  since?: Date;
+  active?: boolean;
+  limit: number;
+  cursor?: string;
+}
+
+/**
+ * Switches newest first, with their users, accounts and the number of calls made under each:
+ * one query for the page and one for the counts (never one per switch). An account's page is
+ * read under its row-level security; the tenant's on the privileged path, filtered by tenant.
+ */
+export async function listSwitches(core: Core, q: SwitchQuery): Promise<{ switches: SwitchRecord[]; nextCursor: string | null }> {
+  const s = accountSwitches;
+  const home = alias(accounts, 'home');
+  const who = alias(users, 'who');
+  const ender = alias(users, 'ender');
+  const conds: (SQL | undefined)[] = [eq(accounts.tenantId, core.tenantId)];
+  if (q.accountId) conds.push(eq(s.accountId, q.accountId));
+  if (q.userId) conds.push(eq(s.userId, q.userId));
+  // open at or after `since`: it ends (ended_at, else expires_at; ended_at is never later) at or after it
+  if (q.since) conds.push(gte(s.expiresAt, q.since), or(isNull(s.endedAt), gte(s.endedAt, q.since)));
+  if (q.active === true) conds.push(isNull(s.endedAt), gt(s.expiresAt, sql`now()`));
+  if (q.active === false) conds.push(or(sql`${s.endedAt} is not null`, lte(s.expiresAt, sql`now()`)));
+  if (q.cursor) {
+    const [at, id] = decodeCursor(q.cursor, ['time', 'uuid']) as [string, string];
+    conds.push(sql`(${s.startedAt}, ${s.id}) < (${at}::timestamptz, ${id}::uuid)`);
+  }
+  const page = (db: Db) =>
+    db
+      .select({
+        sw: s,
+        key: microTime(s.startedAt),
+        now: sql<Date>`now()`.mapWith((v: string | Date) => new Date(v)),
+        account: { id: accounts.id, slug: accounts.slug, name: accounts.name },
+        home: { id: home.id, slug: home.slug, name: home.name },
+        userEmail: who.email,
+        enderEmail: ender.email,
+      })
+      .from(s)
+      .innerJoin(accounts, eq(accounts.id, s.accountId))
+      .innerJoin(home, eq(home.id, s.homeAccountId))
+      .innerJoin(who, eq(who.id, s.userId))
+      .leftJoin(ender, eq(ender.id, s.endedBy))
+      .where(and(...conds))
+      .orderBy(desc(s.startedAt), desc(s.id))
+      .limit(q.limit + 1);
+  const rows = q.accountId ? await withAccount(core.db, [q.accountId], page) : await page(core.db);
+  const shown = rows.slice(0, q.limit);
+  // the number of calls is not the account's data: counted on the privileged path, so a call
+  // under the switch that the tenant's log keeps (a tenant-level tool) counts too
+  const counts = new Map<string, number>();
+  if (shown.length) {
+    const counted = await core.db
+      .select({ switchId: auditLog.switchId, n: sql<number>`count(*)::int` })
+      .from(auditLog)
+      .where(and(eq(auditLog.tenantId, core.tenantId), sql`${auditLog.switchId} = any(${uuidList(shown.map((r) => r.sw.id))}::uuid[])`))
+      .groupBy(auditLog.switchId);
+    for (const c of counted) counts.set(c.switchId!, c.n);
+  }
+  const switches = shown.map(({ sw, now, account, home, userEmail, enderEmail }): SwitchRecord => {
+    const expired = sw.expiresAt.getTime() <= now.getTime();
+    return {
+      id: sw.id,
+      user: { id: sw.userId, email: userEmail },
+      homeAccount: home,
+      account,
+      sessionId: sw.sessionId,
+      reason: sw.reason,
+      startedAt: sw.startedAt,
+      expiresAt: sw.expiresAt,
+      endedAt: sw.endedAt ?? (expired ? sw.expiresAt : null),
+      active: sw.endedAt === null && !expired,
+      endedBy: sw.endedBy !== null || sw.endReason !== null ? { id: sw.endedBy, email: enderEmail, reason: sw.endReason } : null,
+      calls: counts.get(sw.id) ?? 0,
+    };
+  });
+  const last = shown[shown.length - 1];
+  return { switches, nextCursor: rows.length > q.limit && last ? encodeCursor([last.key, last.sw.id]) : null };
+}
+
+/** A switch of this tenant by id, with the account it entered; null when there is none. */
+export async function findSwitch(core: Core, id: string): Promise<{ id: string; userId: string; account: Account; endedAt: Date | null; expiresAt: Date; active: boolean } | null> {
+  const [row] = await core.db
+    .select({ sw: accountSwitches, account: accounts, active: sql<boolean>`${accountSwitches.endedAt} is null and ${accountSwitches.expiresAt} > now()` })
+    .from(accountSwitches)
+    .innerJoin(accounts, eq(accounts.id, accountSwitches.accountId))
+    .where(and(eq(accountSwitches.id, id), eq(accounts.tenantId, core.tenantId)));
+  return row ? { id: row.sw.id, userId: row.sw.userId, account: row.account, endedAt: row.sw.endedAt, expiresAt: row.sw.expiresAt, active: row.active } : null;
+}
+
+/**
+ * End another session's switch from outside it (end_switch). Its time box is cut to now, with who
+ * ended it and why; the session notices on its next call (define-tool's sessionAccount), which
+ * closes the switch there and tells the model why it is back home. False when it was no longer active.
+ */
+export async function endSwitchFor(core: Core, sw: { id: string; accountId: string }, by: { userId: string; reason: string | null }): Promise<Date | null> {
+  const [row] = await withAccount(core.db, [sw.accountId], (tx) =>
+    tx
+      .update(accountSwitches)
+      .set({ expiresAt: sql`now()`, endedBy: by.userId, endReason: by.reason })
+      .where(and(eq(accountSwitches.id, sw.id), isNull(accountSwitches.endedAt), gt(accountSwitches.expiresAt, sql`now()`)))
+      .returning({ at: accountSwitches.expiresAt }),
+  );
+  return row?.at ?? null;
 }

@@ -53,6 +53,12 @@ export interface AccessSpec {
    * session switched into: the role is checked there, and its log keeps the entry.
    */
   templates?: true;
+  /**
+   * For a tool that reads one account or the whole tenant (`scope: "tenant"`): when `when` holds
+   * for the arguments, the call needs the tenant permission instead of a role in an account,
+   * names no account, and its audit entry goes to the tenant's log.
+   */
+  tenantScope?: { when: (args: Record<string, unknown>) => boolean; permission: Permission };
   /** The tool works in a suspended account (set_account_status, which lifts the suspension). */
   whileSuspended?: true;
   /**
@@ -240,6 +246,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     let result: CallToolResult;
     let audited = false;
     let callSwitch: CallSwitch | null = null;
+    let tenantWide = spec.access.tenant === true;
     // what the audit entry records; filled in as the call is resolved
     const entry = { accountId: null as string | null, targetAccountId: null as string | null, switchId: null as string | null };
     let detail: Record<string, unknown> | null = null;
@@ -250,7 +257,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       actorEmail: caller?.user.email ?? null,
       homeAccountId: caller?.user.homeAccountId ?? null,
       ...entry,
-      accountId: spec.access.tenant ? TENANT_LOG : entry.accountId,
+      accountId: tenantWide ? TENANT_LOG : entry.accountId,
       sessionId: session.id,
       tool: spec.name,
       arguments: recordedArgs(),
@@ -282,16 +289,23 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       if (!parsed.success) throw new UserError(describeZodError(parsed.error));
       const args = parsed.data as Record<string, unknown>;
       if (spec.access.writes) write = spec.access.writes(args);
-      const role = write && spec.access.writeRole ? spec.access.writeRole : spec.access.role;
+      const scope = spec.access.tenantScope;
+      const wholeTenant = scope !== undefined && scope.when(args);
+      const role = wholeTenant ? null : write && spec.access.writeRole ? spec.access.writeRole : spec.access.role;
+      // the acting account: the explicit argument, else the session's switch (read and re-validated now), else home
+      const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
+      if (wholeTenant) {
+        tenantWide = true;
+        if (explicit !== undefined) throw new UserError(`Give either ${accountArg} or scope "tenant", not both.`);
+        requirePermission(who, scope.permission, `${spec.name} with scope "tenant"`);
+      }
       // a missing permission is decided before any account is looked up: the answer must not depend on what exists
       if (spec.access.permission) requirePermission(who, spec.access.permission, spec.name);
 
-      // the acting account: the explicit argument, else the session's switch (read and re-validated now), else home
-      const explicit = accountArg ? (args[accountArg] as string | undefined) : undefined;
       const acting: Resolved & { switch?: CallSwitch | null } = spec.access.templates
         ? { account: await templatesAccount(core) }
         : explicit === undefined
-          ? await sessionAccount(core, who, session, spec.access.role !== null)
+          ? await sessionAccount(core, who, session, role !== null)
           : await resolveAccountFor(core, who, explicit);
       const account = acting.account;
       callSwitch = acting.switch ?? null;
@@ -465,15 +479,18 @@ async function sessionAccount(
 ): Promise<{ account: Account; grant?: Grant; switch: CallSwitch | null }> {
   const sw = session.switched ? await openSwitchOf(core, session.id, caller.user.id) : null;
   if (sw) {
-    const expired = sw.until.getTime() <= Date.now();
+    // ended by someone else (end_switch): over whatever this process's clock says
+    const expired = sw.endedBy !== null || sw.until.getTime() <= Date.now();
     const grant = expired ? null : await grantIn(core, caller, sw.account);
     if (grant) return { account: sw.account, grant, switch: { id: sw.id, accountId: sw.accountId, reason: sw.reason, until: sw.until, slug: sw.account.slug } };
     await endSwitch(core, sw);
     if (actsInAccount) {
       throw new AccessDenied(
-        expired
-          ? `Your switch into account '${sw.account.slug}' expired at ${sw.until.toISOString()}; call switch_account again with a reason, or pass account explicitly.`
-          : `Access denied: you may no longer act in account '${sw.account.slug}', so the switch into it has ended; you are back in your home account.`,
+        sw.endedBy
+          ? `Your switch into account '${sw.account.slug}' was ended by ${sw.endedBy.email ?? 'an admin'}${sw.endedBy.reason ? ` (reason: ${JSON.stringify(sw.endedBy.reason)})` : ''}; you are back in your home account, and nothing was done. Call switch_account again only if you still need to act there.`
+          : expired
+            ? `Your switch into account '${sw.account.slug}' expired at ${sw.until.toISOString()}; call switch_account again with a reason, or pass account explicitly.`
+            : `Access denied: you may no longer act in account '${sw.account.slug}', so the switch into it has ended; you are back in your home account.`,
       );
     }
   }

@@ -12,6 +12,7 @@ import { accountTools } from './tools/accounts.js';
 import { userTools } from './tools/users.js';
 import { sessionTools } from './tools/session.js';
 import { auditTools } from './tools/audit.js';
+import { switchTools } from './tools/switches.js';
 import { appTools } from './tools/apps.js';
 import { connectionTools } from './tools/connections.js';
 import { automationTools } from './tools/automations.js';
@@ -32,7 +33,7 @@ import { UserError } from '../core/errors.js';
 export const SERVER_NAME = 'switchboard';
 export const SERVER_VERSION = '0.1.0';
 
-export const allTools: ToolDef[] = [...toolsetTools, ...sessionTools, ...accountTools, ...userTools, ...auditTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools, ...templateTools, ...deployTools, ...deploymentTools];
+export const allTools: ToolDef[] = [...toolsetTools, ...sessionTools, ...accountTools, ...userTools, ...auditTools, ...switchTools, ...appTools, ...connectionTools, ...automationTools, ...executionTools, ...debugWebhookTools, ...replayTools, ...healthTools, ...accountDataTools, ...templateTools, ...deployTools, ...deploymentTools];
 
 const INSTRUCTIONS =
   'Switchboard operates customer accounts of an integration platform. Every call acts in one account: the `account` ' +

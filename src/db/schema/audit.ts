@@ -32,5 +32,9 @@ export const auditLog = pgTable('audit_log', {
   index('audit_log_account_at').on(t.accountId, t.id),
   index('audit_log_actor_at').on(t.actorUserId, t.id),
   index('audit_log_target_at').on(t.targetAccountId, t.id).where(sql`${t.targetAccountId} is not null`),
+  // the tenant's whole log (audit_log scope "tenant"), newest first
+  index('audit_log_tenant_at').on(t.tenantId, t.id),
+  // the calls made under each switch (list_switches)
+  index('audit_log_switch').on(t.switchId).where(sql`${t.switchId} is not null`),
   check('audit_log_outcome_check', sql`${t.outcome} in ('ok', 'denied', 'error')`),
 ]);

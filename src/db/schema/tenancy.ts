@@ -104,8 +104,13 @@ export const accountSwitches = pgTable('account_switches', {
   startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
   expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
   endedAt: timestamp('ended_at', { withTimezone: true }),
+  /** who ended it from outside the session (end_switch), and why; null when it ended by itself or was returned from */
+  endedBy: uuid('ended_by').references(() => users.id, { onDelete: 'set null' }),
+  endReason: text('end_reason'),
 }, (t) => [
   index('account_switches_account').on(t.accountId, t.startedAt),
+  // the tenant-wide review (list_switches scope "tenant"), newest first
+  index('account_switches_started').on(t.startedAt, t.id),
   index('account_switches_user').on(t.userId, t.startedAt),
   // every call of a switched session reads its open switch
   index('account_switches_open').on(t.sessionId).where(sql`${t.endedAt} is null`),

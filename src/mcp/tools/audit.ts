@@ -4,6 +4,7 @@ import { accountArg, cursorArg, limitArg, timeArg } from './shapes.js';
 import { listAudit } from '../../core/audit.js';
 import { findUser, hasPermission } from '../../core/users.js';
 import { AUDIT_OUTCOMES } from '../../db/schema/index.js';
+import { scopeArg, tenantScope } from './switches.js';
 
 /** Matches no entry: the actor filter for a user that does not exist. */
 const NO_USER = '00000000-0000-0000-0000-000000000000';
@@ -15,9 +16,10 @@ const auditLogTool = defineTool({
   description:
     'Lists the audit entries of an account, newest first: every tool call made in it, allowed, denied or failed, with its actor ' +
     'and arguments (secrets redacted). Needs the admin role in the account; tenant admins also see calls from outside ' +
-    'the account that were denied there.',
+    'the account that were denied there. Scope "tenant" lists every account\'s entries and the tenant\'s own (admin permission).',
   input: {
     account: accountArg('The account whose entries to list (default: the account you act in)').optional(),
+    scope: scopeArg,
     actor: z.string().min(1).max(254).optional().describe('Only calls by this user (id or email).'),
     tool: z.string().min(1).max(100).optional().describe('Only calls of this tool, e.g. "switch_account".'),
     outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only calls with this outcome.'),
@@ -49,15 +51,16 @@ const auditLogTool = defineTool({
     next_cursor: z.string().nullable(),
   },
   annotations: { readOnlyHint: true, idempotentHint: true },
-  access: { role: 'admin' },
+  access: { role: 'admin', tenantScope },
   async handler(ctx, args) {
     // an unknown actor reads exactly like one with no entries here (same queries, same answer):
     // whether a user exists is not this account's business
     const actorUserId = args.actor === undefined ? undefined : ((await findUser(ctx.core, args.actor))?.id ?? NO_USER);
     // which account a denied outsider meant is for those who may know every account exists
     const tenantWide = hasPermission(ctx.caller.user, 'admin') || hasPermission(ctx.caller.user, 'switch_account');
+    const tenant = args.scope === 'tenant';
     const page = await listAudit(ctx.core, {
-      accountId: ctx.account.id,
+      accountId: tenant ? null : ctx.account.id,
       includeTargeted: hasPermission(ctx.caller.user, 'admin'),
       actorUserId,
       tool: args.tool,
@@ -85,7 +88,7 @@ const auditLogTool = defineTool({
         })),
         next_cursor: page.nextCursor,
       },
-      text: `${page.entries.length} audit entr${page.entries.length === 1 ? 'y' : 'ies'} for ${ctx.account.name}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+      text: `${page.entries.length} audit entr${page.entries.length === 1 ? 'y' : 'ies'} ${tenant ? 'in the tenant' : `for ${ctx.account.name}`}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
     };
   },
 });
