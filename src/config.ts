@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { parseAllow } from './engine/outbound.js';
+import { MAX_SWITCH_MINUTES } from './core/switches.js';
 
 /** The one place that reads process.env. Every variable is documented in README.md. */
 const schema = z.object({
@@ -11,7 +12,7 @@ const schema = z.object({
   HOST: z.string().default('127.0.0.1'),
   SWITCHBOARD_PUBLIC_URL: z.string().url().optional(),
   SWITCHBOARD_ADMIN_EMAIL: z.string().email().default('admin@switchboard.local'),
-  SWITCHBOARD_SWITCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
+  SWITCHBOARD_SWITCH_MINUTES: z.coerce.number().int().min(1).max(MAX_SWITCH_MINUTES).default(30),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
   SWITCHBOARD_MASTER_KEY: z
     .string()

@@ -13,7 +13,8 @@ interface Ref {
 interface Sw {
   id: string;
   user: { id: string | null; email: string | null };
-  home_account: Ref;
+  home_account_id: string;
+  home_account: Ref | null;
   account: Ref;
   session_id: string;
   reason: string;
@@ -62,7 +63,9 @@ describe('list_switches', () => {
     boringSwitch = page.switches[0]!;
     expect(boringSwitch).toMatchObject({
       user: { id: w.userIds.switcher, email: 'switcher@switchboard.test' },
-      home_account: { slug: 'sandbox' },
+      // the switcher's home is not an account Boring Co's admin may see: its id only
+      home_account_id: w.accounts.sandbox.id,
+      home_account: null,
       account: { slug: 'boring-co' },
       reason: 'debug failing webhook, ticket 4411',
       active: false,
@@ -82,6 +85,7 @@ describe('list_switches', () => {
     const all = data<Page>(await tenantAdmin.call('list_switches', { scope: 'tenant', since: weekStart }));
     expect(all.switches.map((s) => `${s.user.email}→${s.account.slug}`)).toEqual(['admin@switchboard.test→acme-fitness', 'switcher@switchboard.test→boring-co']);
     expect(all.switches[0]!.active).toBe(true);
+    expect(all.switches.map((s) => s.home_account?.slug)).toEqual(['system', 'sandbox']);
     // the admin permission is the tenant view, not a role in each account
     const notMember = await tenantAdmin.call('list_switches', { account: 'acme-fitness' });
     expect(notMember.isError).toBe(true);
@@ -158,7 +162,7 @@ describe('end_switch', () => {
     expect(data<{ account: { slug: string } }>(await victim.call('get_account')).account.slug).toBe('boring-co');
   });
 
-  it("lets the account's admin end it: the session's next call is refused with the reason, then it acts at home", async () => {
+  it("lets the account's admin end it: the session's next call is refused saying who (the reason is data in list_switches), then it acts at home", async () => {
     const admin = await connect(w.core, w.tokens.boringAdmin);
     const ended = await admin.call('end_switch', { switch: switchId, reason: 'ticket closed' });
     expect(ended.isError).toBeFalsy();
@@ -167,7 +171,7 @@ describe('end_switch', () => {
     const next = await victim.call('get_account');
     expect(next.isError).toBe(true);
     expect(text(next)).toBe(
-      "Your switch into account 'boring-co' was ended by boringadmin@switchboard.test (reason: \"ticket closed\"); you are back in your home account, and nothing was done. Call switch_account again only if you still need to act there.",
+      "Your switch into account 'boring-co' was ended by boringadmin@switchboard.test; you are back in your home account, and nothing was done. Call switch_account again only if you still need to act there.",
     );
     expect(data<{ account: { slug: string } }>(await victim.call('get_account')).account.slug).toBe('sandbox');
 

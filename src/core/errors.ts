@@ -15,10 +15,11 @@ export class AccessDenied extends Error {
     message: string,
     /**
      * Set when the caller has no access at all to the account they named: what they typed (and
-     * the account's id when it was already known). Such an entry stays with the caller's account;
-     * the target it resolves to is recorded for tenant admins only (src/mcp/define-tool.ts).
+     * the account's id when it was already known, null when there is none to look up). Such an
+     * entry stays with the caller's account; the target it resolves to is recorded for tenant
+     * admins only (src/mcp/define-tool.ts).
      */
-    readonly outsider?: { key: string; accountId?: string },
+    readonly outsider?: { key: string; accountId?: string | null },
   ) {
     super(message);
     this.name = 'AccessDenied';

@@ -1,12 +1,18 @@
 import { and, desc, eq, gt, gte, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { accounts, accountSwitches, auditLog, users } from '../db/schema/index.js';
-import type { Account } from './accounts.js';
+import { visibleToUser, type Account } from './accounts.js';
 import type { Core } from './core.js';
 import { withAccount } from '../db/scope.js';
 import { uuidList } from '../db/arrays.js';
 import { decodeCursor, encodeCursor, microTime } from './ids.js';
 import type { Db } from '../db/client.js';
+
+/**
+ * The longest a switch can last (switch_account takes up to 480 minutes, SWITCHBOARD_SWITCH_MINUTES
+ * up to this): what bounds the history a query of open switches must look back through.
+ */
+export const MAX_SWITCH_MINUTES = 1440;
 
 export interface ActiveSwitch {
   id: string;
@@ -46,8 +52,8 @@ export async function startSwitch(
 /** A session's open switch with the account it entered, as the database has it now. */
 export interface OpenSwitch extends ActiveSwitch {
   account: Account;
-  /** set when someone else ended it (end_switch): who, and the reason they gave */
-  endedBy: { email: string | null; reason: string | null } | null;
+  /** set when someone else ended it (end_switch): who (their reason is list_switches' data) */
+  endedBy: { email: string | null } | null;
 }
 
 /**
@@ -66,7 +72,7 @@ export async function openSwitchOf(core: Core, sessionId: string, userId: string
     .orderBy(desc(accountSwitches.startedAt))
     .limit(1);
   if (!row) return null;
-  const endedBy = row.sw.endedBy !== null || row.sw.endReason !== null ? { email: row.enderEmail, reason: row.sw.endReason } : null;
+  const endedBy = row.sw.endedBy !== null || row.sw.endReason !== null ? { email: row.enderEmail } : null;
   return { id: row.sw.id, accountId: row.sw.accountId, reason: row.sw.reason, until: row.sw.expiresAt, account: row.account, endedBy };
 }
 
@@ -92,7 +98,9 @@ export async function endSessionSwitches(core: Core, sessionId: string): Promise
 export interface SwitchRecord {
   id: string;
   user: { id: string; email: string };
-  homeAccount: Pick<Account, 'id' | 'slug' | 'name'>;
+  homeAccountId: string;
+  /** null when the reader may not see the switcher's home account (its id is no secret: audit entries carry it) */
+  homeAccount: Pick<Account, 'id' | 'slug' | 'name'> | null;
   account: Pick<Account, 'id' | 'slug' | 'name'>;
   sessionId: string;
   reason: string;
@@ -115,6 +123,8 @@ export interface SwitchQuery {
   active?: boolean;
   limit: number;
   cursor?: string;
+  /** whose view it is: home accounts are named only where this user may see them; 'all' for the tenant view and Switch Account */
+  reader: { userId: string } | 'all';
 }
 
 /**
@@ -131,8 +141,15 @@ export async function listSwitches(core: Core, q: SwitchQuery): Promise<{ switch
   if (q.accountId) conds.push(eq(s.accountId, q.accountId));
   if (q.userId) conds.push(eq(s.userId, q.userId));
   // open at or after `since`: it ends (ended_at, else expires_at; ended_at is never later) at or after it
-  if (q.since) conds.push(gte(s.expiresAt, q.since), or(isNull(s.endedAt), gte(s.endedAt, q.since)));
-  if (q.active === true) conds.push(isNull(s.endedAt), gt(s.expiresAt, sql`now()`));
+  // a switch lasts at most MAX_SWITCH_MINUTES: bounding started_at lets the (started_at) indexes
+  // skip the history before it
+  if (q.since) {
+    conds.push(gte(s.expiresAt, q.since), or(isNull(s.endedAt), gte(s.endedAt, q.since)));
+    conds.push(gte(s.startedAt, new Date(q.since.getTime() - MAX_SWITCH_MINUTES * 60_000)));
+  }
+  if (q.active === true) {
+    conds.push(isNull(s.endedAt), gt(s.expiresAt, sql`now()`), gt(s.startedAt, sql`now() - make_interval(mins => ${MAX_SWITCH_MINUTES})`));
+  }
   if (q.active === false) conds.push(or(sql`${s.endedAt} is not null`, lte(s.expiresAt, sql`now()`)));
   if (q.cursor) {
     const [at, id] = decodeCursor(q.cursor, ['time', 'uuid']) as [string, string];
@@ -162,6 +179,15 @@ export async function listSwitches(core: Core, q: SwitchQuery): Promise<{ switch
   // the number of calls is not the account's data: counted on the privileged path, so a call
   // under the switch that the tenant's log keeps (a tenant-level tool) counts too
   const counts = new Map<string, number>();
+  let homesShown: Set<string> | null = null;
+  if (shown.length && q.reader !== 'all') {
+    const homes = [...new Set(shown.map((r) => r.sw.homeAccountId))];
+    const seen = await core.db
+      .select({ id: accounts.id })
+      .from(accounts)
+      .where(and(eq(accounts.tenantId, core.tenantId), sql`${accounts.id} = any(${uuidList(homes)}::uuid[])`, visibleToUser(q.reader.userId)));
+    homesShown = new Set(seen.map((r) => r.id));
+  }
   if (shown.length) {
     const counted = await core.db
       .select({ switchId: auditLog.switchId, n: sql<number>`count(*)::int` })
@@ -175,7 +201,8 @@ export async function listSwitches(core: Core, q: SwitchQuery): Promise<{ switch
     return {
       id: sw.id,
       user: { id: sw.userId, email: userEmail },
-      homeAccount: home,
+      homeAccountId: sw.homeAccountId,
+      homeAccount: homesShown === null || homesShown.has(sw.homeAccountId) ? home : null,
       account,
       sessionId: sw.sessionId,
       reason: sw.reason,
@@ -211,7 +238,9 @@ export async function endSwitchFor(core: Core, sw: { id: string; accountId: stri
     tx
       .update(accountSwitches)
       .set({ expiresAt: sql`now()`, endedBy: by.userId, endReason: by.reason })
-      .where(and(eq(accountSwitches.id, sw.id), isNull(accountSwitches.endedAt), gt(accountSwitches.expiresAt, sql`now()`)))
+      // ended_by: a second end_switch whose transaction began before the first committed (now() is
+      // its start) re-reads the row once the first commits, and finds it ended
+      .where(and(eq(accountSwitches.id, sw.id), isNull(accountSwitches.endedAt), isNull(accountSwitches.endedBy), gt(accountSwitches.expiresAt, sql`now()`)))
       .returning({ at: accountSwitches.expiresAt }),
   );
   return row?.at ?? null;

@@ -406,7 +406,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
           // what was typed (its arguments); the target it means is recorded for tenant admins only
           entry.accountId = caller?.user.homeAccountId ?? null;
           entry.switchId = null;
-          entry.targetAccountId = err.outsider.accountId ?? (await outsiderTarget(core, err.outsider.key));
+          entry.targetAccountId = err.outsider.accountId !== undefined ? err.outsider.accountId : await outsiderTarget(core, err.outsider.key);
         }
       } else if (err instanceof UserError) {
         outcome = 'error';
@@ -483,11 +483,16 @@ async function sessionAccount(
     const expired = sw.endedBy !== null || sw.until.getTime() <= Date.now();
     const grant = expired ? null : await grantIn(core, caller, sw.account);
     if (grant) return { account: sw.account, grant, switch: { id: sw.id, accountId: sw.accountId, reason: sw.reason, until: sw.until, slug: sw.account.slug } };
-    await endSwitch(core, sw);
+    // The switch is over. It is closed, with the reason told, by the next call that acts in an
+    // account: a call that acts in none (whoami, list_toolsets, a tenant-wide read) passes the
+    // news on, so the model never goes on to act at home believing it is still in the customer's
+    // account. What someone else wrote (their reason) stays out of the sentence: list_switches
+    // has it, as data.
     if (actsInAccount) {
+      await endSwitch(core, sw);
       throw new AccessDenied(
         sw.endedBy
-          ? `Your switch into account '${sw.account.slug}' was ended by ${sw.endedBy.email ?? 'an admin'}${sw.endedBy.reason ? ` (reason: ${JSON.stringify(sw.endedBy.reason)})` : ''}; you are back in your home account, and nothing was done. Call switch_account again only if you still need to act there.`
+          ? `Your switch into account '${sw.account.slug}' was ended by ${sw.endedBy.email ?? 'an admin'}; you are back in your home account, and nothing was done. Call switch_account again only if you still need to act there.`
           : expired
             ? `Your switch into account '${sw.account.slug}' expired at ${sw.until.toISOString()}; call switch_account again with a reason, or pass account explicitly.`
             : `Access denied: you may no longer act in account '${sw.account.slug}', so the switch into it has ended; you are back in your home account.`,

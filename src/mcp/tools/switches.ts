@@ -40,7 +40,8 @@ const listSwitchesTool = defineTool({
       z.object({
         id: z.string().describe('The switch id (for end_switch; audit_log entries carry it as switch_id).'),
         user: userRef,
-        home_account: accountRefOut,
+        home_account_id: z.string(),
+        home_account: accountRefOut.nullable().describe('Null when you may not see that account.'),
         account: accountRefOut.describe('The account switched into.'),
         session_id: z.string(),
         reason: z.string(),
@@ -70,6 +71,7 @@ const listSwitchesTool = defineTool({
       ...(args.active === undefined ? {} : { active: args.active }),
       limit: args.limit ?? 50,
       ...(args.cursor ? { cursor: args.cursor } : {}),
+      reader: tenant || hasPermission(ctx.caller.user, 'switch_account') ? 'all' : { userId: ctx.caller.user.id },
     });
     const n = page.switches.length;
     return {
@@ -77,7 +79,8 @@ const listSwitchesTool = defineTool({
         switches: page.switches.map((s) => ({
           id: s.id,
           user: s.user,
-          home_account: refOf(s.homeAccount),
+          home_account_id: s.homeAccountId,
+          home_account: s.homeAccount && refOf(s.homeAccount),
           account: refOf(s.account),
           session_id: s.sessionId,
           reason: s.reason,
@@ -110,11 +113,13 @@ const endSwitchTool = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
   access: { role: null, accountArg: null },
   async handler(ctx, args) {
-    // one answer whether the switch does not exist or is not the caller's to end: ids are not probed
+    // one answer whether the switch does not exist or is not the caller's to end: ids are not probed.
+    // Recorded like any outsider's denial: in the caller's home log, the account it meant for tenant admins.
+    const sw = isUuid(args.switch) ? await findSwitch(ctx.core, args.switch) : null;
     const refused = new AccessDenied(
       `Access denied: there is no switch '${args.switch}' that you may end; ending a switch needs the admin role in the account it entered, or the admin permission.`,
+      { key: args.switch, accountId: sw?.account.id ?? null },
     );
-    const sw = isUuid(args.switch) ? await findSwitch(ctx.core, args.switch) : null;
     if (!sw) throw refused;
     const own = sw.userId === ctx.caller.user.id;
     if (!own && !hasPermission(ctx.caller.user, 'admin')) {
