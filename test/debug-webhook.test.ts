@@ -150,7 +150,11 @@ interface Item {
 interface Page {
   deliveries: Item[];
   next_cursor: string | null;
-  delivery: { request: { method: string; headers: Record<string, string>; body: unknown; size: number }; executions: { execution: { id: string; status: string }; steps: { id: string; attempt: number; status: string; error: { code: string } | null }[] }[] } | null;
+}
+interface Full {
+  delivery: Item;
+  request: { method: string; headers: Record<string, string>; body: unknown; size: number };
+  executions: { execution: { id: string; status: string }; steps: { id: string; attempt: number; status: string; error: { code: string } | null }[] }[];
 }
 
 const debug = async (s: Session, args: Record<string, unknown> = {}) => {
@@ -158,8 +162,9 @@ const debug = async (s: Session, args: Record<string, unknown> = {}) => {
   return { page: data<Page>(r), text: text(r) };
 };
 const one = async (s: Session, id: string, account?: string) => {
-  const { page, text: sentence } = await debug(s, { delivery: id, ...(account ? { account } : {}) });
-  return { item: page.deliveries[0]!, full: page.delivery!, sentence };
+  const r = await s.call('get_delivery', { delivery: id, ...(account ? { account } : {}) });
+  const full = data<Full>(r);
+  return { item: full.delivery, full, sentence: text(r) };
 };
 
 describe('debug_webhook diagnoses', () => {
@@ -342,10 +347,10 @@ describe('debug_webhook routing and pages', () => {
     expect(byAccount.isError).toBe(true);
     expect(byAccount.structuredContent).toBeUndefined();
     expect(text(byAccount)).not.toMatch(/Bookings|studio/);
-    const byId = await other.call('debug_webhook', { delivery: routed.one });
+    const byId = await other.call('get_delivery', { delivery: routed.one });
     expect(byId.isError).toBe(true);
     expect(text(byId)).toBe(`No delivery ${routed.one} in account 'boring-co'.`);
-    const named = await other.call('debug_webhook', { account: 'acme-fitness', delivery: routed.one });
+    const named = await other.call('get_delivery', { account: 'acme-fitness', delivery: routed.one });
     expect(named.isError).toBe(true);
     expect(named.structuredContent).toBeUndefined();
     // a cursor taken from acme's pages is only a position: it reads boring's own deliveries
@@ -363,8 +368,8 @@ describe('debug_webhook routing and pages', () => {
     const two = page.deliveries.find((d) => d.id === routed.two)!;
     expect(two).toMatchObject({ status: 'routed', execution: null, execution_visible: false, diagnosis: null, routing: { account: null } });
     expect(JSON.stringify(two)).not.toContain(w.accounts.studio2.id);
-    const full = await debug(member, { account: 'acme-fitness', delivery: routed.two });
-    expect(full.page.delivery!.executions).toEqual([]);
+    const full = await one(member, routed.two, 'acme-fitness');
+    expect(full.full.executions).toEqual([]);
     await member.close();
     // a parent member without a studio membership sees no studio's run
     const parentMember = await connect(w.core, w.tokens.acmeMember);

@@ -104,6 +104,7 @@ const CASES: Case[] = [
   { tool: 'run_automation', args: (s) => ({ account: s, automation: 'Matrix flow', wait_seconds: 0 }), need: 'member' },
   { tool: 'list_executions', args: (s) => ({ account: s }), need: 'viewer' },
   { tool: 'get_execution', args: (s) => ({ account: s, execution: '00000000-0000-4000-8000-000000000000' }), need: 'viewer' },
+  { tool: 'get_delivery', args: (s) => ({ account: s, delivery: '00000000-0000-4000-8000-000000000000' }), need: 'viewer' },
   // account data: reading needs viewer, changing member
   { tool: 'account_data', args: (s) => ({ account: s, action: 'list' }), need: 'viewer' },
   { tool: 'account_data', args: (s) => ({ account: s, action: 'set', key: `matrix:${++n}`, value: n }), need: 'member' },

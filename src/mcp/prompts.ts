@@ -67,7 +67,7 @@ export const PROMPTS: PromptDef[] = [
       [
         `Debug the failing webhook deliveries of the account ${q(a.account)}${a.automation ? ` for the automation ${q(a.automation)}` : ''}.`,
         `1. debug_webhook {account: ${q(a.account)}${a.automation ? `, automation: ${q(a.automation)}` : ''}, status: "failed"}: take the latest failing delivery and read its diagnosis (cause, next_action, tools).`,
-        `2. Follow the diagnosis: for a connection problem, list_connections {account: ${q(a.account)}} (${ENABLE('connections', 'list_connections')}); for the automation, get_automation (${ENABLE('automations', 'get_automation')}).`,
+        `2. Follow the diagnosis: for a connection problem, list_connections {account: ${q(a.account)}} (${ENABLE('connections', 'list_connections')}); for the automation, get_delivery {account: ${q(a.account)}, delivery} shows the payload and each step's input and output, and get_automation its definition (${ENABLE('automations', 'get_delivery')}).`,
         '3. Tell the person the cause and the fix you propose; change nothing before they agree.',
         '4. Once fixed: replay_webhook without plan_hash (a dry run), show the plan, and replay with its plan_hash only when the person approves.',
         BACK,
@@ -100,7 +100,7 @@ export const PROMPTS: PromptDef[] = [
       [
         `Onboard the customer ${q(a.name)}${a.parent ? ` under the parent account ${q(a.parent)}` : ''}.`,
         `1. list_accounts {query: ${q(a.name)}}: make sure it does not exist yet.`,
-        `2. create_account {name: ${q(a.name)}${a.parent ? `, parent: ${q(a.parent)}, routing_key: <ask the person>` : ''}}.`,
+        `2. create_account {name: ${q(a.name)}${a.parent ? `, parent: ${q(a.parent)}, routing_key: <ask the person>` : ''}}. ${ENABLE('directory', 'create_account')}`,
         '3. switch_account into it with a reason ("onboarding").',
         `4. list_apps, then add_connection for each app the customer uses: the person enters credentials on the page it links to, never in the conversation. ${ENABLE('connections', 'add_connection')}`,
         '5. If templates should run there: deploy_template {template, accounts: [the new account]} as a dry run, then with plan_hash once approved.',
@@ -114,10 +114,10 @@ export const PROMPTS: PromptDef[] = [
     arguments: [{ name: 'since', description: 'From when, ISO 8601 (default: the last 7 days).', required: false }],
     text: (a) =>
       [
-        `Review account switches${a.since ? ` since ${q(a.since)}` : ' over the last 7 days'}. ${ENABLE('audit', 'audit_log')}`,
-        `1. audit_log {tool: "switch_account"${a.since ? `, since: ${q(a.since)}` : ''}}: who entered which account, when, for how long and why.`,
-        `2. audit_log {outcome: "denied"${a.since ? `, since: ${q(a.since)}` : ''}}: calls refused, and by whom.`,
-        '3. Summarize per person; flag switches without a clear reason, unusually long ones, and repeated denials. Change nothing.',
+        `Review account switches${a.since ? ` since ${q(a.since)}` : ' over the last 7 days'}. ${ENABLE('audit', 'list_switches')}`,
+        `1. list_switches {scope: "tenant", since: ${a.since ? q(a.since) : '<7 days ago, ISO 8601>'}}: who entered which account, when, until when, why, and how many calls each made. Without the admin permission, pass account instead of scope, once per account you administer.`,
+        `2. audit_log {scope: "tenant", outcome: "denied"${a.since ? `, since: ${q(a.since)}` : ''}}: calls refused, and by whom (per account without the admin permission).`,
+        '3. Summarize per person; flag switches without a clear reason, unusually long ones, many calls, and repeated denials. Change nothing: if a switch still active should end, say so and let the person decide on end_switch.',
       ].join('\n'),
   },
 ];

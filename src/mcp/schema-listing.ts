@@ -10,7 +10,13 @@
  *   spelling);
  * - `additionalProperties: {}` (any value) goes: absent means the same;
  * - an output schema loses `additionalProperties: false`: the server writes its results, and a
- *   client's validation of them gains nothing from it (inputs keep it: unknown arguments are refused).
+ *   client's validation of them gains nothing from it (inputs keep it: unknown arguments are refused);
+ * - an output object whose fields are all required loses `required`: the server instructions tell
+ *   the model that an object without it has every field in every result (null when it has no
+ *   value, which the schema says); a tenth of the listing went to restating that. An object with
+ *   optional fields keeps its `required` list;
+ * - `format: "date-time"` loses the 400-character `pattern` zod adds, which spells the same format;
+ * - identical `$defs` (zod writes one per use of the same JSON-value schema) are merged into one.
  */
 
 type Schema = Record<string, unknown>;
@@ -25,7 +31,7 @@ const MANY = ['anyOf', 'oneOf', 'allOf', 'prefixItems'];
 const MAP = ['properties', '$defs', 'definitions', 'patternProperties'];
 
 export function listedSchema(schema: Schema, io: 'input' | 'output'): Schema {
-  return lean(schema, io);
+  return mergeDefs(lean(schema, io));
 }
 
 function lean(s: Schema, io: 'input' | 'output'): Schema {
@@ -41,6 +47,10 @@ function lean(s: Schema, io: 'input' | 'output'): Schema {
   if (isSchema(out.propertyNames) && out.propertyNames.type === 'string' && Object.keys(out.propertyNames).length === 1) delete out.propertyNames;
   if (isEmpty(out.additionalProperties)) delete out.additionalProperties;
   if (io === 'output' && out.additionalProperties === false) delete out.additionalProperties;
+  if (io === 'output' && isSchema(out.properties) && Array.isArray(out.required) && Object.keys(out.properties).every((k) => (out.required as string[]).includes(k))) {
+    delete out.required;
+  }
+  if (out.format === 'date-time' && typeof out.pattern === 'string') delete out.pattern;
   if (Array.isArray(out.type)) return nullableAsAnyOf(out);
   return out;
 }
@@ -54,4 +64,35 @@ function nullableAsAnyOf(s: Schema): Schema {
   if (title !== undefined) out.title = title;
   if (dflt !== undefined) out.default = dflt;
   return out;
+}
+
+/**
+ * One `$defs` entry per distinct schema: references to a duplicate point at the first of its kind.
+ * zod names its definitions `__schemaN`; a definition's own references are to itself, so two
+ * definitions are the same when they are equal once each is read with its own name replaced.
+ */
+function mergeDefs(s: Schema): Schema {
+  const defs = s.$defs;
+  if (!isSchema(defs) || Object.keys(defs).length < 2) return s;
+  const canonical = new Map<string, string>(); // a definition's text (self-references neutral) → its name
+  const renamed = new Map<string, string>();
+  for (const [name, def] of Object.entries(defs)) {
+    const key = JSON.stringify(def).replaceAll(JSON.stringify(`#/$defs/${name}`), '"#/$defs/~self"');
+    const first = canonical.get(key);
+    if (first === undefined) canonical.set(key, name);
+    else renamed.set(name, first);
+  }
+  if (renamed.size === 0) return s;
+  const rewrite = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(rewrite);
+    if (!isSchema(v)) return v;
+    const out: Schema = {};
+    for (const [k, x] of Object.entries(v)) {
+      out[k] = k === '$ref' && typeof x === 'string' && x.startsWith('#/$defs/') ? `#/$defs/${renamed.get(x.slice(8)) ?? x.slice(8)}` : rewrite(x);
+    }
+    return out;
+  };
+  const { $defs: _all, ...rest } = s;
+  const kept = Object.fromEntries(Object.entries(defs).filter(([name]) => !renamed.has(name)));
+  return { ...(rewrite(rest) as Schema), $defs: rewrite(kept) };
 }

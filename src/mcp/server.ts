@@ -42,8 +42,9 @@ const INSTRUCTIONS =
   'account "home" when done. Access is checked on every call and every call is audited. Credentials of app connections ' +
   'never need to pass through the conversation: add_connection, reconnect_connection and view_connection_info send the ' +
   'person a link to a page when the client supports URL elicitation. Tools come in toolsets (accounts, operations, ' +
-  'automations, connections, templates, audit, admin); a tool you need but do not see is in one this session has not ' +
-  'turned on: list_toolsets shows them, enable_toolset turns one on.';
+  'directory, automations, connections, templates, audit, admin); a tool you need but do not see is in one this session ' +
+  'has not turned on: list_toolsets shows them, enable_toolset turns one on. In output schemas, an object without a ' +
+  '`required` list has every field in every result (null when it has no value).';
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 

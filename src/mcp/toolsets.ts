@@ -7,7 +7,8 @@ import { UserError } from '../core/errors.js';
  * enable_toolset — so a conversation pays for the tools it uses, not for all of them.
  */
 export const TOOLSETS = {
-  accounts: 'Find accounts, switch into one and back, link parents and children, suspend (whoami, switch_account, list_accounts, …).',
+  accounts: 'Find accounts and switch into one and back (whoami, switch_account, list_accounts, get_account).',
+  directory: 'Change the account directory: create accounts, link parents and children, suspend and resume (create_account, link_account, unlink_account, set_account_status).',
   operations: "An account's health, failing webhooks and their diagnosis, replays (check_health, debug_webhook, replay_webhook, list_failure_groups).",
   automations: 'Automations, their runs and account data: list, get, create, update, run, executions.',
   connections: 'App connections and apps: list, add, reconnect, share, rate limits, usage; credentials stay on a page.',

@@ -45,7 +45,6 @@ export interface DeliveryItem {
   received_at: string;
   automation: { id: string; name: string | null };
   status: DerivedStatus;
-  delivery_status: DeliveryStatus;
   code: string | null;
   /** the recorded reason (data: it may quote the payload's routing value) */
   reason: string | null;
@@ -126,7 +125,6 @@ export async function debugDeliveries(core: Core, caller: Caller, account: Accou
       received_at: r.at,
       automation: { id: r.d.automationId, name: r.a?.name ?? null },
       status,
-      delivery_status: r.d.status,
       code: r.d.code,
       reason: r.d.reason,
       routing: r.d.routingValue !== null || r.d.routedAccountId ? { value: r.d.routingValue, account: routedTo ? { id: routedTo.id, slug: routedTo.slug } : null } : null,

@@ -179,7 +179,7 @@ function recorded(f: DiagnosisFacts, make: Make): Diagnosis {
         ['set_account_status', 'replay_webhook'],
       );
     default:
-      return make(codeRef(f.deliveryCode), 'The delivery was recorded and not run.', 'Read the delivery (debug_webhook with delivery) for the reason it records.', ['debug_webhook']);
+      return make(codeRef(f.deliveryCode), 'The delivery was recorded and not run.', 'Read the delivery (get_delivery) for the reason it records.', ['get_delivery']);
   }
 }
 
@@ -290,8 +290,8 @@ function failed(f: DiagnosisFacts, make: Make): Diagnosis {
   return make(
     codeRef(code),
     `${StepRef(step)} failed with ${codeRef(code)}${status}.`,
-    `Read the step's error (debug_webhook with delivery), correct the automation with update_automation, then ${replayOf(n)}.`,
-    ['debug_webhook', 'update_automation', 'replay_webhook'],
+    `Read the step's error (get_delivery), correct the automation with update_automation, then ${replayOf(n)}.`,
+    ['get_delivery', 'update_automation', 'replay_webhook'],
     { failed_deliveries: n },
     step,
   );

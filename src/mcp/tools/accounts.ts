@@ -99,7 +99,7 @@ const getAccountTool = defineTool({
 
 const createAccountTool = defineTool({
   name: 'create_account',
-  toolset: 'accounts',
+  toolset: 'directory',
   title: 'Create account',
   description:
     'Creates a customer or sandbox account (admin permission). With parent and routing_key it is created as a linked child ' +
@@ -131,7 +131,7 @@ const createAccountTool = defineTool({
 
 const linkAccountTool = defineTool({
   name: 'link_account',
-  toolset: 'accounts',
+  toolset: 'directory',
   title: 'Link account',
   description:
     'Links an unlinked account as a child of a parent account (admin permission), addressed within the parent by routing_key. ' +
@@ -153,7 +153,7 @@ const linkAccountTool = defineTool({
 
 const unlinkAccountTool = defineTool({
   name: 'unlink_account',
-  toolset: 'accounts',
+  toolset: 'directory',
   title: 'Unlink account',
   description: 'Removes the link between a child account and its parent (admin permission). Nothing is deleted; the parent\'s admins lose access through the link.',
   input: { child: accountArg('The linked child account') },
@@ -174,7 +174,7 @@ const unlinkAccountTool = defineTool({
 
 const setAccountStatusTool = defineTool({
   name: 'set_account_status',
-  toolset: 'accounts',
+  toolset: 'directory',
   title: 'Set account status',
   description:
     'Suspends an account, or lifts its suspension (admin permission). While suspended nothing can be changed in it, only its ' +

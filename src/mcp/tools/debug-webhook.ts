@@ -4,7 +4,7 @@ import { accountArg, cursorArg, limitArg, timeArg } from './shapes.js';
 import { executionOut, stepOut, stepView, view } from './executions.js';
 import { resolveAutomation } from '../../core/automations.js';
 import { debugDeliveries, DERIVED_STATUSES, type DeliveryItem } from '../../core/operations/deliveries.js';
-import { DELIVERY_STATUSES, EXECUTION_STATUSES } from '../../db/schema/index.js';
+import { EXECUTION_STATUSES } from '../../db/schema/index.js';
 
 /**
  * debug_webhook: an account's recent deliveries with what became of them and a diagnosis of each
@@ -30,8 +30,7 @@ const deliveryOut = z.object({
   id: z.string(),
   received_at: z.string(),
   automation: z.object({ id: z.string(), name: z.string().nullable() }),
-  status: z.enum(DERIVED_STATUSES).describe("What became of it: the delivery's own status when it did not run, else its latest run's (the original or its latest replay)."),
-  delivery_status: z.enum(DELIVERY_STATUSES),
+  status: z.enum(DERIVED_STATUSES).describe("Its latest run's status (the original or its latest replay), else the delivery's own."),
   code: z.string().nullable().describe('Why it did not run, as a fixed code.'),
   reason: z.string().nullable().describe('The recorded reason (data).'),
   routing: z
@@ -54,19 +53,14 @@ const deliveryOut = z.object({
   diagnosis: diagnosisOut,
 });
 
-const detailOut = z
-  .object({
-    request: z.object({
-      method: z.string(),
-      headers: z.record(z.string(), z.string()).describe('As recorded: secret headers redacted.'),
-      query: z.record(z.string(), z.string()),
-      content_type: z.string().nullable(),
-      size: z.number().int(),
-      body: z.json().nullable().describe('The payload as received (data).'),
-    }),
-    executions: z.array(z.object({ execution: executionOut, steps: z.array(stepOut) })).describe('The original run and every replay, oldest first.'),
-  })
-  .nullable();
+const requestOut = z.object({
+  method: z.string(),
+  headers: z.record(z.string(), z.string()).describe('As recorded: secret headers redacted.'),
+  query: z.record(z.string(), z.string()),
+  content_type: z.string().nullable(),
+  size: z.number().int(),
+  body: z.json().nullable().describe('The payload as received (data).'),
+});
 
 /** "14 failed (http_401 ×14), 6 succeeded": counts by status, failures by code, most first. */
 function tally(items: DeliveryItem[]): string {
@@ -93,49 +87,74 @@ const debugWebhookTool = defineTool({
   title: 'Debug webhook',
   description:
     "Shows the account's recent webhook deliveries, newest first: what became of each (its run, in the linked account for routed ones), " +
-    'the failing step with the upstream answer, and a diagnosis naming the tool to call. With delivery: that one in full, every attempt of every step.',
+    'the failing step with the upstream answer, and a diagnosis naming the tool to call. get_delivery shows one in full.',
   input: {
     account: accountArg().optional(),
     automation: z.string().min(1).max(200).optional().describe('Only this automation (id or exact name).'),
-    delivery: z.string().min(1).max(100).optional().describe('One delivery id: returns it in full.'),
     status: z.enum(DERIVED_STATUSES).optional().describe('Only deliveries that came to this status.'),
     since: timeArg('Only deliveries received at or after this ISO-8601 time.').optional(),
     limit: limitArg(100, 20),
     cursor: cursorArg,
   },
-  output: { deliveries: z.array(deliveryOut), next_cursor: z.string().nullable(), delivery: detailOut },
+  output: { deliveries: z.array(deliveryOut), next_cursor: z.string().nullable() },
   annotations: { readOnlyHint: true, idempotentHint: true },
   access: { role: 'viewer' },
   async handler(ctx, args) {
     const automation = args.automation ? await resolveAutomation(ctx.core, ctx.account, args.automation) : undefined;
     const page = await debugDeliveries(ctx.core, ctx.caller, ctx.account, ctx.grant, {
       automationId: automation?.id,
-      deliveryId: args.delivery,
       status: args.status,
       since: args.since ? new Date(args.since) : undefined,
       limit: args.limit ?? 20,
       cursor: args.cursor,
     });
-    const detail = page.detail
-      ? {
-          request: page.detail.request as NonNullable<z.infer<typeof detailOut>>['request'],
-          executions: page.detail.runs.map((r) => ({ execution: view(r.row, page.detail!.item.automation.name), steps: r.steps.map(stepView) })),
-        }
-      : null;
     const items = page.items as z.infer<typeof deliveryOut>[];
     const slug = ctx.account.slug;
     let text: string;
-    if (page.detail) {
-      const d = page.detail.item;
-      const runs = page.detail.runs.length;
-      text = `Delivery to ${slug}: ${d.status}${d.diagnosis && d.diagnosis.code !== d.status ? ` (${d.diagnosis.code})` : ''}, ${runs} run${runs === 1 ? '' : 's'}.`;
-    } else if (!items.length) {
+    if (!items.length) {
       text = `No deliveries to ${slug}'s automations${args.status ? ` with status ${args.status}` : ''}.`;
     } else {
       text = `${items.length} deliver${items.length === 1 ? 'y' : 'ies'} to ${slug}'s automations: ${tally(page.items)}${page.nextCursor ? '; more with next_cursor' : ''}.`;
     }
-    return { data: { deliveries: items, next_cursor: page.nextCursor, delivery: detail }, text };
+    return { data: { deliveries: items, next_cursor: page.nextCursor }, text };
   },
 });
 
-export const debugWebhookTools: ToolDef[] = [debugWebhookTool];
+/**
+ * get_delivery: one delivery in full. Apart from debug_webhook, whose listing every conversation
+ * pays for (the default toolsets), and beside get_execution, whose step view it shares.
+ */
+const getDeliveryTool = defineTool({
+  name: 'get_delivery',
+  toolset: 'automations',
+  title: 'Get delivery',
+  description:
+    'One webhook delivery in full (debug_webhook lists them): the request as recorded (secret headers redacted), what became of it ' +
+    'with its diagnosis, and the original run and every replay with each attempt of each step.',
+  input: {
+    account: accountArg().optional(),
+    delivery: z.string().min(1).max(100).describe('The delivery id.'),
+  },
+  output: {
+    delivery: deliveryOut,
+    request: requestOut,
+    executions: z.array(z.object({ execution: executionOut, steps: z.array(stepOut) })).describe('The original run and every replay, oldest first.'),
+  },
+  annotations: { readOnlyHint: true, idempotentHint: true },
+  access: { role: 'viewer' },
+  async handler(ctx, args) {
+    const page = await debugDeliveries(ctx.core, ctx.caller, ctx.account, ctx.grant, { deliveryId: args.delivery, limit: 1 });
+    const d = page.detail!;
+    const runs = d.runs.length;
+    return {
+      data: {
+        delivery: d.item as z.infer<typeof deliveryOut>,
+        request: d.request as z.infer<typeof requestOut>,
+        executions: d.runs.map((r) => ({ execution: view(r.row, d.item.automation.name), steps: r.steps.map(stepView) })),
+      },
+      text: `Delivery to ${ctx.account.slug}: ${d.item.status}${d.item.diagnosis && d.item.diagnosis.code !== d.item.status ? ` (${d.item.diagnosis.code})` : ''}, ${runs} run${runs === 1 ? '' : 's'}.`,
+    };
+  },
+});
+
+export const debugWebhookTools: ToolDef[] = [debugWebhookTool, getDeliveryTool];

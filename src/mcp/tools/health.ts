@@ -16,13 +16,13 @@ import { at, type Figures } from '../../core/operations/health-rules.js';
 const scopeArg = z
   .enum(['account', 'children', 'all'])
   .optional()
-  .describe("'account' (default): the account alone; 'children': its linked accounts; 'all': every account you may see.");
+  .describe("Default 'account'; 'children': its linked accounts; 'all': every account you may see.");
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 const groupOut = z.object({
-  id: z.string().describe('The fingerprint: target, step, error code and upstream status.'),
-  target: z.string().describe("The app slug, or host:<host> for a call without a connection (host:* when the host is computed from the event)."),
+  id: z.string().describe('The fingerprint (target, step, error code, upstream status).'),
+  target: z.string().describe("App slug, or host:<host> for a call without a connection (host:* when computed from the event)."),
   step_id: z.string(),
   error_code: z.string(),
   upstream_status: z.number().int().nullable(),
@@ -42,7 +42,7 @@ const listFailureGroupsTool = defineTool({
   title: 'List failure groups',
   description:
     'Failures grouped by fingerprint (app or host, step, error code, upstream status) across the accounts in scope: since when, how often, ' +
-    'which accounts and automations are affected, open or resolved (a later success resolves). Most affected accounts first.',
+    'which accounts and automations, open or resolved. Most affected accounts first.',
   input: {
     account: accountArg().optional(),
     scope: scopeArg,
@@ -144,8 +144,7 @@ const checkHealthTool = defineTool({
   title: 'Check health',
   description:
     'Health of an account, its linked accounts (scope children) or every account you may see (scope all, worst first): healthy, degraded, failing or idle, ' +
-    'each with reasons (failure rate against the window before, failing automations, open failure groups, expired connections, unrouted or rejected deliveries, ' +
-    'throttling, queue lag, silence against its own baseline) and the figures.',
+    'each with its reasons in one sentence apiece and the figures behind them.',
   input: {
     account: accountArg().optional(),
     scope: scopeArg,

@@ -25,8 +25,8 @@ const sideEffectOut = z.object({
   host: z.string().nullable().describe('The host its URL names, when written out.'),
   action: z.string().nullable().describe('store: set, increment or delete.'),
   scope: z.enum(['account', 'parent']).nullable(),
-  done_before: z.number().int().describe('Of the deliveries this revision replays, how many had this step succeed in an earlier run.'),
-  repeated: z.boolean().describe('The replay does this side effect again for at least one delivery.'),
+  done_before: z.number().int().describe('How many of its deliveries had this step succeed in an earlier run.'),
+  repeated: z.boolean().describe('It happens again for at least one delivery.'),
 });
 
 const planOut = z.object({
@@ -121,15 +121,14 @@ const replayTool = defineTool({
   title: 'Replay webhook deliveries',
   description:
     'Re-runs recorded webhook deliveries as new executions linked to the originals. One `delivery` replays at once. A `filter` takes two calls: ' +
-    '`dry_run: true` returns the plan (deliveries per account, the revision that runs, whether idempotency keys are reused, which http calls and ' +
-    'data writes repeat what the original runs had done) and its hash; then call again with `plan_hash` to apply it.',
+    '`dry_run: true` returns the plan (where, which revision, which side effects repeat) and its hash; then call again with `plan_hash` to apply it.',
   input: {
-    account: accountArg('The account whose deliveries replay (the automation\'s; routed events replay in their linked account)').optional(),
+    account: accountArg("The automation's account (routed events replay in their linked account)").optional(),
     delivery: z.string().min(1).max(100).optional().describe('One delivery id (debug_webhook lists them): replayed at once.'),
     filter: z
       .strictObject({
         automation: z.string().min(1).max(200).optional().describe('Only this automation (id or exact name).'),
-        status: z.enum(DERIVED_STATUSES).optional().describe("Only deliveries with this status, as debug_webhook shows it (their latest run's)."),
+        status: z.enum(DERIVED_STATUSES).optional().describe("Only deliveries with this status, as debug_webhook shows it."),
         error: z.string().min(1).max(64).optional().describe("Only this error code: the latest run's failure, or why the delivery was not run."),
         since: timeArg('Only deliveries received at or after this ISO-8601 time.').optional(),
         until: timeArg('Only deliveries received before this ISO-8601 time.').optional(),

@@ -47,7 +47,7 @@ const switchAccountTool = defineTool({
   toolset: 'accounts',
   title: 'Switch account',
   description:
-    'Enters another account for the rest of this session, like a support impersonation: later calls act there until you return ' +
+    'Enters another account for the rest of this session: later calls act there until you return ' +
     "with account \"home\" or the time box ends. Needs a reason (it is audited) and the Switch Account permission unless you belong to that account.",
   input: {
     account: accountArg('The account to enter, or "home" to return'),

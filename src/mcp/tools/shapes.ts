@@ -5,7 +5,7 @@ import { ACCOUNT_KINDS, ACCOUNT_STATUSES } from '../../db/schema/index.js';
 /** Zod pieces shared by the tool groups. Limits keep oversized input a clear error, not a slow query. */
 
 export const accountArg = (what = 'The account') =>
-  z.string().min(1).max(200).describe(`${what}: an account id, slug or exact name.`);
+  z.string().min(1).max(200).describe(`${what}: id, slug or exact name.`);
 
 export const limitArg = (max = 200, dflt = 50) =>
   z.number().int().min(1).max(max).optional().describe(`Page size, 1-${max} (default ${dflt}).`);

@@ -50,7 +50,7 @@ const enableToolsetTool = defineTool({
   toolset: 'discovery',
   title: 'Enable toolset',
   description: "Turns a toolset on for the rest of this session; its tools are listed from now on (the client is told the list changed).",
-  input: { toolset: z.string().min(1).max(100).describe(`A toolset: ${TOOLSET_NAMES.join(', ')}, or "all".`) },
+  input: { toolset: z.string().min(1).max(100).describe('A toolset from list_toolsets, or "all".') },
   output: { enabled: z.array(z.string()).describe('The toolsets on now.'), added: z.array(z.string()).describe('Those this call turned on.') },
   // it changes this session's listing, nothing else: a read-only session may call it too
   annotations: { readOnlyHint: true, idempotentHint: true },
