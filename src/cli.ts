@@ -23,8 +23,16 @@ Usage:
                                        Streamable HTTP at /mcp (PORT, default 3000), /healthz, /readyz
   switchboard stdio [--toolsets a,b] [--read-only]
                                        stdio MCP server for Claude Code / Claude Desktop (SWITCHBOARD_TOKEN)
-                                       toolsets: accounts, operations (the default), automations,
+                                       toolsets: accounts, operations (the default), directory, automations,
                                        connections, templates, audit, admin; all
+  switchboard call TOOL [JSON] [--json] [--toolsets a,b] [--read-only]
+                                       one tool call as the user of SWITCHBOARD_TOKEN, through the MCP server:
+                                       its text (--json: its structuredContent) on stdout; an error exits 1
+  switchboard call --script FILE [--json] [--keep-going] [--toolsets a,b] [--read-only]
+                                       calls from a JSON-lines file (- for stdin) in one session, each
+                                       {"tool", "arguments"?, "expect"?: {"isError", "match"}}; one line per
+                                       call; exit 1 at the first unmet expectation, 2 for usage errors.
+                                       call has every toolset on unless --toolsets / SWITCHBOARD_TOOLSETS
   switchboard worker                   run automations only (PostgreSQL: any number beside serve)
   switchboard init --admin-email E [--admin-password P] [--admin-name N] [--json]
                                        create the tenant, its system and sandbox accounts and the first admin
@@ -49,6 +57,9 @@ async function main(argv: string[]): Promise<number> {
       return serve(surfaceFlags(config, rest), rest.includes('--conformance'));
     case 'stdio':
       return stdio(surfaceFlags(config, rest));
+    case 'call':
+      // loaded only here: it builds the MCP server, which no other one-shot command needs
+      return (await import('./call.js')).callCommand(config, rest);
     case 'worker':
       return workerCommand(config);
     case 'init':
