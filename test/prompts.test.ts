@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildWorld, connect, automationUsing, type Session, type World } from './helpers/world.js';
+import { addConnection } from '../src/core/connections.js';
 
 /**
  * MCP prompts and argument completion through a real client: the five workflows, their texts
@@ -19,6 +20,8 @@ beforeAll(async () => {
   w = await buildWorld();
   await automationUsing(w.core, w.accounts.acme, 'Acme bookings', []);
   await automationUsing(w.core, w.accounts.boring, 'Boring invoices', []);
+  await addConnection(w.core, w.accounts.acme, { app: 'stripe', name: 'Default', credentials: { secret_key: `sk_test_${'a'.repeat(24)}` } });
+  await addConnection(w.core, w.accounts.boring, { app: 'stripe', name: 'Billing', credentials: { secret_key: `sk_test_${'b'.repeat(24)}` } });
   const admin = await as('admin');
   await admin.call('create_template', { name: 'Bookings sync', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] } });
 });
@@ -31,10 +34,10 @@ const complete = (s: Session, prompt: string, name: string, value: string, conte
   s.client.complete({ ref: { type: 'ref/prompt', name: prompt }, argument: { name, value }, ...(context ? { context: { arguments: context } } : {}) }).then((r) => r.completion.values);
 
 describe('prompts', () => {
-  it('lists the five workflows with their arguments', async () => {
+  it('lists the six workflows with their arguments', async () => {
     const s = await as('boringViewer');
     const { prompts } = await s.client.listPrompts();
-    expect(prompts.map((p) => p.name)).toEqual(['health_check', 'debug_webhook', 'roll_out_template', 'onboard_customer', 'audit_switches']);
+    expect(prompts.map((p) => p.name)).toEqual(['health_check', 'debug_webhook', 'fix_connection', 'roll_out_template', 'onboard_customer', 'audit_switches']);
     expect(prompts.find((p) => p.name === 'debug_webhook')!.arguments).toEqual([
       { name: 'account', description: 'The account: id, slug or name.', required: true },
       { name: 'automation', description: 'Only this automation (its name).', required: false },
@@ -92,6 +95,20 @@ describe('completion', () => {
     expect(await complete(await as('boringViewer'), 'debug_webhook', 'automation', '')).toEqual([]);
   });
 
+  it('completes connection names (app/name) only of an account the caller may see, its own', async () => {
+    expect(await complete(await as('acmeMember'), 'fix_connection', 'connection', '', { account: 'acme-fitness' })).toEqual(['stripe/Default']);
+    expect(await complete(await as('boringViewer'), 'fix_connection', 'connection', 'str', { account: 'boring-co' })).toEqual(['stripe/Billing']);
+    // another customer's connections, by slug or id, and no account at all: nothing
+    expect(await complete(await as('boringViewer'), 'fix_connection', 'connection', '', { account: 'acme-fitness' })).toEqual([]);
+    expect(await complete(await as('boringViewer'), 'fix_connection', 'connection', '', { account: w.accounts.acme.id })).toEqual([]);
+    expect(await complete(await as('boringViewer'), 'fix_connection', 'connection', '')).toEqual([]);
+    const s = await as('boringViewer');
+    const text = ((await s.client.getPrompt({ name: 'fix_connection', arguments: { account: 'boring-co', connection: 'stripe/Billing' } })).messages[0]!.content as { text: string }).text;
+    expect(text.indexOf('list_connection_usage {account: "boring-co", connection: "stripe/Billing"}')).toBeLessThan(text.indexOf('reconnect_connection {account: "boring-co"'));
+    expect(text).toMatch(/never in the conversation/);
+    expect(text).toMatch(/dry_run: true\}: show the plan, and replay with its plan_hash only when the person approves/);
+  });
+
   it('offers nothing of a suspended account to a caller who may not read it, and refuses unstorable text in one sentence', async () => {
     const { setAccountStatus } = await import('../src/core/accounts.js');
     const { getAccountById } = await import('../src/core/accounts.js');
@@ -99,6 +116,8 @@ describe('completion', () => {
     try {
       expect(await complete(await as('boringViewer'), 'debug_webhook', 'automation', '', { account: 'boring-co' })).toEqual([]);
       expect(await complete(await as('boringAdmin'), 'debug_webhook', 'automation', '', { account: 'boring-co' })).toEqual(['Boring invoices']);
+      expect(await complete(await as('boringViewer'), 'fix_connection', 'connection', '', { account: 'boring-co' })).toEqual([]);
+      expect(await complete(await as('boringAdmin'), 'fix_connection', 'connection', '', { account: 'boring-co' })).toEqual(['stripe/Billing']);
     } finally {
       await setAccountStatus(w.core, (await getAccountById(w.core, w.accounts.boring.id))!, 'active', 'paid', w.userIds.admin);
     }

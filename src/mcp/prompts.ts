@@ -4,6 +4,8 @@ import { hasPermission } from '../core/users.js';
 import { listAccounts } from '../core/accounts.js';
 import { grantIn, resolveAccountFor, suspensionDenial } from '../core/access.js';
 import { listAutomations } from '../core/automations.js';
+import { listConnections } from '../core/connections.js';
+import type { Account } from '../core/accounts.js';
 import { listTemplates } from '../core/templates/templates.js';
 import { templatesAccount } from '../core/templates/account.js';
 import { UserError } from '../core/errors.js';
@@ -13,11 +15,11 @@ import { UserError } from '../core/errors.js';
  * prompts. Each one's text tells the model which tools to call, in which order, what to ask the
  * person before changing anything, and to switch back. Arguments are completed
  * (`completion/complete`) from what the caller may see: accounts they have a role in (all of them
- * with Switch Account), automations of an account they may see, templates when they may reach the
- * templates account. A prompt reveals nothing: its text holds only what the caller typed.
+ * with Switch Account), automations and connections of an account they may see, templates when
+ * they may reach the templates account. A prompt reveals nothing: its text holds only what the caller typed.
  */
 
-type Completion = 'account' | 'automation' | 'template';
+type Completion = 'account' | 'automation' | 'connection' | 'template';
 
 interface PromptArg {
   name: string;
@@ -70,6 +72,25 @@ export const PROMPTS: PromptDef[] = [
         `2. Follow the diagnosis: for a connection problem, list_connections {account: ${q(a.account)}} (${ENABLE('connections', 'list_connections')}); for the automation, get_delivery {account: ${q(a.account)}, delivery} shows the payload and each step's input and output, and get_automation its definition (${ENABLE('automations', 'get_delivery')}).`,
         '3. Tell the person the cause and the fix you propose; change nothing before they agree.',
         '4. Once fixed: replay_webhook without plan_hash (a dry run), show the plan, and replay with its plan_hash only when the person approves.',
+        BACK,
+      ].join('\n'),
+  },
+  {
+    name: 'fix_connection',
+    title: 'Fix a failing connection',
+    description: "Checks one of an account's connections and what its failure broke, has the person re-enter its credentials on a page, and replays what failed once they agree.",
+    arguments: [
+      { name: 'account', description: 'The account: id, slug or name.', required: true, complete: 'account' },
+      { name: 'connection', description: 'The connection: app/name, or an app slug for its Default connection.', required: true, complete: 'connection' },
+    ],
+    text: (a) =>
+      [
+        `Fix the connection ${q(a.connection)} of the account ${q(a.account)}. ${ENABLE('connections', 'list_connections')}`,
+        `1. list_connections {account: ${q(a.account)}}: its status (active, expired, disconnected) and since when.`,
+        `2. list_connection_usage {account: ${q(a.account)}, connection: ${q(a.connection)}}: the automations that use it; those paused wait for it.`,
+        `3. debug_webhook {account: ${q(a.account)}, status: "failed"}: the deliveries its failure broke, with their diagnosis and error code.`,
+        `4. Tell the person what you found. With their agreement, reconnect_connection {account: ${q(a.account)}, connection: ${q(a.connection)}}: they enter the credentials on the page it links to, never in the conversation.`,
+        `5. replay_webhook {account: ${q(a.account)}, filter: {error: <the code>, since: <when it began>}, dry_run: true}: show the plan, and replay with its plan_hash only when the person approves.`,
         BACK,
       ].join('\n'),
   },
@@ -169,19 +190,17 @@ export async function completePromptArgument(
     return page.accounts.filter((a) => a.kind !== 'templates').map((a) => a.slug);
   }
   if (kind === 'automation') {
-    const key = context?.account;
-    if (!key) return [];
-    try {
-      const { account } = await resolveAccountFor(core, caller, key);
-      const grant = await grantIn(core, caller, account);
-      // as list_automations: a suspended account is read by its admins only
-      if (!grant || suspensionDenial(account, grant, false)) return [];
-      const page = await listAutomations(core, account, { query: typed || undefined, limit: MAX_VALUES });
-      return page.items.map((i) => i.row.name);
-    } catch {
-      // an account the caller may not see, or none: nothing to offer, and nothing said about why
-      return [];
-    }
+    const account = await readableAccount(core, caller, context?.account);
+    if (!account) return [];
+    const page = await listAutomations(core, account, { query: typed || undefined, limit: MAX_VALUES });
+    return page.items.map((i) => i.row.name);
+  }
+  if (kind === 'connection') {
+    const account = await readableAccount(core, caller, context?.account);
+    if (!account) return [];
+    // the account's own connections, as the connection tools name them (app/name)
+    const page = await listConnections(core, account, { query: typed || undefined, includeShared: false, limit: MAX_VALUES });
+    return page.items.map((i) => `${i.row.app}/${i.row.name}`);
   }
   if (kind === 'template') {
     const account = await templatesAccount(core);
@@ -190,4 +209,20 @@ export async function completePromptArgument(
     return page.items.map((t) => t.template.name);
   }
   return [];
+}
+
+/**
+ * The account named in a completion's context, when the caller may read it (as the list tools:
+ * a viewer role, and a suspended account is read by its admins only); null otherwise, with
+ * nothing said about why.
+ */
+async function readableAccount(core: Core, caller: Caller, key: string | undefined): Promise<Account | null> {
+  if (!key) return null;
+  try {
+    const { account } = await resolveAccountFor(core, caller, key);
+    const grant = await grantIn(core, caller, account);
+    return !grant || suspensionDenial(account, grant, false) ? null : account;
+  } catch {
+    return null;
+  }
 }

@@ -20,8 +20,8 @@ const listAccountsTool = defineTool({
   toolset: 'accounts',
   title: 'List accounts',
   description:
-    'Lists the accounts you can see (all of them with the Switch Account permission), ordered by name. ' +
-    'Use query to search by name, slug or routing key, parent to list the linked children of a parent account.',
+    'Lists the accounts you can see (all of them with the Switch Account permission), ordered by name; query searches, ' +
+    "parent lists a parent account's linked children.",
   input: {
     query: z.string().max(200).optional().describe('Part of an account name, slug or routing key (case-insensitive).'),
     parent: accountArg('Only the linked children of this parent account').optional(),

@@ -144,7 +144,7 @@ const checkHealthTool = defineTool({
   title: 'Check health',
   description:
     'Health of an account, its linked accounts (scope children) or every account you may see (scope all, worst first): healthy, degraded, failing or idle, ' +
-    'each with its reasons in one sentence apiece and the figures behind them.',
+    'each with its reasons and figures.',
   input: {
     account: accountArg().optional(),
     scope: scopeArg,

@@ -8,7 +8,7 @@ export const accountArg = (what = 'The account') =>
   z.string().min(1).max(200).describe(`${what}: id, slug or exact name.`);
 
 export const limitArg = (max = 200, dflt = 50) =>
-  z.number().int().min(1).max(max).optional().describe(`Page size, 1-${max} (default ${dflt}).`);
+  z.number().int().min(1).max(max).optional().describe(`Page size (default ${dflt}).`);
 
 /**
  * An ISO-8601 time with its offset, between the years 1970 and 9999: the database cannot store

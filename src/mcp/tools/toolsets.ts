@@ -30,7 +30,7 @@ const listToolsetsTool = defineTool({
   name: 'list_toolsets',
   toolset: 'discovery',
   title: 'List toolsets',
-  description: 'Lists the toolsets, which of them this session has on, and their tools. enable_toolset turns one on.',
+  description: 'Lists the toolsets, which of them this session has on, and their tools.',
   input: {},
   output: { toolsets: z.array(toolsetOut), read_only: z.boolean().describe('Whether this session may only read.') },
   annotations: { readOnlyHint: true, idempotentHint: true },
@@ -49,7 +49,7 @@ const enableToolsetTool = defineTool({
   name: 'enable_toolset',
   toolset: 'discovery',
   title: 'Enable toolset',
-  description: "Turns a toolset on for the rest of this session; its tools are listed from now on (the client is told the list changed).",
+  description: 'Turns a toolset on for the rest of this session: its tools are listed from then on.',
   input: { toolset: z.string().min(1).max(100).describe('A toolset from list_toolsets, or "all".') },
   output: { enabled: z.array(z.string()).describe('The toolsets on now.'), added: z.array(z.string()).describe('Those this call turned on.') },
   // it changes this session's listing, nothing else: a read-only session may call it too
