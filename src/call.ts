@@ -135,12 +135,21 @@ function argumentsOf(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`The arguments are not valid JSON (${(err as Error).message}); give one object, such as '{"account": "acme-fitness"}'.`);
+    throw new UsageError(`The arguments are not valid JSON (${jsonFault(err)}); give one object, such as '{"account": "acme-fitness"}'.`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new UsageError('The arguments must be one JSON object, such as \'{"account": "acme-fitness"}\'.');
   }
   return value as Record<string, unknown>;
+}
+
+/**
+ * Where JSON.parse gave up, without the excerpt of the text V8 quotes in its message: the text may
+ * hold a credential (add_connection's arguments), and CI logs keep stderr.
+ */
+function jsonFault(err: unknown): string {
+  const at = /position (\d+)/.exec((err as Error).message)?.[1];
+  return at === undefined ? 'it does not parse' : `it stops parsing at character ${Number(at) + 1}`;
 }
 
 async function readScript(file: string): Promise<string> {
@@ -167,7 +176,7 @@ function parseScript(text: string, name: string): Step[] {
     try {
       value = JSON.parse(source);
     } catch (err) {
-      throw new UsageError(`Line ${line} of ${name} is not valid JSON (${(err as Error).message}).`);
+      throw new UsageError(`Line ${line} of ${name} is not valid JSON (${jsonFault(err)}).`);
     }
     const parsed = ScriptLine.safeParse(value);
     if (!parsed.success) {
@@ -217,9 +226,12 @@ async function runOne(client: Client, step: Step, json: boolean): Promise<number
 async function runScript(client: Client, plan: Plan): Promise<number> {
   const failed: number[] = [];
   let ran = 0;
+  // whether the session is inside a switch, as the script's last switch_account left it
+  let inside = false;
   for (const step of plan.steps) {
     const out = await call(client, step);
     ran++;
+    if (step.tool === 'switch_account' && !out.isError) inside = Boolean((out.structuredContent as { switched?: unknown } | undefined)?.switched);
     const failure = unmet(step.expect, out);
     if (plan.json) {
       await print(
@@ -234,6 +246,7 @@ async function runScript(client: Client, plan: Plan): Promise<number> {
       if (!plan.keepGoing) break;
     }
   }
+  if (inside) await leaveSwitch(client, plan);
   if (!failed.length) return 0;
   const rest = plan.steps.length - ran;
   process.stderr.write(
@@ -242,6 +255,17 @@ async function runScript(client: Client, plan: Plan): Promise<number> {
       : `switchboard: line ${failed[0]} did not meet its expectation; stopped there${rest ? `, ${rest} call${rest > 1 ? 's' : ''} not made (--keep-going makes them)` : ''}.\n`,
   );
   return 1;
+}
+
+/**
+ * A script's session ends with the process: a switch it left open (it stopped at an unmet
+ * expectation before its switch_account home, or never had one) would stay active, for anyone
+ * reviewing switches, until it times out. The script returns home itself, audited like any call.
+ */
+async function leaveSwitch(client: Client, plan: Plan): Promise<void> {
+  const back = await call(client, { line: null, tool: 'switch_account', arguments: { account: 'home' }, expect: {} });
+  const said = `${back.isError ? 'could not return home: ' : ''}${oneLine(back.text)}`;
+  await print(plan.json ? JSON.stringify({ line: null, tool: 'switch_account', ok: !back.isError, isError: back.isError, text: back.text, cleanup: true }) + '\n' : `end  the script ended inside a switch: ${said}\n`);
 }
 
 /**

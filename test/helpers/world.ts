@@ -84,6 +84,9 @@ export async function connect(core: Core, token: string, session: SessionState =
   await server.connect(serverSide);
   const client = new Client({ name: 'switchboard-test', version: '1.0.0' });
   await client.connect(clientSide);
+  // as clients do: with the listing cached, the SDK client checks every result against its tool's
+  // listed outputSchema, so every test that calls a tool also tests the listed schemas
+  await client.listTools();
   return {
     client,
     session,

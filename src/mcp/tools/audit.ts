@@ -23,7 +23,7 @@ const auditLogTool = defineTool({
     actor: z.string().min(1).max(254).optional().describe('Only calls by this user (id or email).'),
     tool: z.string().min(1).max(100).optional().describe('Only calls of this tool, e.g. "switch_account".'),
     outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only calls with this outcome.'),
-    since: timeArg('Only entries at or after this ISO-8601 time.').optional(),
+    since: timeArg('Only entries at or after this time.').optional(),
     limit: limitArg(),
     cursor: cursorArg,
   },

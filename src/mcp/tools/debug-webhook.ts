@@ -30,7 +30,7 @@ const deliveryOut = z.object({
   id: z.string(),
   received_at: z.string(),
   automation: z.object({ id: z.string(), name: z.string().nullable() }),
-  status: z.enum(DERIVED_STATUSES).describe("Its latest run's status (the original or its latest replay), else the delivery's own."),
+  status: z.enum(DERIVED_STATUSES).describe("Its latest run's status (original or replay), else the delivery's own."),
   code: z.string().nullable().describe('Why it did not run, as a fixed code.'),
   reason: z.string().nullable().describe('The recorded reason (data).'),
   routing: z
@@ -92,7 +92,7 @@ const debugWebhookTool = defineTool({
     account: accountArg().optional(),
     automation: z.string().min(1).max(200).optional().describe('Only this automation (id or exact name).'),
     status: z.enum(DERIVED_STATUSES).optional().describe('Only deliveries that came to this status.'),
-    since: timeArg('Only deliveries received at or after this ISO-8601 time.').optional(),
+    since: timeArg('Only deliveries received at or after this time.').optional(),
     limit: limitArg(100, 20),
     cursor: cursorArg,
   },

@@ -121,7 +121,7 @@ const listExecutionsTool = defineTool({
     account: accountArg().optional(),
     automation: z.string().min(1).max(200).optional().describe('Only this automation (id or exact name).'),
     status: z.enum(EXECUTION_STATUSES).optional().describe('Only executions with this status.'),
-    since: timeArg('Only executions created at or after this ISO-8601 time.').optional(),
+    since: timeArg('Only executions created at or after this time.').optional(),
     limit: limitArg(),
     cursor: cursorArg,
   },

@@ -16,13 +16,13 @@ import { at, type Figures } from '../../core/operations/health-rules.js';
 const scopeArg = z
   .enum(['account', 'children', 'all'])
   .optional()
-  .describe("Default 'account'; 'children': its linked accounts; 'all': every account you may see.");
+  .describe("Default 'account'; 'children': its linked accounts; 'all': all you may see.");
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 const groupOut = z.object({
   id: z.string().describe('The fingerprint (target, step, error code, upstream status).'),
-  target: z.string().describe("App slug, or host:<host> for a call without a connection (host:* when computed from the event)."),
+  target: z.string().describe("App slug, or host:<host> for a call without a connection (host:* when the event sets it)."),
   step_id: z.string(),
   error_code: z.string(),
   upstream_status: z.number().int().nullable(),
@@ -143,14 +143,14 @@ const checkHealthTool = defineTool({
   toolset: 'operations',
   title: 'Check health',
   description:
-    'Health of an account, its linked accounts (scope children) or every account you may see (scope all, worst first): healthy, degraded, failing or idle, ' +
-    'each with its reasons and figures.',
+    'Health of an account, its linked accounts (scope children) or every account you may see (scope all, worst first), ' +
+    'with the reasons and figures behind each status.',
   input: {
     account: accountArg().optional(),
     scope: scopeArg,
-    window: z.enum(['1h', '24h', '7d']).optional().describe("Default '24h': the current hour and the 24 full hours before it."),
+    window: z.enum(['1h', '24h', '7d']).optional().describe("Default '24h': this hour and the 24 full hours before it."),
     status: z.enum(['failing', 'degraded', 'healthy', 'idle']).optional().describe('Only accounts with this status.'),
-    limit: limitArg(1000, 100).describe('Accounts listed, 1-1000 (default 100); the counts cover all of them.'),
+    limit: limitArg(1000, 100).describe('Accounts listed (default 100); the counts cover all of them.'),
   },
   output: {
     window: z.enum(['1h', '24h', '7d']),

@@ -124,20 +124,20 @@ const replayTool = defineTool({
     '`dry_run: true` returns the plan (where, which revision, which side effects repeat) and its hash; then call again with `plan_hash` to apply it.',
   input: {
     account: accountArg("The automation's account (routed events replay in their linked account)").optional(),
-    delivery: z.string().min(1).max(100).optional().describe('One delivery id (debug_webhook lists them): replayed at once.'),
+    delivery: z.string().min(1).max(100).optional().describe('One delivery id (from debug_webhook): replayed at once.'),
     filter: z
       .strictObject({
         automation: z.string().min(1).max(200).optional().describe('Only this automation (id or exact name).'),
         status: z.enum(DERIVED_STATUSES).optional().describe("Only deliveries with this status, as debug_webhook shows it."),
         error: z.string().min(1).max(64).optional().describe("Only this error code: the latest run's failure, or why the delivery was not run."),
-        since: timeArg('Only deliveries received at or after this ISO-8601 time.').optional(),
-        until: timeArg('Only deliveries received before this ISO-8601 time.').optional(),
-        group: z.string().regex(/^[0-9a-f]{32}$/, 'must be a failure group fingerprint').optional().describe('Only deliveries whose latest run failed with this failure group fingerprint (list_failure_groups).'),
+        since: timeArg('Only deliveries received at or after this time.').optional(),
+        until: timeArg('Only deliveries received before this time.').optional(),
+        group: z.string().regex(/^[0-9a-f]{32}$/, 'must be a failure group fingerprint').optional().describe('Only deliveries whose latest run failed in this failure group (list_failure_groups).'),
       })
       .optional()
       .describe('Which deliveries: at least one field.'),
-    revision: z.enum(['original', 'current']).optional().describe("Run the original run's revision or the automation's current one (default current)."),
-    reuse_idempotency_keys: z.boolean().optional().describe("Send the original runs' Idempotency-Keys, so apps that honour them do not apply a write twice (default true)."),
+    revision: z.enum(['original', 'current']).optional().describe("The automation revision that runs: the original run's or the current one (default)."),
+    reuse_idempotency_keys: z.boolean().optional().describe("Send the original runs' Idempotency-Keys so apps that honour them do not write twice (default true)."),
     dry_run: z.boolean().optional().describe('Return the plan and its hash; replay nothing.'),
     plan_hash: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hash of a dry run').optional().describe("The dry run's plan hash: required to apply a filter."),
   },

@@ -16,7 +16,7 @@ const whoamiTool = defineTool({
   input: {},
   output: {
     user: z.object({ id: z.string(), email: z.string(), name: z.string() }),
-    token_id: z.string().describe('The id of the API token this call used (for revoke_token).'),
+    token_id: z.string().describe('The API token this call used (for revoke_token).'),
     home_account: accountRefOut,
     acting_account: accountRefOut,
     switched: switchedOut,
@@ -51,7 +51,7 @@ const switchAccountTool = defineTool({
     "with account \"home\" or the time box ends. Needs a reason (it is audited) and the Switch Account permission unless you belong to that account.",
   input: {
     account: accountArg('The account to enter, or "home" to return'),
-    reason: z.string().min(3).max(500).optional().describe('Why you are entering (required unless returning home), e.g. "debug failing webhook, ticket 4411".'),
+    reason: z.string().min(3).max(500).optional().describe('Why you are entering (required unless returning home), e.g. "ticket 4411: failing webhook".'),
     minutes: z.number().int().min(1).max(480).optional().describe('How long the switch lasts (default 30 minutes).'),
   },
   output: { home_account: accountRefOut, acting_account: accountRefOut, switched: switchedOut },

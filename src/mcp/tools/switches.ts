@@ -30,7 +30,7 @@ const listSwitchesTool = defineTool({
     account: accountArg('The account whose switches to list (default: the account you act in)').optional(),
     scope: scopeArg,
     user: z.string().min(1).max(254).optional().describe('Only switches by this user (id or email).'),
-    since: timeArg('Only switches open at or after this ISO-8601 time, e.g. the start of the week.').optional(),
+    since: timeArg('Only switches open at or after this time, e.g. the start of the week.').optional(),
     active: z.boolean().optional().describe('true: only switches still in effect; false: only those that ended.'),
     limit: limitArg(),
     cursor: cursorArg,
