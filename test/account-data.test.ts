@@ -56,6 +56,13 @@ describe('account_data', () => {
     expect(await call(boring, { action: 'delete', key: 'stripe-old' })).toMatchObject({ found: false });
   });
 
+  it('stores JSON null as a value (found by the fuzzer: it was an internal error, the column refusing SQL NULL)', async () => {
+    expect((await call(boring, { action: 'set', key: 'cleared', value: null })).entries[0]).toMatchObject({ key: 'cleared', value: null });
+    expect(await call(viewer, { action: 'get', key: 'cleared' })).toMatchObject({ found: true, entries: [{ key: 'cleared', value: null }] });
+    expect((await call(boring, { action: 'set', key: 'cleared', value: 2 })).entries[0]).toMatchObject({ value: 2 });
+    expect((await call(boring, { action: 'set', key: 'cleared', value: null })).entries[0]).toMatchObject({ value: null });
+  });
+
   it('lists a large value by size only; get returns it whole', async () => {
     const big = 'x'.repeat(LIST_VALUE_CHARS + 10);
     await call(boring, { action: 'set', key: 'big', value: big });

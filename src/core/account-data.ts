@@ -88,7 +88,8 @@ export async function setEntry(core: Core, account: Owner, key: string, value: u
   checkValue(value);
   checkTtl(ttlSeconds);
   return withAccount(core.db, [account.id], async (tx) => {
-    const changes = { value, expiresAt: expiry(ttlSeconds), updatedAt: sql`now()` };
+    // JSON null is a value like any other: the driver would send it as SQL NULL, which the column refuses
+    const changes = { value: value === null ? sql`'null'::jsonb` : value, expiresAt: expiry(ttlSeconds), updatedAt: sql`now()` };
     // a live key is replaced in place: no new key, nothing to count (an expired one counts as new)
     const [replaced] = await tx.update(accountData).set(changes).where(and(eq(accountData.accountId, account.id), eq(accountData.key, key), live())).returning();
     if (replaced) return replaced;
