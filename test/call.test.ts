@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CLI, cliEnv, repoRoot, runCli, tempDataDir, type CliResult } from './helpers/spawn.js';
-import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
+import { cliWorld, type CliWorld } from './helpers/cli-world.js';
 
 /**
  * `switchboard call` through the real CLI process, on a database made by `init` and `demo` (the
@@ -12,54 +7,21 @@ import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
  * Boring Co only. Each spawn costs seconds, so each test makes few and batches calls in scripts.
  */
 
-let db: TestDatabase | undefined;
+let cw: CliWorld;
 let base: Record<string, string>;
-const tokens: Record<'admin' | 'support' | 'boring', string> = { admin: '', support: '', boring: '' };
-const scripts = mkdtempSync(join(tmpdir(), 'switchboard-call-'));
-/** every output of every run, to check that no token is ever printed */
-const outputs: string[] = [];
+const tokens = {} as CliWorld['tokens'];
 
 beforeAll(async () => {
-  if (testDbKind() === 'postgres') {
-    db = await testDatabase(); // migrated, not initialized
-    base = cliEnv({ DATABASE_URL: db.url, SWITCHBOARD_WORKERS: '0' });
-  } else {
-    base = cliEnv({ SWITCHBOARD_DATA_DIR: tempDataDir(), SWITCHBOARD_WORKERS: '0' });
-  }
-  const init = await runCli(['init', '--admin-email', 'admin@integrator.test', '--json'], base);
-  expect(init.code, init.stderr).toBe(0);
-  tokens.admin = JSON.parse(init.stdout).token;
-  const demo = await runCli(['demo', '--json'], base);
-  expect(demo.code, demo.stderr).toBe(0);
-  const users = JSON.parse(demo.stdout).users as { email: string; token: string }[];
-  tokens.support = users.find((u) => u.email === 'support@integrator.example')!.token;
-  tokens.boring = users.find((u) => u.email === 'ops@boring.example')!.token;
+  cw = await cliWorld();
+  base = cw.env;
+  Object.assign(tokens, cw.tokens);
 }, 120_000);
 afterAll(async () => {
-  await db?.close();
+  await cw?.close();
 });
 
-async function call(as: keyof typeof tokens, args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const env = opts.env ?? { ...base, SWITCHBOARD_TOKEN: tokens[as] };
-  const r = opts.input === undefined ? await runCli(['call', ...args], env) : await runWithInput(['call', ...args], env, opts.input);
-  outputs.push(r.stdout, r.stderr);
-  return r;
-}
-
-function runWithInput(args: string[], env: Record<string, string>, input: string): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, [...CLI, ...args], { env, cwd: repoRoot, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
-    );
-    child.stdin!.end(input);
-  });
-}
-
-function script(name: string, lines: (object | string)[]): string {
-  const file = join(scripts, name);
-  writeFileSync(file, lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n');
-  return file;
-}
+const call: CliWorld['call'] = (...a) => cw.call(...a);
+const script: CliWorld['script'] = (...a) => cw.script(...a);
 
 const jsonLines = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
@@ -197,7 +159,7 @@ describe('switchboard call --script FILE', () => {
   }, 60_000);
 
   it('never printed a token', () => {
-    expect(outputs.length).toBeGreaterThan(10);
-    for (const out of outputs) for (const token of Object.values(tokens)) expect(out).not.toContain(token);
+    expect(cw.outputs.length).toBeGreaterThan(10);
+    for (const out of cw.outputs) for (const token of Object.values(tokens)) expect(out).not.toContain(token);
   });
 });

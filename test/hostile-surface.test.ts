@@ -1,9 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
@@ -18,8 +14,8 @@ import { templatesAccount } from '../src/core/templates/account.js';
 import { webhookDeliveries } from '../src/db/schema/index.js';
 import { connect, data, text, type Session, type World } from './helpers/world.js';
 import { engineWorld, localApp, startWorker, type LocalApp } from './helpers/apps.js';
-import { CLI, cliEnv, repoRoot, runCli, spawnStdio, tempDataDir, type CliResult } from './helpers/spawn.js';
-import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
+import { spawnStdio } from './helpers/spawn.js';
+import { cliWorld, type CliWorld } from './helpers/cli-world.js';
 
 /**
  * A hostile review of 107b911 (lean listing, get_delivery) and d01eccb (switchboard call).
@@ -449,52 +445,20 @@ describe('real results against the listed output schemas, and get_delivery', () 
 // ---------------------------------------------------------------------------------------------
 // switchboard call, through the real CLI process
 
-let db: TestDatabase | undefined;
+let cw: CliWorld;
 let base: Record<string, string>;
-const tokens: Record<'admin' | 'support' | 'boring', string> = { admin: '', support: '', boring: '' };
-const scripts = mkdtempSync(join(tmpdir(), 'switchboard-hostile-call-'));
-const outputs: string[] = [];
-
-async function call(as: keyof typeof tokens, args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const env = opts.env ?? { ...base, SWITCHBOARD_TOKEN: tokens[as] };
-  const r =
-    opts.input === undefined
-      ? await runCli(['call', ...args], env)
-      : await new Promise<CliResult>((resolve) => {
-          const child = execFile(process.execPath, [...CLI, 'call', ...args], { env, cwd: repoRoot, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-            resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
-          );
-          child.stdin!.end(opts.input);
-        });
-  outputs.push(r.stdout, r.stderr);
-  return r;
-}
-function script(name: string, lines: (object | string)[]): string {
-  const file = join(scripts, name);
-  writeFileSync(file, lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n');
-  return file;
-}
+const tokens = {} as CliWorld['tokens'];
+const call: CliWorld['call'] = (...a) => cw.call(...a);
+const script: CliWorld['script'] = (...a) => cw.script(...a);
 
 describe('switchboard call, attacked', () => {
   beforeAll(async () => {
-    if (testDbKind() === 'postgres') {
-      db = await testDatabase();
-      base = cliEnv({ DATABASE_URL: db.url, SWITCHBOARD_WORKERS: '0' });
-    } else {
-      base = cliEnv({ SWITCHBOARD_DATA_DIR: tempDataDir(), SWITCHBOARD_WORKERS: '0' });
-    }
-    delete base.SWITCHBOARD_TOOLSETS; // call's own default surface
-    const init = await runCli(['init', '--admin-email', 'admin@integrator.test', '--json'], base);
-    expect(init.code, init.stderr).toBe(0);
-    tokens.admin = JSON.parse(init.stdout).token;
-    const demo = await runCli(['demo', '--json'], base);
-    expect(demo.code, demo.stderr).toBe(0);
-    const users = JSON.parse(demo.stdout).users as { email: string; token: string }[];
-    tokens.support = users.find((u) => u.email === 'support@integrator.example')!.token;
-    tokens.boring = users.find((u) => u.email === 'ops@boring.example')!.token;
+    cw = await cliWorld({ ownToolsets: true }); // call's own default surface
+    base = cw.env;
+    Object.assign(tokens, cw.tokens);
   }, 120_000);
   afterAll(async () => {
-    await db?.close();
+    await cw?.close();
   });
 
   const SECRET = 'Zq9-credential-value-7731';
@@ -571,7 +535,7 @@ describe('switchboard call, attacked', () => {
     const again = await call('admin', ['whoami'], { env: { ...base, SWITCHBOARD_TOKEN: token } });
     expect(again.code).toBe(1);
     expect(again.stderr).not.toContain(token);
-    for (const out of outputs) for (const t of Object.values(tokens)) expect(out).not.toContain(t);
+    for (const out of cw.outputs) for (const t of Object.values(tokens)) expect(out).not.toContain(t);
   }, 120_000);
 
   it('hostile lines: 100,000-deep arguments, a 4 MB argument, a 1 MB tool name, a bad regex: one sentence each, no crash', async () => {
