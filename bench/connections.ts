@@ -42,7 +42,7 @@ const REGIONS = ['EU', 'US', 'APAC', 'North', 'South', 'East', 'West'];
 
 // ---------------------------------------------------------------------------------------- seeding
 
-interface ConnectionSpec {
+export interface ConnectionSpec {
   accountId: string;
   app: App;
   name: string;
@@ -75,7 +75,7 @@ export interface ConnectionSeed {
 }
 
 /** Insert sealed connections with multi-row inserts of BATCH rows. */
-async function insertConnections(core: Core, key: ActiveKey, createdBy: string, specs: readonly ConnectionSpec[]): Promise<ConnectionSeed> {
+export async function insertConnections(core: Core, key: ActiveKey, createdBy: string, specs: readonly ConnectionSpec[]): Promise<ConnectionSeed> {
   const t0 = performance.now();
   let inserts = 0;
   for (let i = 0; i < specs.length; i += BATCH) {
@@ -105,7 +105,7 @@ async function insertConnections(core: Core, key: ActiveKey, createdBy: string, 
 }
 
 /** `n` connections of one account, spread over the built-in apps; each app's first is "Default". */
-function accountConnections(accountId: string, n: number, opts: { franchiseEvery?: number } = {}): ConnectionSpec[] {
+export function accountConnections(accountId: string, n: number, opts: { franchiseEvery?: number } = {}): ConnectionSpec[] {
   const specs: ConnectionSpec[] = [];
   for (let i = 0; i < n; i++) {
     const app = BUILTIN_APPS[i % BUILTIN_APPS.length]!;

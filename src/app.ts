@@ -8,6 +8,7 @@ import { getMainTenant, initialize } from './core/tenants.js';
 import { log, errorFields } from './log.js';
 import { Keyring, foreignFingerprints, newMasterKey, parseMasterKey, shortFingerprint } from './core/keyring.js';
 import { UserError } from './core/errors.js';
+import { ToolGate } from './mcp/tool-gate.js';
 import { dataKeys } from './db/schema/index.js';
 import type { Db } from './db/client.js';
 
@@ -17,7 +18,7 @@ export interface App {
 }
 
 export async function openConfiguredDatabase(config: Config): Promise<Database> {
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.databaseUrl ? undefined : config.dataDir });
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.databaseUrl ? undefined : config.dataDir, max: config.dbPool });
   try {
     await database.migrate();
     // PGlite runs without autovacuum, so nothing else gathers planner statistics: without them
@@ -84,6 +85,7 @@ export const coreOf = (config: Config, db: Db, tenantId: string, keys: Keyring):
   outbound: { allow: config.outboundAllow },
   authFailureLimit: config.expireAfter401,
   replayMax: config.replayMax,
+  toolGate: new ToolGate(config.toolSlots, config.busyWaitMs),
   ...(config.publicUrl ? { publicBaseUrl: config.publicUrl.replace(/\/+$/, '') } : {}),
 });
 

@@ -45,6 +45,9 @@ Usage:
                                        before viewing credentials)
   switchboard rotate-key [--batch-size N] [--json]
                                        new data key; re-encrypt every connection in batches (resumable)
+  switchboard backup FILE [--force]    embedded database: a consistent snapshot to FILE, also while a server
+                                       runs (the master key is not in it: keep it separately)
+  switchboard restore FILE             embedded database: FILE into an empty SWITCHBOARD_DATA_DIR
 
 Without DATABASE_URL the embedded database lives in SWITCHBOARD_DATA_DIR (default ./.switchboard).`;
 
@@ -72,6 +75,10 @@ async function main(argv: string[]): Promise<number> {
       return setPasswordCommand(config, rest);
     case 'rotate-key':
       return rotateKeyCommand(config, rest);
+    case 'backup':
+      return (await import('./backup.js')).backupCommand(config, rest);
+    case 'restore':
+      return (await import('./backup.js')).restoreCommand(config, rest);
     case 'migrate': {
       const database = await openConfiguredDatabase(config);
       await database.close();

@@ -29,6 +29,9 @@ const schema = z.object({
   SWITCHBOARD_ALLOWED_HOSTS: z.string().optional(),
   SWITCHBOARD_REPLAY_MAX: z.coerce.number().int().min(1).max(100_000).default(1000),
   SWITCHBOARD_READY_STALL_SECONDS: z.coerce.number().int().min(5).max(86_400).default(120),
+  SWITCHBOARD_DB_POOL: z.coerce.number().int().min(2).max(1000).default(10),
+  SWITCHBOARD_TOOL_SLOTS: z.coerce.number().int().min(1).max(1000).optional(),
+  SWITCHBOARD_BUSY_WAIT_MS: z.coerce.number().int().min(10).max(600_000).default(5000),
   SWITCHBOARD_TOOLSETS: z.string().max(500).optional(),
   SWITCHBOARD_READ_ONLY: z.enum(['on', 'off', 'true', 'false', '1', '0']).default('off'),
   SWITCHBOARD_ALLOWED_ORIGINS: z
@@ -79,6 +82,12 @@ export type Config = {
   toolsets: string | undefined;
   /** every session read-only (a session may also ask to be) */
   readOnly: boolean;
+  /** PostgreSQL connections this process opens at most */
+  dbPool: number;
+  /** tool calls that run at once in this process (default: the pool less 2, left to ingest, workers and /readyz) */
+  toolSlots: number;
+  /** how long a tool call waits for a slot before it is refused as busy */
+  busyWaitMs: number;
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -113,5 +122,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     readyStallSeconds: e.SWITCHBOARD_READY_STALL_SECONDS,
     toolsets: e.SWITCHBOARD_TOOLSETS,
     readOnly: ['on', 'true', '1'].includes(e.SWITCHBOARD_READ_ONLY),
+    dbPool: e.SWITCHBOARD_DB_POOL,
+    toolSlots: e.SWITCHBOARD_TOOL_SLOTS ?? Math.max(1, e.SWITCHBOARD_DB_POOL - 2),
+    busyWaitMs: e.SWITCHBOARD_BUSY_WAIT_MS,
   };
 }

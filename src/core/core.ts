@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.js';
 import type { Keyring } from './keyring.js';
 import type { OutboundPolicy } from '../engine/outbound.js';
+import type { ToolGate } from '../mcp/tool-gate.js';
 
 /** What every core function needs: the database and the tenant it serves. */
 export interface Core {
@@ -23,4 +24,6 @@ export interface Core {
   authFailureLimit?: number;
   /** deliveries one replay_webhook call replays at most (SWITCHBOARD_REPLAY_MAX, default 1,000) */
   replayMax?: number;
+  /** admission to tool calls in this process (src/mcp/tool-gate.ts); none: unbounded (tests that build a core by hand) */
+  toolGate?: ToolGate;
 }

@@ -11,9 +11,10 @@ import { log } from '../log.js';
  * re-sealed in memory and written back with one UPDATE that only touches rows still holding the
  * exact ciphertext that was read (compare-and-swap): a row changed meanwhile (a reconnect) keeps
  * its new value, which is already under the active key. Resumable: a rotation that stopped
- * leaves rows on old keys; the next run continues with them instead of making another key.
- * When no row uses an older key, those keys are retired. A row whose credentials do not decrypt
- * is counted and left on its key (which then stays); reconnecting the connection repairs it.
+ * leaves rows on old keys, or (stopped after its last batch) old keys not yet retired; the next
+ * run continues with them instead of making another key. When no row uses an older key, those
+ * keys are retired. A row whose credentials do not decrypt is counted and left on its key (which
+ * then stays); reconnecting the connection repairs it.
  */
 
 export interface RotationProgress {
@@ -53,9 +54,13 @@ export async function rotateDataKey(
     const [row] = await core.db.select({ n: count() }).from(connections).where(and(eq(connections.tenantId, core.tenantId), inArray(connections.dataKeyId, older)));
     return Number(row!.n);
   };
+  const retiring = async () =>
+    (await core.db.select({ n: count() }).from(dataKeys).where(and(eq(dataKeys.tenantId, core.tenantId), eq(dataKeys.status, 'retiring'))))[0]!.n;
   let key: ActiveKey = await core.keys.activeKey(core);
   const unfinished = await pending(key.id);
-  const resumed = unfinished > 0;
+  // a run stopped after its last batch but before retiring leaves keys `retiring` that no row
+  // uses: finishing it means retiring them, not another key and another pass over every row
+  const resumed = unfinished > 0 || (await retiring()) > 0;
   if (!resumed) key = await core.keys.createKey(core);
   const total = resumed ? unfinished : await pending(key.id);
   const p: RotationProgress = { keyId: key.id, resumed, total, rotated: 0, skipped: 0, unreadable: 0, remaining: total, retiredKeys: 0 };

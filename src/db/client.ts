@@ -1,8 +1,10 @@
-import { mkdirSync, writeFileSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import * as schema from './schema/index.js';
 import { migrationsFolder } from '../paths.js';
+import { serveControlSocket } from './control-socket.js';
+import { log, errorFields } from '../log.js';
 
 export type Schema = typeof schema;
 /** Both drivers give the same Drizzle surface: one code path over PGlite and PostgreSQL. */
@@ -22,6 +24,8 @@ export interface Database {
   close(): Promise<void>;
   /** PGlite only: the data directory as a tarball (test fixtures start from it). */
   dump?(): Promise<Blob>;
+  /** PGlite only: a consistent snapshot of the data directory, a gzipped tar taken between transactions (`switchboard backup`). */
+  backup?(): Promise<Blob>;
 }
 
 export interface OpenOptions {
@@ -57,7 +61,16 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
 async function openPostgres(url: string, max: number): Promise<Database> {
   const { default: postgres } = await import('postgres');
   const { drizzle } = await import('drizzle-orm/postgres-js');
-  const client = postgres(url, { max, onnotice: () => {}, connection: { application_name: 'switchboard' } });
+  const client = postgres(url, {
+    max,
+    // a database that does not answer fails a call in 10 s (the driver's default is 30)
+    connect_timeout: 10,
+    // reconnect attempts back off to 2 s at most (the driver's default grows to 20 s): after a restart
+    // or a failover the server is serving again within about 2 s of the database, not 20
+    backoff: (attempts: number) => (0.5 + Math.random() / 2) * Math.min(0.1 * 2 ** attempts, 2),
+    onnotice: () => {},
+    connection: { application_name: 'switchboard' },
+  });
   const db = drizzle(client, { schema }) as unknown as Db;
   return {
     db,
@@ -85,7 +98,7 @@ async function openPglite(opts: OpenOptions): Promise<Database> {
   const { drizzle } = await import('drizzle-orm/pglite');
   let release = () => {};
   if (opts.dataDir) {
-    mkdirSync(opts.dataDir, { recursive: true });
+    ownDataDir(opts.dataDir);
     release = lockDataDir(opts.dataDir);
   }
   let client;
@@ -101,6 +114,14 @@ async function openPglite(opts: OpenOptions): Promise<Database> {
   }
   const pg = client;
   const db = drizzle(pg, { schema }) as unknown as Db;
+  // PGlite's dump runs under its query lock (no statement runs meanwhile); under the transaction
+  // lock too, it also falls between transactions. The checkpoint first leaves a restore nothing to replay.
+  const backup = async () => {
+    await pg.exec('checkpoint');
+    return pg._runExclusiveTransaction(() => pg.dumpDataDir('gzip'));
+  };
+  // the lock holder answers `switchboard backup` on the data directory's control socket
+  const control = opts.dataDir ? await serveControlSocket(opts.dataDir, backup) : null;
   return {
     db,
     kind: 'pglite',
@@ -116,27 +137,42 @@ async function openPglite(opts: OpenOptions): Promise<Database> {
       return pg.listen(channel, () => onNotify());
     },
     async close() {
+      await control?.close();
       await pg.close();
       release();
     },
     dump: () => pg.dumpDataDir('none'),
+    backup,
   };
+}
+
+/**
+ * Create the data directory `dir` for this user alone (0700), and tighten an existing one: PGlite
+ * writes the database's files readable and writable by everyone (0666), so the directory is what
+ * keeps other local users from reading or altering the database (and from bypassing the control
+ * socket's 0600 with a copy of the files), as PostgreSQL's own 0700 data directory does.
+ */
+export function ownDataDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    chmodSync(dir, 0o700);
+  } catch (err) {
+    log.warn('could not make the data directory private (mode 0700): other local users may read the database files', { dir, ...errorFields(err) });
+  }
 }
 
 /**
  * PGlite is a single-process database: two processes on one data directory would corrupt it.
  * A pid lock file turns that into a clear error.
  */
-function lockDataDir(dir: string): () => void {
+export function lockDataDir(dir: string): () => void {
   const lock = join(dir, 'switchboard.lock');
-  if (existsSync(lock)) {
-    const pid = Number(readFileSync(lock, 'utf8').trim());
-    if (pid && pid !== process.pid && isAlive(pid)) {
-      throw new Error(
-        `The embedded database in ${dir} is in use by process ${pid}. ` +
-          'Stop it, or connect to that server over HTTP, or set DATABASE_URL to use PostgreSQL.',
-      );
-    }
+  const pid = lockHolder(dir);
+  if (pid) {
+    throw new Error(
+      `The embedded database in ${dir} is in use by process ${pid}. ` +
+        'Stop it, or connect to that server over HTTP, or set DATABASE_URL to use PostgreSQL.',
+    );
   }
   writeFileSync(lock, String(process.pid));
   let released = false;
@@ -151,6 +187,17 @@ function lockDataDir(dir: string): () => void {
   };
   process.once('exit', release);
   return release;
+}
+
+/** The live process, other than this one, that holds the lock of data directory `dir`; null when none does. */
+export function lockHolder(dir: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, 'switchboard.lock'), 'utf8').trim());
+  } catch {
+    return null;
+  }
+  return pid && pid !== process.pid && isAlive(pid) ? pid : null;
 }
 
 /** Whether a process with this pid exists (signal 0 probes without signalling). */

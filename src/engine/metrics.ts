@@ -43,7 +43,7 @@ interface QueueGauges {
 
 const gaugesOf = new WeakMap<Registry, QueueGauges>();
 
-export const metricsOf = perCore<Core, Metrics>(() => {
+export const metricsOf = perCore<Core, Metrics>((core) => {
   const registry = new Registry();
   const registers = [registry];
   gaugesOf.set(registry, {
@@ -54,6 +54,7 @@ export const metricsOf = perCore<Core, Metrics>(() => {
     leaseholders: new Gauge({ name: 'switchboard_workers_leasing', help: 'Distinct workers, in every process, holding a live lease on an execution', registers }),
     database: new Gauge({ name: 'switchboard_database_up', help: 'Whether the database answered the queue query of this scrape (1) or not (0: the queue gauges are NaN)', registers }),
   });
+  gateMetrics(core, registers);
   return {
     registry,
     deliveries: new Counter({ name: 'switchboard_webhook_deliveries_total', help: 'Webhook requests by outcome', labelNames: ['status'], registers }),
@@ -68,6 +69,15 @@ export const metricsOf = perCore<Core, Metrics>(() => {
     workers: new Gauge({ name: 'switchboard_workers_running', help: 'Workers running in this process', registers }),
   };
 });
+
+/** The tool-call gate's gauges (src/mcp/tool-gate.ts), read at each scrape. */
+function gateMetrics(core: Core, registers: Registry[]): void {
+  const gate = core.toolGate;
+  if (!gate) return;
+  new Gauge({ name: 'switchboard_tool_calls_running', help: 'Tool calls running in this process', registers, collect() { this.set(gate.load.running); } });
+  new Gauge({ name: 'switchboard_tool_calls_waiting', help: 'Tool calls waiting for a slot in this process', registers, collect() { this.set(gate.load.waiting); } });
+  new Counter({ name: 'switchboard_tool_calls_busy_total', help: 'Tool calls refused as busy: every slot stayed taken for the wait bound', registers, collect() { this.reset(); this.inc(gate.refused); } });
+}
 
 /** What the queue depth counts at most (a backlog of a million costs no more to scrape than one of ten thousand). */
 export const QUEUE_COUNT_CAP = 10_000;

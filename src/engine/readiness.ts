@@ -32,6 +32,8 @@ export interface Readiness {
 }
 
 export const DEFAULT_READY_STALL_MS = 120_000;
+/** how long /readyz waits for the database to answer before it says it does not */
+const PING_TIMEOUT_MS = 2_000;
 /** accounts with queued work one walk visits at most (beyond them, the walk does not look) */
 const WALK_CAP = 10_000;
 
@@ -88,10 +90,20 @@ export async function queueState(db: Db, opts: { countCap: number }): Promise<Qu
 
 export async function checkReadiness(database: Database, stallMs: number): Promise<Readiness> {
   const down: Readiness = { ready: false, failed: 'database', message: 'The database does not answer.' };
+  // a probe answers in a bounded time: while the database restarts, a ping may wait on the driver's
+  // reconnect, and an orchestrator's probe would time out rather than read "not ready"
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await database.ping();
+    await Promise.race([
+      database.ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('ping timed out')), PING_TIMEOUT_MS);
+      }),
+    ]);
   } catch {
     return down;
+  } finally {
+    clearTimeout(timer);
   }
   const cutoff = sql`now() - ${stallMs} * interval '1 millisecond'`;
   const live = sql`exists (select 1 from executions where status = 'running' and lease_until > now())`;

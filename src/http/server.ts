@@ -10,11 +10,13 @@ import type { Core } from '../core/core.js';
 import type { Database } from '../db/client.js';
 import { authenticate, type Caller } from '../core/users.js';
 import { createMcpServer } from '../mcp/server.js';
+import { busyMessage } from '../mcp/tool-gate.js';
 import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
 import { readBody, readBodyBytes } from './body.js';
 import { receiveDelivery } from '../core/webhooks.js';
+import { transientDbError } from '../core/errors.js';
 import { RequestGuard } from './request-guard.js';
 import { metricsOf, metricsText } from '../engine/metrics.js';
 import { checkReadiness, DEFAULT_READY_STALL_MS } from '../engine/readiness.js';
@@ -81,7 +83,21 @@ export async function startHttp(opts: {
     // conformance mode: a request with no Authorization header at all acts as the demo user; a
     // malformed or unknown one is refused as everywhere
     const token = req.headers.authorization === undefined && opts.anonymousToken ? opts.anonymousToken : bearer(req);
-    const caller = token ? await authenticate(opts.core, token) : null;
+    // the token check reads the database: it passes the tool-call gate like the call itself, so a
+    // database every slot is stuck in refuses new requests in a bounded time instead of queueing them
+    const gate = opts.core.toolGate;
+    const release = gate ? await gate.enter() : () => {};
+    if (!release) {
+      log.warn('request refused: every slot stayed taken', { path: '/mcp', slots: gate!.slots, wait_ms: gate!.maxWaitMs });
+      res.setHeader('retry-after', '2');
+      return json(res, 503, { error: 'busy', message: busyMessage('this request', gate!) });
+    }
+    let caller: Caller | null;
+    try {
+      caller = token ? await authenticate(opts.core, token) : null;
+    } finally {
+      release();
+    }
     if (!caller || !token) {
       res.writeHead(401, {
         'content-type': 'application/json',
@@ -203,7 +219,18 @@ export async function startHttp(opts: {
     const done = (p: Promise<void>) =>
       p.catch((err) => {
         // a page path carries its one-time link token: never log it
-        log.error('http request failed', { path: path?.replace(/^\/(connect|verify|hooks)\/.*/, '/$1/…'), ...errorFields(err) });
+        const safePath = path?.replace(/^\/(connect|verify|hooks)\/.*/, '/$1/…');
+        if (transientDbError(err)) {
+          // a restart or a lost connection: the sender (a webhook provider, an MCP client) should retry,
+          // and a webhook answered this way was not acknowledged, so it is not lost when it is sent again
+          log.warn('http request failed: the database is unavailable', { path: safePath, ...errorFields(err) });
+          if (!res.headersSent) {
+            res.setHeader('retry-after', '5');
+            json(res, 503, { error: 'unavailable', message: 'The database is not answering right now; retry in a few seconds.' });
+          } else res.end();
+          return;
+        }
+        log.error('http request failed', { path: safePath, ...errorFields(err) });
         if (!res.headersSent) json(res, 500, { error: 'internal_error' });
         else res.end();
       });

@@ -9,7 +9,8 @@ import { TENANT_LOG, writeAudit, type AuditEntryInput } from '../core/audit.js';
 import { scrubText } from '../core/crypto.js';
 import { endSwitch, openSwitchOf, type ActiveSwitch } from '../core/switches.js';
 import { templatesAccount } from '../core/templates/account.js';
-import { AccessDenied, UserError } from '../core/errors.js';
+import { AccessDenied, UserError, transientDbError } from '../core/errors.js';
+import { busyMessage } from './tool-gate.js';
 import { withAccount, type Tx } from '../db/scope.js';
 import type { Permission, Role, AuditOutcome } from '../db/schema/index.js';
 import type { SessionState } from './session.js';
@@ -101,6 +102,12 @@ export interface ToolContext {
   auditDetail(detail: Record<string, unknown>): void;
   /** The client and transport, for asking the person (URL-mode elicitation); null when there is none. */
   interaction: Interaction | null;
+  /**
+   * Run `wait`, which waits on a person rather than the database (a page they fill in), without
+   * holding one of the process's tool-call slots (src/mcp/tool-gate.ts); the call takes one again
+   * after it, ahead of new calls.
+   */
+  outsideGate<T>(wait: () => Promise<T>): Promise<T>;
 }
 
 export interface ToolOutput<O> {
@@ -236,7 +243,35 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
 
   const atomic = spec.transactional ?? !spec.annotations.readOnlyHint;
 
+  /** Every call passes the process's gate (src/mcp/tool-gate.ts) first: a bounded wait, never an unbounded queue. */
   async function run(rawArgs: unknown, env: CallEnv): Promise<CallToolResult> {
+    const gate = env.core.toolGate;
+    if (!gate) return admitted(rawArgs, env, (wait) => wait());
+    const signal = env.interaction?.signal;
+    let release = await gate.enter(signal);
+    if (!release) {
+      // nothing ran and nothing of any account was read, so no audit write: the client cancelled the
+      // call while it waited (no one reads the answer), or the database is what is busy
+      if (signal?.aborted) return { content: [{ type: 'text', text: `The call to ${spec.name} was cancelled before it started; nothing was done.` }], isError: true };
+      log.warn('tool call refused: every slot stayed taken', { tool: spec.name, session: env.session.id, slots: gate.slots, wait_ms: gate.maxWaitMs });
+      return { content: [{ type: 'text', text: busyMessage(spec.name, gate) }], isError: true };
+    }
+    const outsideGate = async <T>(wait: () => Promise<T>): Promise<T> => {
+      release!();
+      try {
+        return await wait();
+      } finally {
+        release = await gate.resume();
+      }
+    };
+    try {
+      return await admitted(rawArgs, env, outsideGate);
+    } finally {
+      release();
+    }
+  }
+
+  async function admitted(rawArgs: unknown, env: CallEnv, outsideGate: ToolContext['outsideGate']): Promise<CallToolResult> {
     const started = performance.now();
     const { core, session } = env;
     let write = !spec.annotations.readOnlyHint;
@@ -245,6 +280,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     let message: string | null = null;
     let result: CallToolResult;
     let audited = false;
+    let unavailable = false;
     let callSwitch: CallSwitch | null = null;
     let tenantWide = spec.access.tenant === true;
     // what the audit entry records; filled in as the call is resolved
@@ -349,6 +385,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
           detail = { ...detail, ...d };
         },
         interaction: env.interaction ?? null,
+        outsideGate,
       });
       const typed = parsed.data as z.infer<z.ZodObject<I>>;
       // a person may take minutes on a page: that wait happens here, never inside the transaction
@@ -411,6 +448,12 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       } else if (err instanceof UserError) {
         outcome = 'error';
         message = scrubText(err.message);
+      } else if (transientDbError(err)) {
+        // a restart, a lost connection, a failover: retryable, and said so rather than "internal error"
+        outcome = 'error';
+        unavailable = true;
+        message = unavailableMessage(spec.name, write);
+        log.warn('tool call failed: the database is unavailable', { tool: spec.name, session: session.id, ...errorFields(err) });
       } else {
         outcome = 'error';
         message = null;
@@ -428,7 +471,12 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       } catch (err) {
         // a call that cannot be audited is not acknowledged (a changing tool's work was rolled back with it)
         log.error('audit write failed', { tool: spec.name, session: session.id, ...errorFields(err) });
-        result = { content: [{ type: 'text', text: `The call to ${spec.name} could not be recorded in the audit log, so it was not done; try again.` }], isError: true };
+        // the database being down already has its sentence, which says to try again
+        if (!unavailable) {
+          result = transientDbError(err)
+            ? { content: [{ type: 'text', text: unavailableMessage(spec.name, write) }], isError: true }
+            : { content: [{ type: 'text', text: `The call to ${spec.name} could not be recorded in the audit log, so it was not done; try again.` }], isError: true };
+        }
       }
     }
     return result;
@@ -436,6 +484,10 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
 
   return { name: spec.name, toolset: spec.toolset, readOnly: spec.annotations.readOnlyHint && !spec.notInReadOnly, listing: list, run };
 }
+
+/** A call the database could not serve (a restart, a lost connection): retryable, and said so. */
+const unavailableMessage = (tool: string, write: boolean): string =>
+  `The database is not answering right now (it may be restarting), so ${tool} did not finish; try again in a few seconds${write ? ', after checking whether its change was made' : ''}.`;
 
 function throwIf(denial: AccessDenied | null): void {
   if (denial) throw denial;

@@ -31,16 +31,19 @@ export async function askPerson(
   const i = ctx.interaction!;
   const req = await createHumanRequest(ctx.core, { accountId: ctx.account.id, userId: ctx.caller.user.id, kind, subject });
   const url = new URL(PAGE_PATHS[kind] + req.token, i.pagesUrl!).toString();
-  const answer = await i.elicitUrl({ message, url, elicitationId: req.id }).catch(async (err: unknown) => {
-    // the client never got the link (timeout, transport gone): close it rather than leave it open
-    await finishHumanRequest(ctx.core, req.id, 'cancelled');
-    throw err;
+  // the person may take minutes (the link lives 10): meanwhile the call holds no tool-call slot
+  const outcome = await ctx.outsideGate(async () => {
+    const answer = await i.elicitUrl({ message, url, elicitationId: req.id }).catch(async (err: unknown) => {
+      // the client never got the link (timeout, transport gone): close it rather than leave it open
+      await finishHumanRequest(ctx.core, req.id, 'cancelled');
+      throw err;
+    });
+    if (answer !== 'accept') {
+      await finishHumanRequest(ctx.core, req.id, 'cancelled');
+      throw new UserError(`The person ${answer === 'decline' ? 'declined' : 'cancelled'} opening the page; nothing was done.`);
+    }
+    return waitForHuman(ctx.core, req.id, i.signal, { onWaiting: () => i.progress('Waiting for the person to finish on the page…') });
   });
-  if (answer !== 'accept') {
-    await finishHumanRequest(ctx.core, req.id, 'cancelled');
-    throw new UserError(`The person ${answer === 'decline' ? 'declined' : 'cancelled'} opening the page; nothing was done.`);
-  }
-  const outcome = await waitForHuman(ctx.core, req.id, i.signal, { onWaiting: () => i.progress('Waiting for the person to finish on the page…') });
   await i.complete(req.id).catch(() => {});
   if (outcome.status === 'expired') throw new UserError('The link expired before the person used it; nothing was done. Call the tool again for a new link.');
   if (outcome.status === 'cancelled') throw new UserError('The request was cancelled before the person finished; nothing was done.');

@@ -33,6 +33,8 @@ export interface Matched {
   routedAccountId: string | null;
   /** the run ingress queued for it (null: it was not run) */
   executionId: string | null;
+  /** its latest replay (null: never replayed): what a plan replays from, and what its apply swaps */
+  latestReplayId: string | null;
   /** that run's revision, when it is visible in the caller's scope */
   originalRevision: number | null;
   /** the automation's revision when the delivery arrived */
@@ -112,7 +114,7 @@ export async function matchDeliveries(
   const where = conditions(tenantId, accountId, by);
   const raw = rowsOf<Record<string, unknown>>(
     await tx.execute(sql`
-      select d.id, d.automation_id, a.name as automation_name, d.status, d.code, d.routed_account_id, d.execution_id,
+      select d.id, d.automation_id, a.name as automation_name, d.status, d.code, d.routed_account_id, d.execution_id, d.latest_replay_id,
              o.revision as original_revision,
              (select max(r.revision) from automation_revisions r where r.automation_id = d.automation_id and r.created_at <= d.received_at) as revision_at_receipt,
              a.revision as current_revision, a.enabled, a.status as automation_status, l.status as latest_status, ${derived} as derived,
@@ -132,6 +134,7 @@ export async function matchDeliveries(
       code: (r.code as string | null) ?? null,
       routedAccountId: (r.routed_account_id as string | null) ?? null,
       executionId: (r.execution_id as string | null) ?? null,
+      latestReplayId: (r.latest_replay_id as string | null) ?? null,
       originalRevision: num(r.original_revision),
       revisionAtReceipt: num(r.revision_at_receipt),
       currentRevision: Number(r.current_revision),
@@ -174,16 +177,17 @@ export interface PlanSummary {
 }
 
 /**
- * The summary a dry run of this account recorded with `hash` in its audit entry in the last day
- * (to say what changed when an apply's hash no longer matches), or null.
+ * The plan this account's newest successful replay_webhook call with `hash` recorded in its audit
+ * entry in the last day — a dry run's, or an apply's (`dry_run: false`) — and when; or null. Said
+ * when an apply's hash no longer matches: what changed since the dry run, or that it was applied.
  */
-export async function dryRunSummary(tx: Tx, accountId: string, hash: string): Promise<PlanSummary | null> {
-  const [row] = rowsOf<{ plan: PlanSummary }>(
+export async function recordedPlan(tx: Tx, accountId: string, hash: string): Promise<{ plan: PlanSummary; at: Date } | null> {
+  const [row] = rowsOf<{ plan: PlanSummary; at: Date | string }>(
     await tx.execute(sql`
-      select arguments->'plan' as plan from audit_log
+      select arguments->'plan' as plan, at from audit_log
       where account_id = ${accountId}::uuid and tool = 'replay_webhook' and outcome = 'ok' and at > now() - interval '1 day'
-        and arguments->'plan'->>'hash' = ${hash} and arguments->'plan'->>'dry_run' = 'true'
+        and arguments->'plan'->>'hash' = ${hash}
       order by id desc limit 1`),
   );
-  return row?.plan ?? null;
+  return row ? { plan: row.plan, at: new Date(row.at) } : null;
 }

@@ -12,7 +12,7 @@ import type { Definition } from '../automation-definition.js';
 import { notifyWorkers } from '../executions.js';
 import { isUuid } from '../ids.js';
 import { UserError } from '../errors.js';
-import { noChildFor, routingValue } from '../webhooks.js';
+import { routingValue } from '../webhooks.js';
 import { countDeliveries, deliveryEvents, matchDeliveries, type Matched, type ReplayFilter } from './replay-plan.js';
 
 /**
@@ -153,9 +153,10 @@ export async function planReplay(
       else if (m.automationStatus === 'paused') skip('automation_paused', 'the automation is paused because a connection it uses is disconnected: reconnect it first (reconnect_connection)');
       else if (m.routedAccountId) inChild(byId.get(m.routedAccountId));
       else if (events.has(m.id)) {
-        const { value, reason } = await routingValue(defs.get(pairKey(m.automationId, revision))!, acting, events.get(m.id)!);
-        if (value === null) skip('unrouted', reason ?? 'the routing key is empty for this event');
-        else if (!byKey.has(value)) skip('unrouted', noChildFor(value));
+        // the reasons say what happened without quoting the event (its routing value is payload: data)
+        const { value } = await routingValue(defs.get(pairKey(m.automationId, revision))!, acting, events.get(m.id)!);
+        if (value === null) skip('unrouted', 'no routing key can be computed from this event (empty, not a string or number, or the expression failed)');
+        else if (!byKey.has(value)) skip('unrouted', "no linked account has this event's routing key now");
         else inChild(byKey.get(value));
       } else run(acting);
     }
@@ -180,12 +181,17 @@ export async function planReplay(
   });
 }
 
-/** sha256 over a canonical JSON of what the plan decides: each delivery's target account and revision (or why not), and the flags. */
+/**
+ * sha256 over a canonical JSON of what the plan decides: each delivery's target account and
+ * revision (or why not), the run it replays from (its latest replay, if any), and the flags. An
+ * applied plan gives each delivery a new latest run, so its hash never matches again: the same
+ * apply sent twice (a client retrying after a lost answer, or a server killed meanwhile) replays once.
+ */
 export function planHash(decisions: Decision[], options: ReplayOptions): string {
   const items = decisions
-    .map((d) => [d.delivery.id, d.target?.id ?? null, d.revision, d.code] as const)
+    .map((d) => [d.delivery.id, d.target?.id ?? null, d.revision, d.code, d.delivery.latestReplayId] as const)
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return createHash('sha256').update(JSON.stringify({ v: 1, revision: options.revision, reuse_idempotency_keys: options.reuse, deliveries: items })).digest('hex');
+  return createHash('sha256').update(JSON.stringify({ v: 2, revision: options.revision, reuse_idempotency_keys: options.reuse, deliveries: items })).digest('hex');
 }
 
 /** What the host of a written-out URL is (null when the host itself is computed). */
@@ -297,11 +303,19 @@ export async function applyReplay(core: Core, caller: Caller, acting: Account, p
         from unnest(${arr(made.map((m) => m.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.id))}::uuid[], ${arr(made.map((m) => m.d.revision))}::int[], ${arr(made.map((m) => m.d.idempotencyOf))}::uuid[]) as v(id, did, rev, io)
         join webhook_deliveries d on d.id = v.did
         left join executions o on o.id = d.execution_id`);
-      // each delivery's latest run is now its replay (latest-run.ts)
-      await tx.execute(sql`
-        update webhook_deliveries d set latest_replay_id = v.id
-        from unnest(${arr(made.map((m) => m.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.id))}::uuid[]) as v(id, did)
-        where d.id = v.did`);
+      // each delivery's latest run is now its replay (latest-run.ts), if it still is what the plan
+      // replayed from: an apply of the same plan committed meanwhile (its row lock is waited for)
+      // leaves this one nothing to swap, and it is undone whole rather than replayed twice
+      const swapped = rowsOf<{ id: string }>(
+        await tx.execute(sql`
+          update webhook_deliveries d set latest_replay_id = v.id
+          from unnest(${arr(made.map((m) => m.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.id))}::uuid[], ${arr(made.map((m) => m.d.delivery.latestReplayId))}::uuid[]) as v(id, did, prev)
+          where d.id = v.did and d.latest_replay_id is not distinct from v.prev
+          returning d.id`),
+      );
+      if (swapped.length !== made.length) {
+        throw new UserError(`The plan changed since dry_run: ${made.length - swapped.length} of its deliveries were replayed meanwhile; nothing was replayed, run dry_run again.`, 'conflict');
+      }
     });
     for (const m of made) created.push({ id: m.id, deliveryId: m.d.delivery.id, accountId: targetId, revision: m.d.revision!, idempotencyOf: m.d.idempotencyOf });
   }

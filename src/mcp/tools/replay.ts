@@ -6,7 +6,7 @@ import { UserError } from '../../core/errors.js';
 import { isUuid } from '../../core/ids.js';
 import { withAccount } from '../../db/scope.js';
 import { applyReplay, planReplay, type Plan } from '../../core/operations/replay.js';
-import { DERIVED_STATUSES, dryRunSummary, type PlanSummary, type ReplayFilter } from '../../core/operations/replay-plan.js';
+import { DERIVED_STATUSES, recordedPlan, type PlanSummary, type ReplayFilter } from '../../core/operations/replay-plan.js';
 
 /**
  * replay_webhook: recorded deliveries run again as new executions linked to the originals.
@@ -97,7 +97,7 @@ function whatChanged(old: PlanSummary | null, now: PlanSummary): string {
   if (old.deliveries !== now.deliveries) return `${n(now.deliveries, 'delivery', 'deliveries')} now instead of ${old.deliveries}`;
   if (old.replayable !== now.replayable) return `${now.replayable} replayable now instead of ${old.replayable}`;
   if (old.accounts.length !== now.accounts.length) return `${n(now.accounts.length, 'account')} now instead of ${old.accounts.length}`;
-  return 'the same number of deliveries, but not the same ones, accounts or revisions';
+  return 'the same number of deliveries, but not the same ones, accounts or revisions, or some were replayed since';
 }
 
 const revisionsText = (plan: Plan) => {
@@ -185,8 +185,15 @@ const replayTool = defineTool({
       throw new UserError('A filter replays in two calls: call with dry_run: true, check the plan, then call again with its plan_hash.');
     }
     if (args.plan_hash !== undefined && args.plan_hash !== plan.hash) {
-      const old = await withAccount(ctx.core.db, [ctx.account.id], (tx) => dryRunSummary(tx, ctx.account.id, args.plan_hash!));
-      throw new UserError(`The plan changed since dry_run: ${whatChanged(old, summary)}; nothing was replayed, run dry_run again.`, 'conflict');
+      const old = await withAccount(ctx.core.db, [ctx.account.id], (tx) => recordedPlan(tx, ctx.account.id, args.plan_hash!));
+      if (old && !old.plan.dry_run) {
+        // the same apply sent again (an answer lost, a server restarted): its replays exist, none is made twice
+        throw new UserError(
+          `This plan was already applied at ${old.at.toISOString()} (${n(old.plan.replayable, 'delivery', 'deliveries')} replayed); nothing was replayed again: debug_webhook shows how those replays went, and a new dry_run plans replaying them once more.`,
+          'conflict',
+        );
+      }
+      throw new UserError(`The plan changed since dry_run: ${whatChanged(old?.plan ?? null, summary)}; nothing was replayed, run dry_run again.`, 'conflict');
     }
     if ('delivery' in by && !plan.replayable.length) {
       const d = plan.decisions[0]!;

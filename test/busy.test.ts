@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
+import { testDbKind } from './helpers/db.js';
+import { ToolGate } from '../src/mcp/tool-gate.js';
+import { startHttp, type HttpHandle } from '../src/http/server.js';
+import { loadConfig } from '../src/config.js';
+
+/**
+ * The database pool exhausted by many slow calls (issue 12, item 3): calls past the gate's slots
+ * get one clear "busy, retry" sentence while the slow ones are still stuck, never an unbounded
+ * wait; the slow calls finish once the database frees up, and the server serves normally after.
+ *
+ * The slow calls are real: the tables every call reads are locked by another transaction (on
+ * PostgreSQL, an ACCESS EXCLUSIVE lock from a connection of its own; on the embedded database, an
+ * open transaction, which every other query waits behind), so the admitted calls hold their
+ * database connections inside the database, as calls stuck behind a migration or a long report do.
+ */
+
+const SLOTS = 2;
+const WAIT_MS = 300;
+let w: World;
+let sessions: Session[];
+let http: HttpHandle;
+
+beforeAll(async () => {
+  w = await buildWorld();
+  w.core.toolGate = new ToolGate(SLOTS, WAIT_MS);
+  sessions = await Promise.all([w.tokens.admin, w.tokens.boringAdmin, w.tokens.acmeAdmin, w.tokens.boringViewer].map((t) => connect(w.core, t)));
+  http = await startHttp({ core: w.core, database: w.database, port: 0, host: '127.0.0.1' });
+});
+
+afterAll(async () => {
+  await http?.close();
+  for (const s of sessions ?? []) await s.close();
+  await w?.close();
+});
+
+/** Hold the database until `release` is called: calls that read accounts wait inside it meanwhile. */
+async function holdDatabase(): Promise<{ release: () => Promise<void> }> {
+  if (testDbKind() === 'postgres') {
+    const other = postgres(w.database.url!, { max: 1, onnotice: () => {} });
+    let free!: () => void;
+    const freed = new Promise<void>((r) => (free = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const tx = other.begin(async (t) => {
+      await t`lock table accounts, users, api_tokens in access exclusive mode`;
+      locked();
+      await freed;
+    });
+    await isLocked;
+    return {
+      async release() {
+        free();
+        await tx;
+        await other.end({ timeout: 0 });
+      },
+    };
+  }
+  let free!: () => void;
+  const freed = new Promise<void>((r) => (free = r));
+  let open!: () => void;
+  const isOpen = new Promise<void>((r) => (open = r));
+  const tx = w.database.db.transaction(async () => {
+    open();
+    await freed;
+  });
+  await isOpen;
+  return {
+    async release() {
+      free();
+      await tx;
+    },
+  };
+}
+
+describe('the pool exhausted by slow calls', () => {
+  it('refuses calls past the slots with one retryable sentence while the slow ones are still stuck, then finishes them', async () => {
+    const hold = await holdDatabase();
+    let released = false;
+    const slow = sessions.slice(0, SLOTS).map((s) => s.call('list_accounts').then((r) => ({ r, whileHeld: !released })));
+    // let the slow calls take their slots (they are now waiting inside the database)
+    await expect.poll(() => w.core.toolGate!.load.running).toBe(SLOTS);
+    const refused = await Promise.all(sessions.slice(SLOTS).map((s) => s.call('whoami').then((r) => ({ r, whileHeld: !released }))));
+    for (const { r, whileHeld } of refused) {
+      // answered while the database was still held: a bounded wait, not a queue behind the slow calls
+      expect(whileHeld).toBe(true);
+      expect(r.isError).toBe(true);
+      expect(text(r)).toMatch(/^The server is busy: all 2 of its tool-call slots stayed taken for 0\.3 s, so whoami was not started and nothing was done; try again in a few seconds\.$/);
+    }
+    expect(w.core.toolGate!.refused).toBe(2);
+    // over HTTP the request's token check passes the same gate: refused with 503, Retry-After and the sentence
+    const res = await fetch(http.url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${w.tokens.boringViewer}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+    });
+    expect(released).toBe(false);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    expect(await res.json()).toEqual({ error: 'busy', message: 'The server is busy: all 2 of its tool-call slots stayed taken for 0.3 s, so this request was not started and nothing was done; try again in a few seconds.' });
+
+    released = true;
+    await hold.release();
+    for (const { r } of await Promise.all(slow)) {
+      expect(r.isError).toBeFalsy();
+      expect((data<{ accounts: unknown[] }>(r).accounts ?? []).length).toBeGreaterThan(0);
+    }
+    // the refusals are counted on /metrics (the database is free again: the scrape reads the queue)
+    const metrics = await (await fetch(new URL('/metrics', http.url))).text();
+    expect(metrics).toMatch(/^switchboard_tool_calls_busy_total 3$/m);
+    expect(metrics).toMatch(/^switchboard_tool_calls_running 0$/m);
+    // the slots are free again: every session is served
+    for (const s of sessions) expect((await s.call('whoami')).isError).toBeFalsy();
+    expect(w.core.toolGate!.load).toEqual({ running: 0, waiting: 0 });
+  });
+
+  it('lets a waiting call in as soon as a slot frees up, first come first served', async () => {
+    // a wait far longer than the slow calls take once the database is free: the waiter must get in, not time out
+    const gate = (w.core.toolGate = new ToolGate(SLOTS, 60_000));
+    const hold = await holdDatabase();
+    const first = sessions[0]!.call('list_accounts');
+    const second = sessions[1]!.call('list_accounts');
+    await expect.poll(() => gate.load.running).toBe(SLOTS);
+    const waiting = sessions[2]!.call('whoami');
+    await expect.poll(() => gate.load.waiting).toBe(1);
+    await hold.release();
+    const results = await Promise.all([first, second, waiting]);
+    for (const r of results) expect(r.isError).toBeFalsy();
+  });
+});
+
+describe('the configuration', () => {
+  it('sizes the slots below the pool, leaving connections to ingest, the workers and /readyz', () => {
+    expect(loadConfig({})).toMatchObject({ dbPool: 10, toolSlots: 8, busyWaitMs: 5000 });
+    expect(loadConfig({ SWITCHBOARD_DB_POOL: '4' })).toMatchObject({ dbPool: 4, toolSlots: 2 });
+    expect(loadConfig({ SWITCHBOARD_DB_POOL: '2' })).toMatchObject({ toolSlots: 1 });
+    expect(loadConfig({ SWITCHBOARD_TOOL_SLOTS: '30', SWITCHBOARD_BUSY_WAIT_MS: '250' })).toMatchObject({ toolSlots: 30, busyWaitMs: 250 });
+    expect(() => loadConfig({ SWITCHBOARD_TOOL_SLOTS: '0' })).toThrow(/SWITCHBOARD_TOOL_SLOTS/);
+  });
+});
