@@ -29,7 +29,7 @@ describe('switchboard call TOOL [JSON]', () => {
   it("runs one call as the token's user: its text, or with --json its structuredContent", async () => {
     const text = await call('support', ['whoami']);
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toBe('You are support@integrator.example, acting in Sandbox (home).\n');
+    expect(text.stdout).toBe('You are support@integrator.example, acting in sandbox (home).\n');
 
     const json = await call('support', ['--json', 'get_account', '{"account": "acme-fitness"}']);
     expect(json.code, json.stderr).toBe(0);
@@ -60,11 +60,11 @@ describe('switchboard call --script FILE', () => {
     const since = new Date().toISOString();
     const file = script('switch.jsonl', [
       '# switch into Acme, look around, come back',
-      { tool: 'whoami', expect: { match: 'acting in Sandbox (home)' } },
+      { tool: 'whoami', expect: { match: 'acting in sandbox (home)' } },
       { tool: 'switch_account', arguments: { account: 'acme-fitness', reason: 'scripted check, ticket 11' } },
       '',
       { tool: 'get_account', expect: { isError: false, match: '"slug":"acme-fitness"' } },
-      { tool: 'whoami', expect: { match: 'acting in Acme Fitness \\(switched until' } },
+      { tool: 'whoami', expect: { match: 'acting in acme-fitness \\(switched until' } },
       { tool: 'switch_account', arguments: { account: 'home' } },
       { tool: 'whoami', expect: { match: '(home)' } },
     ]);
@@ -79,8 +79,8 @@ describe('switchboard call --script FILE', () => {
       ['ok', '7', 'switch_account'],
       ['ok', '8', 'whoami'],
     ]);
-    expect(lines[3]).toContain('You are support@integrator.example, acting in Acme Fitness (switched until');
-    expect(lines[4]).toContain('Returned from acme-fitness to Sandbox.');
+    expect(lines[3]).toContain('You are support@integrator.example, acting in acme-fitness (switched until');
+    expect(lines[4]).toContain('Returned from acme-fitness to sandbox.');
 
     const audit = await call('admin', ['--json', 'audit_log', JSON.stringify({ scope: 'tenant', actor: 'support@integrator.example', since })]);
     expect(audit.code, audit.stderr).toBe(0);
@@ -111,7 +111,7 @@ describe('switchboard call --script FILE', () => {
     const stop = await call('boring', ['--script', file]);
     expect(stop.code).toBe(1);
     expect(stop.stdout).toMatch(/^ok   line 1  get_account  error: Access denied: /);
-    expect(stop.stdout.trim().split('\n')[1]).toBe('FAIL line 2  whoami  expected a match for "nobody@", got: You are ops@boring.example, acting in Boring Co (home).');
+    expect(stop.stdout.trim().split('\n')[1]).toBe('FAIL line 2  whoami  expected a match for "nobody@", got: You are ops@boring.example, acting in boring-co (home).');
     expect(stop.stdout.trim().split('\n')).toHaveLength(2);
     expect(stop.stderr).toBe('switchboard: line 2 did not meet its expectation; stopped there, 2 calls not made (--keep-going makes them).\n');
 
@@ -125,7 +125,7 @@ describe('switchboard call --script FILE', () => {
       [4, false, false],
     ]);
     expect(results[2]!.structuredContent).toMatchObject({ account: { slug: 'boring-co' } });
-    expect(results[3]!.failure).toMatch(/^expected isError=true, got a result: Boring Co \(boring-co\)/);
+    expect(results[3]!.failure).toMatch(/^expected isError=true, got a result: boring-co is a customer account/);
     expect(all.stderr).toBe('switchboard: 2 of 4 calls did not meet their expectations (lines 2, 4).\n');
   }, 90_000);
 

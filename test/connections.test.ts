@@ -69,7 +69,7 @@ describe('add_connection', () => {
     expect(JSON.stringify(first)).not.toContain(STRIPE_KEY);
 
     const unnamed = await boring.call('add_connection', { app: 'stripe', credentials: { secret_key: STRIPE_KEY } });
-    expect(text(unnamed)).toMatch(/already has a Stripe connection \('Default'\): give the new one a name/);
+    expect(text(unnamed)).toMatch(/already has a stripe connection \([0-9a-f-]{36}\): give the new one a name/);
     data(await boring.call('add_connection', { app: 'stripe', name: 'EU', credentials: { secret_key: STRIPE_KEY } }));
     expect(text(await boring.call('add_connection', { app: 'stripe', name: 'eu', credentials: { secret_key: STRIPE_KEY } }))).toMatch(
       /already has a stripe connection named 'eu'/,

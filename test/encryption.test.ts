@@ -40,7 +40,7 @@ describe('sealed credentials', () => {
     // through the tool: a clear error, and nothing of either secret
     const r = await boring.call('view_connection_info', { connection: 'stripe/B', password: PASSWORD });
     expect(r.isError).toBe(true);
-    expect(text(r)).toBe('The stored credentials of stripe/B could not be decrypted (they were not written for this connection, or are damaged): give it new ones with reconnect_connection.');
+    expect(text(r)).toBe(`The stored credentials of the stripe connection ${b.row.id} could not be decrypted (they were not written for this connection, or are damaged): give it new ones with reconnect_connection.`);
     expect(JSON.stringify(r)).not.toContain('sk_test_');
     // moved to another account with the same connection id it fails too
     await expect(openCredentials(w.core, { ...a.row, accountId: w.accounts.acme.id })).rejects.toBeInstanceOf(DecryptError);

@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 interface Run {
-  execution: { id: string; status: string; revision: number; failed_step: string | null; error: { code: string; message: string } | null; next_step: number };
+  execution: { id: string; automation: { id: string }; status: string; revision: number; failed_step: string | null; error: { code: string; message: string } | null; next_step: number };
   steps: { index: number; id: string; kind: string; attempt: number; status: string; input: unknown; output: unknown; error: { code: string; message: string } | null }[];
 }
 
@@ -82,7 +82,7 @@ describe('run_automation', () => {
     expect(run.execution).toMatchObject({ status: 'failed', failed_step: 'calc', error: { code: 'expression_error' } });
     expect(run.execution.error!.message).toMatch(/^Step 'calc': the expression "\$number\(trigger\.body\.amount\) \* 2" failed/);
     expect(run.steps).toHaveLength(1); // not retryable: one attempt
-    expect(text(r)).toBe("The test run of 'Bad math' failed at step 'calc' (expression_error).");
+    expect(text(r)).toBe(`The test run of the automation ${run.execution.automation.id} failed at step 'calc' (expression_error).`);
   });
 
   it("lets a studio's store step use its parent's data with scope parent", async () => {

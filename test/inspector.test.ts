@@ -70,7 +70,7 @@ describe('MCP Inspector CLI on switchboard stdio', () => {
   it('calls a tool with arguments', async () => {
     const got = result<CallResult>(await stdio(['--method', 'tools/call', '--tool-name', 'get_account', '--tool-arg', 'account=sandbox']));
     expect(got.structuredContent).toMatchObject({ account: { slug: 'sandbox', kind: 'sandbox' } });
-    expect(got.content[0]!.text).toMatch(/^Sandbox \(sandbox\)/);
+    expect(got.content[0]!.text).toMatch(/^sandbox is a sandbox account/);
   }, 120_000);
 });
 

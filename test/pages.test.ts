@@ -150,7 +150,7 @@ const hex = (n: number) => randomBytes(n).toString('hex');
 const LINK = /^http:\/\/127\.0\.0\.1:\d+\/(connect|verify)\/[A-Za-z0-9_-]{43}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-type Conn = { app: string; name: string; status: string; source: string };
+type Conn = { id: string; app: string; name: string; status: string; source: string };
 type Added = { connection: Conn; credentials: Record<string, string>; entered_via: string };
 
 async function humanRequest(id: string): Promise<{ status: string; sealed: string | null }> {
@@ -186,7 +186,7 @@ describeInBrowser('the credential page (/connect/…)', () => {
     expect(got.entered_via).toBe('page');
     expect(got.credentials).toEqual({ secret_key: 'sk_live_…4242' });
     expect(got.connection).toMatchObject({ app: 'stripe', name: 'Default', status: 'active', source: 'own' });
-    expect(text(r)).toBe("Connected Boring Co to Stripe as 'Default'.");
+    expect(text(r)).toBe(`Connected boring-co to stripe: the stripe connection ${got.connection.id}.`);
     expect(JSON.stringify(r)).not.toContain(KEY);
 
     // exactly one URL-mode elicitation, for a one-time /connect/ link, then its completion

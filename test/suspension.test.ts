@@ -92,7 +92,7 @@ describe('set_account_status', () => {
 
     const lifted = await admin.call('set_account_status', { account: 'boring-co', status: 'active', reason: 'paid' });
     expect(data<{ changed: boolean }>(lifted).changed).toBe(true);
-    expect(text(lifted)).toBe('Boring Co is now active.');
+    expect(text(lifted)).toBe('boring-co is now active.');
     const viewer = await connect(w.core, w.tokens.boringViewer);
     expect(data<Acct>(await viewer.call('get_account', { account: 'boring-co' })).account).toMatchObject({ status: 'active', suspended_reason: null });
     const conns = data<{ own: { app: string; name: string }[] }>(await viewer.call('list_connections', { account: 'boring-co' }));

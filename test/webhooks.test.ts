@@ -178,7 +178,7 @@ describe('webhook ingress', () => {
     expect(rotated.webhook.url).not.toBe(hook.url);
     expect((await post(hook.url!, '{}')).status).toBe(404);
     expect((await post(rotated.webhook.url, '{"id":"o-5"}')).status).toBe(202);
-    expect(text(await boring.call('get_automation', { automation: 'Orders in' }))).toMatch(/Orders in/);
+    expect(data<{ automation: { name: string } }>(await boring.call('get_automation', { automation: 'Orders in' })).automation.name).toBe('Orders in');
     // another account's scope sees none of them
     const seen = await withAccount(w.core.db, [w.accounts.acme.id], (tx) => tx.select().from(webhookDeliveries));
     expect(seen).toEqual([]);

@@ -114,7 +114,7 @@ export async function updateAutomation(core: Core, account: Account, row: Automa
     try {
       result = await withAccount(core.db, [account.id], async (tx) => {
         const [locked] = await tx.select().from(automations).where(eq(automations.id, base.id)).for('update');
-        if (!locked) throw new UserError(`The automation '${base.name}' no longer exists.`, 'not_found');
+        if (!locked) throw new UserError(`The automation ${base.id} no longer exists.`, 'not_found');
         if (locked.revision !== base.revision) return { moved: locked };
         const next = locked.revision + 1;
         const [revision] = await tx
@@ -133,7 +133,7 @@ export async function updateAutomation(core: Core, account: Account, row: Automa
       uniqueName(err, account, name);
     }
     if (!('moved' in result)) return result;
-    if (tries >= 20) throw new UserError(`The automation '${base.name}' is being changed by others at the same time: try again.`, 'conflict');
+    if (tries >= 20) throw new UserError(`The automation ${base.id} is being changed by others at the same time: try again.`, 'conflict');
     base = result.moved;
   }
 }

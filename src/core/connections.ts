@@ -129,13 +129,13 @@ export async function nameFor(core: Core, account: Account, app: App, given: str
   if (given !== undefined) return cleanName(given);
   const [existing] = await withAccount(core.db, [account.id], (tx) =>
     tx
-      .select({ name: connections.name })
+      .select({ id: connections.id })
       .from(connections)
       .where(and(eq(connections.accountId, account.id), eq(connections.app, app.slug)))
       .limit(1),
   );
   if (existing) {
-    throw new UserError(`This account already has a ${app.name} connection ('${existing.name}'): give the new one a name.`, 'conflict');
+    throw new UserError(`This account already has a ${app.slug} connection (${existing.id}): give the new one a name.`, 'conflict');
   }
   return DEFAULT_CONNECTION_NAME;
 }
@@ -182,7 +182,7 @@ export async function resolveConnection(core: Core, account: Account, key: strin
     );
   }
   if (hits.length > 1) {
-    throw new UserError(`'${k.slice(0, 100)}' fits several connections (${hits.map((r) => `${r.app}/${r.name}`).join(', ')}): pass app/name or the id.`, 'conflict');
+    throw new UserError(`'${k.slice(0, 100)}' fits several connections (${hits.map((r) => `${r.app} ${r.id}`).join(', ')}): pass app/name or the id.`, 'conflict');
   }
   const row = hits[0]!;
   return { row, source: rank(row) === 0 ? 'own' : rank(row) === 1 ? 'parent' : 'system' };

@@ -63,7 +63,7 @@ export async function rotateWebhook(core: Core, account: Account, row: Automatio
   if (!updated) {
     // rotated by someone else meanwhile, or deleted
     const [now] = await withAccount(core.db, [account.id], (tx) => tx.select().from(automations).where(eq(automations.id, row.id)));
-    if (!now) throw new UserError(`The automation '${row.name}' no longer exists.`, 'not_found');
+    if (!now) throw new UserError(`The automation ${row.id} no longer exists.`, 'not_found');
     return rotateWebhook(core, account, now);
   }
   return { row: updated, token };

@@ -80,6 +80,11 @@ export interface DebugPage {
 }
 
 const EXCERPT = 500;
+/** The first EXCERPT characters of an upstream answer, never ending inside a surrogate pair (half of one is no text a client can decode). */
+const excerptOf = (s: string): string => {
+  const cut = s.slice(0, EXCERPT);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
+};
 const AT = (col: SQL | typeof webhookDeliveries.receivedAt) => sql<string>`to_char(${col} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
 /** The fingerprint failure_groups keys on (drizzle/0018), for one failed run. */
@@ -117,7 +122,7 @@ export async function debugDeliveries(core: Core, caller: Caller, account: Accou
     const out = step?.output as { status?: unknown; body?: unknown } | null | undefined;
     const upstream =
       e?.status === 'failed'
-        ? { status: typeof out?.status === 'number' ? out.status : e.errorStatus, body_excerpt: typeof out?.body === 'string' ? out.body.slice(0, EXCERPT) : null }
+        ? { status: typeof out?.status === 'number' ? out.status : e.errorStatus, body_excerpt: typeof out?.body === 'string' ? excerptOf(out.body) : null }
         : null;
     const routedTo = r.d.routedAccountId ? scope.get(r.d.routedAccountId) : undefined;
     return {

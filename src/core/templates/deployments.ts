@@ -99,7 +99,7 @@ export function durationMs(text: string): number {
  * hash (a running deployment is what moved the plan, and the more useful answer) and again by the
  * unique index when two applies race.
  */
-export async function refuseIfRunning(core: Core, templateId: string, templateName: string, fallback?: string): Promise<void> {
+export async function refuseIfRunning(core: Core, templateId: string, fallback?: string): Promise<void> {
   const [running] = await core.db
     .select({ id: deployments.id })
     .from(deployments)
@@ -107,7 +107,7 @@ export async function refuseIfRunning(core: Core, templateId: string, templateNa
   const id = running?.id ?? fallback;
   if (id === undefined) return;
   throw new UserError(
-    `A deployment of the template '${templateName}' is already running (${id}): wait for it (get_deployment) or stop it (cancel_deployment), then plan again.`,
+    `A deployment of the template ${templateId} is already running (${id}): wait for it (get_deployment) or stop it (cancel_deployment), then plan again.`,
     'conflict',
   );
 }
@@ -167,7 +167,7 @@ export async function createDeployment(
       })
       .returning())) as [DeploymentRow];
   } catch (err) {
-    if (sqlState(err) === UNIQUE_VIOLATION) await refuseIfRunning(core, input.templateId, input.templateName, 'another');
+    if (sqlState(err) === UNIQUE_VIOLATION) await refuseIfRunning(core, input.templateId, 'another');
     throw err;
   }
   for (let i = 0; i < ordered.length; i += 1000) {

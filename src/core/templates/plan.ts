@@ -234,7 +234,7 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
       continue;
     }
     if (!copy && taken.has(account.id)) {
-      block('name_taken', `it has an automation of its own named '${template.name}'`);
+      block('name_taken', "it has an automation of its own with the template's name");
       continue;
     }
     if (copy && copy.templateRevision !== copy.revision && !opts.overwriteDrift) {
@@ -246,7 +246,7 @@ export async function planDeploy(core: Core, template: TemplateRow, version: Ver
       const named = pick(connections[app], account, keyOf);
       const c = bindingFor(app, named, account, byAccount, systemId);
       if (!c) missingApps.push(`a ${app} connection${named ? ` named '${named}'` : ''}`);
-      else if (c.status !== 'active') missingApps.push(`its ${app} connection '${c.name}' reconnected (it is ${c.status})`);
+      else if (c.status !== 'active') missingApps.push(`its ${app} connection ${c.id} reconnected (it is ${c.status})`);
       else t.bindings[app] = { id: c.id, ref: `${c.app}/${c.name}` };
     }
     const explicit: Record<string, VarValue> = {};

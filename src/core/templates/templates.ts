@@ -61,7 +61,7 @@ export async function updateTemplate(
   const { definition, apps } = await validateTemplate(core, account, input.definition, input.variables);
   return withAccount(core.db, [account.id], async (tx) => {
     const [locked] = await tx.select().from(templates).where(eq(templates.id, template.id)).for('update');
-    if (!locked) throw new UserError(`The template '${template.name}' no longer exists.`, 'not_found');
+    if (!locked) throw new UserError(`The template ${template.id} no longer exists.`, 'not_found');
     const [previous] = await tx
       .select()
       .from(templateVersions)
@@ -103,11 +103,11 @@ export async function resolveTemplate(core: Core, account: Account, key: string)
 }
 
 export async function getVersion(core: Core, account: Account, template: TemplateRow, version = template.latestVersion): Promise<VersionRow> {
-  if (version > template.latestVersion) throw new UserError(`The template '${template.name}' has no version ${version} (latest: ${template.latestVersion}).`, 'not_found');
+  if (version > template.latestVersion) throw new UserError(`The template ${template.id} has no version ${version} (latest: ${template.latestVersion}).`, 'not_found');
   const [row] = await withAccount(core.db, [account.id], (tx) =>
     tx.select().from(templateVersions).where(and(eq(templateVersions.templateId, template.id), eq(templateVersions.version, version))),
   );
-  if (!row) throw new UserError(`The template '${template.name}' has no version ${version}.`, 'not_found');
+  if (!row) throw new UserError(`The template ${template.id} has no version ${version}.`, 'not_found');
   return row;
 }
 

@@ -58,23 +58,23 @@ const accountDataTool = defineTool({
         const entries = page.items.map((i) => view(i, i.valueChars));
         return {
           data: { entries, found: entries.length > 0, next_cursor: page.nextCursor },
-          text: `${entries.length} key${entries.length === 1 ? '' : 's'} in ${a.name}'s data${args.prefix ? ' with that prefix' : ''}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+          text: `${entries.length} key${entries.length === 1 ? '' : 's'} in ${a.slug}'s data${args.prefix ? ' with that prefix' : ''}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
         };
       }
       case 'get': {
         need('get', args, 'key');
         const e = await getEntry(ctx.core, a, args.key!);
-        return { data: { entries: e ? [view(e)] : [], found: e !== null, next_cursor: null }, text: e ? `The key was found in ${a.name}'s data.` : `No such key in ${a.name}'s data.` };
+        return { data: { entries: e ? [view(e)] : [], found: e !== null, next_cursor: null }, text: e ? `The key was found in ${a.slug}'s data.` : `No such key in ${a.slug}'s data.` };
       }
       case 'set': {
         need('set', args, 'key', 'value');
         const e = await setEntry(ctx.core, a, args.key!, args.value, args.ttl_seconds);
-        return { data: { entries: [view(e)], found: true, next_cursor: null }, text: `Set the key in ${a.name}'s data${e.expiresAt ? `, expiring ${iso(e.expiresAt)}` : ''}.` };
+        return { data: { entries: [view(e)], found: true, next_cursor: null }, text: `Set the key in ${a.slug}'s data${e.expiresAt ? `, expiring ${iso(e.expiresAt)}` : ''}.` };
       }
       case 'delete': {
         need('delete', args, 'key');
         const found = await deleteEntry(ctx.core, a, args.key!);
-        return { data: { entries: [], found, next_cursor: null }, text: found ? `Deleted the key from ${a.name}'s data.` : `No such key in ${a.name}'s data; nothing deleted.` };
+        return { data: { entries: [], found, next_cursor: null }, text: found ? `Deleted the key from ${a.slug}'s data.` : `No such key in ${a.slug}'s data; nothing deleted.` };
       }
     }
   },

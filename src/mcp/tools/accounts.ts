@@ -89,8 +89,8 @@ const getAccountTool = defineTool({
         your_access: ctx.grant!,
       },
       text:
-        `${a.name} (${a.slug}) is a ${a.status === 'suspended' ? 'suspended ' : ''}${a.kind} account` +
-        (parent ? ` linked to ${parent.name} as '${a.routingKey}'` : '') +
+        `${a.slug} is a ${a.status === 'suspended' ? 'suspended ' : ''}${a.kind} account` +
+        (parent ? ` linked to ${parent.slug} (routing key in account.parent.routing_key)` : '') +
         (kids.total ? ` with ${kids.total} linked child account${kids.total === 1 ? '' : 's'}` : '') +
         '.',
     };
@@ -125,7 +125,7 @@ const createAccountTool = defineTool({
       parent: ctx.named.parent,
       routingKey: args.routing_key,
     });
-    return { data: { account: summary(a) }, text: `Created account ${a.name} (${a.slug})${ctx.named.parent ? ` under ${ctx.named.parent.name}` : ''}.` };
+    return { data: { account: summary(a) }, text: `Created account ${a.slug}${ctx.named.parent ? ` under ${ctx.named.parent.slug}` : ''}.` };
   },
 });
 
@@ -147,7 +147,7 @@ const linkAccountTool = defineTool({
   async handler(ctx, args) {
     const parent = ctx.named.parent!;
     const a = await linkAccount(ctx.core, ctx.account, parent, args.routing_key);
-    return { data: { account: summary(a), parent: refOf(parent) }, text: `Linked ${a.name} under ${parent.name} as '${a.routingKey}'.` };
+    return { data: { account: summary(a), parent: refOf(parent) }, text: `Linked ${a.slug} under ${parent.slug} (routing key in account.routing_key).` };
   },
 });
 
@@ -168,7 +168,7 @@ const unlinkAccountTool = defineTool({
     const denied = suspensionDenial(parent, await authorize(ctx.core, ctx.caller, parent, 'admin'), true);
     if (denied) throw denied;
     const a = await unlinkAccount(ctx.core, ctx.account);
-    return { data: { account: summary(a), former_parent_id: formerParent! }, text: `Unlinked ${a.name} from its parent.` };
+    return { data: { account: summary(a), former_parent_id: formerParent! }, text: `Unlinked ${a.slug} from its parent.` };
   },
 });
 
@@ -190,7 +190,7 @@ const setAccountStatusTool = defineTool({
   async handler(ctx, args) {
     const { account: a, changed } = await setAccountStatus(ctx.core, ctx.account, args.status, args.reason, ctx.caller.user.id);
     const what = a.status === 'suspended' ? 'suspended: nothing changes or runs there until it is lifted' : 'active';
-    return { data: { account: summary(a), changed }, text: changed ? `${a.name} is now ${what}.` : `${a.name} was already ${a.status}; nothing changed.` };
+    return { data: { account: summary(a), changed }, text: changed ? `${a.slug} is now ${what}.` : `${a.slug} was already ${a.status}; nothing changed.` };
   },
 });
 

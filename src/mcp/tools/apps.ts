@@ -80,7 +80,7 @@ const createAppTool = defineTool({
       defaultPerMinute: args.default_rate_per_minute,
       createdBy: ctx.caller.user.id,
     });
-    return { data: { app: appView(app) }, text: `Added the app ${app.name} (${app.slug}) to the catalog.` };
+    return { data: { app: appView(app) }, text: `Added the app ${app.slug} to the catalog.` };
   },
 });
 

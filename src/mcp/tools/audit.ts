@@ -88,7 +88,7 @@ const auditLogTool = defineTool({
         })),
         next_cursor: page.nextCursor,
       },
-      text: `${page.entries.length} audit entr${page.entries.length === 1 ? 'y' : 'ies'} ${tenant ? 'in the tenant' : `for ${ctx.account.name}`}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+      text: `${page.entries.length} audit entr${page.entries.length === 1 ? 'y' : 'ies'} ${tenant ? 'in the tenant' : `for ${ctx.account.slug}`}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
     };
   },
 });

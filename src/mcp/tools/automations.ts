@@ -45,7 +45,7 @@ const createAutomationTool = defineTool({
       definition: toDefinition(args),
       createdBy: ctx.caller.user.id,
     });
-    return { data: { automation: automationView(row, revision) }, text: `Created the automation '${row.name}' in ${ctx.account.name} (revision 1).` };
+    return { data: { automation: automationView(row, revision) }, text: `Created the automation ${row.id} in ${ctx.account.slug} (revision 1).` };
   },
 });
 
@@ -84,7 +84,7 @@ const updateAutomationTool = defineTool({
     });
     return {
       data: { automation: automationView(updated.row, updated.revision) },
-      text: `Updated the automation '${updated.row.name}' in ${ctx.account.name}: now revision ${updated.row.revision}.`,
+      text: `Updated the automation ${updated.row.id} in ${ctx.account.slug}: now revision ${updated.row.revision}.`,
     };
   },
 });
@@ -137,7 +137,7 @@ const getAutomationTool = defineTool({
         revisions: history.map((h) => ({ revision: h.revision, note: h.note, created_at: iso(h.createdAt)! })),
         connections: used.map((c) => ({ id: c.id, app: c.app, name: c.name, status: c.status, source: source(c.owner.id), owner: c.owner })),
       },
-      text: `The automation '${row.name}' in ${ctx.account.name}, revision ${shown.revision}${shown.revision === row.revision ? ' (current)' : ` (current: ${row.revision})`}.`,
+      text: `The automation ${row.id} in ${ctx.account.slug}, revision ${shown.revision}${shown.revision === row.revision ? ' (current)' : ` (current: ${row.revision})`}.`,
     };
   },
 });
@@ -162,7 +162,7 @@ const listAutomationsTool = defineTool({
     const items = page.items.map((i) => automationView(i.row, { definition: i.definition }));
     return {
       data: { automations: items, next_cursor: page.nextCursor },
-      text: `${items.length} automation${items.length === 1 ? '' : 's'} in ${ctx.account.name}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+      text: `${items.length} automation${items.length === 1 ? '' : 's'} in ${ctx.account.slug}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
     };
   },
 });
@@ -181,7 +181,7 @@ const setAutomationEnabledTool = defineTool({
     const { row: updated, changed } = await setAutomationEnabled(ctx.core, ctx.account, row, args.enabled);
     const revision = await getRevision(ctx.core, ctx.account, updated.id, updated.revision);
     const word = args.enabled ? 'enabled' : 'disabled';
-    return { data: { automation: automationView(updated, revision), changed }, text: changed ? `The automation '${updated.name}' is now ${word}.` : `The automation '${updated.name}' was already ${word}.` };
+    return { data: { automation: automationView(updated, revision), changed }, text: changed ? `The automation ${updated.id} is now ${word}.` : `The automation ${updated.id} was already ${word}.` };
   },
 });
 
@@ -214,7 +214,7 @@ const deleteAutomationTool = defineTool({
       return {
         data: { applied: false, deleted: null, confirm_token: plan.token, ...counts },
         text:
-          `The automation '${row.name}' ran ${plan.recent} time${plan.recent === 1 ? '' : 's'} in the last 24 h` +
+          `The automation ${row.id} ran ${plan.recent} time${plan.recent === 1 ? '' : 's'} in the last 24 h` +
           `${plan.inFlight ? ` and has ${plan.inFlight} run${plan.inFlight === 1 ? '' : 's'} queued or running` : ''}; deleting it deletes that history ` +
           'and stops its webhook URL. Call again with confirm set to confirm_token to delete it (set_automation_enabled pauses it instead).',
       };
@@ -225,7 +225,7 @@ const deleteAutomationTool = defineTool({
     await deleteAutomation(ctx.core, ctx.account, row);
     return {
       data: { applied: true, deleted: { id: row.id, name: row.name, revisions: row.revision }, confirm_token: null, ...counts },
-      text: `Deleted the automation '${row.name}' from ${ctx.account.name}.`,
+      text: `Deleted the automation ${row.id} from ${ctx.account.slug}.`,
     };
   },
 });
@@ -245,7 +245,7 @@ const rotateWebhookUrlTool = defineTool({
     const revision = await getRevision(ctx.core, ctx.account, updated.id, updated.revision);
     return {
       data: { automation: automationView(updated, revision), webhook: webhookOf(ctx.core, updated) },
-      text: `The automation '${updated.name}' has a new webhook URL; the old one no longer answers.`,
+      text: `The automation ${updated.id} has a new webhook URL; the old one no longer answers.`,
     };
   },
 });

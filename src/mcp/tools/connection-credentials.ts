@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineTool, type ToolDef } from '../define-tool.js';
 import { accountArg } from './shapes.js';
-import { connectionArg, connectionOut, credentialsArg, maskedOut } from './connection-shapes.js';
+import { connectionArg, connectionOut, connectionWord, credentialsArg, maskedOut } from './connection-shapes.js';
 import { ownView, obtainCredentials } from './connections.js';
 import { askPerson, pageUnavailable } from '../human.js';
 import { openCredentials, resolveOwnConnection } from '../../core/connections.js';
@@ -42,7 +42,7 @@ const disconnectTool = defineTool({
   async handler(ctx, args) {
     const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
     if (args.confirm === undefined) {
-      if (row.status === 'disconnected') throw new UserError(`${row.app}/${row.name} is already disconnected; reconnect_connection brings it back.`);
+      if (row.status === 'disconnected') throw new UserError(`${connectionWord(row, true)} is already disconnected; reconnect_connection brings it back.`);
       const plan = await disconnectPlan(ctx.core, row);
       const usage = await connectionUsage(ctx.core, row, { visibleTo: hasPermission(ctx.caller.user, 'switch_account') ? null : ctx.caller.user.id });
       const pausing = usage.items.filter((u) => plan.pauses.includes(u.id)).map((u) => ({ id: u.id, name: u.name, account: u.account }));
@@ -56,7 +56,7 @@ const disconnectTool = defineTool({
           automations_paused: 0,
         },
         text:
-          `Disconnecting ${row.app}/${row.name} would pause ${plan.pauses.length} automation${plan.pauses.length === 1 ? '' : 's'}; ` +
+          `Disconnecting ${connectionWord(row)} would pause ${plan.pauses.length} automation${plan.pauses.length === 1 ? '' : 's'}; ` +
           'call again with confirm set to confirm_token to do it.',
       };
     }
@@ -70,7 +70,7 @@ const disconnectTool = defineTool({
         automations_to_pause_total: 0,
         automations_paused: done.paused,
       },
-      text: `Disconnected ${row.app}/${row.name}; paused ${done.paused} automation${done.paused === 1 ? '' : 's'} (reconnecting resumes them).`,
+      text: `Disconnected ${connectionWord(row)}; paused ${done.paused} automation${done.paused === 1 ? '' : 's'} (reconnecting resumes them).`,
     };
   },
 });
@@ -103,7 +103,7 @@ const reconnectTool = defineTool({
     const done = await reconnect(ctx.core, row, got.credentials);
     return {
       data: { connection: await ownView(ctx, done.row), credentials: done.row.masked, automations_resumed: done.resumed, entered_via: got.via },
-      text: `Reconnected ${done.row.app}/${done.row.name}; ${done.resumed} paused automation${done.resumed === 1 ? '' : 's'} resumed.`,
+      text: `Reconnected ${connectionWord(done.row)}; ${done.resumed} paused automation${done.resumed === 1 ? '' : 's'} resumed.`,
     };
   },
 });
@@ -143,12 +143,12 @@ const viewInfoTool = defineTool({
         // a ciphertext that is not this row's: damage or tampering, worth an operator's look
         log.warn('credentials did not decrypt', { connection: row.id, account: row.accountId });
         throw new UserError(
-          `The stored credentials of ${row.app}/${row.name} could not be decrypted (they were not written for this connection, or are damaged): give it new ones with reconnect_connection.`,
+          `The stored credentials of ${connectionWord(row)} could not be decrypted (they were not written for this connection, or are damaged): give it new ones with reconnect_connection.`,
         );
       });
       return {
         data: { connection: view, credentials: row.masked, decrypted: creds.values, shown_on: 'result' as const },
-        text: `Decrypted credentials of ${row.app}/${row.name}, after password re-verification (audited).`,
+        text: `Decrypted credentials of ${connectionWord(row)}, after password re-verification (audited).`,
       };
     }
     const why = pageUnavailable(ctx);
@@ -156,7 +156,7 @@ const viewInfoTool = defineTool({
     await askPerson(ctx, 'view_credentials', { app: row.app, authKind: row.authKind, connectionName: row.name, connectionId: row.id }, `Verify your password to view the credentials of ${row.app}/${row.name}.`);
     return {
       data: { connection: view, credentials: row.masked, decrypted: null, shown_on: 'page' as const },
-      text: `The credentials of ${row.app}/${row.name} were shown to the person on the page after password re-verification.`,
+      text: `The credentials of ${connectionWord(row)} were shown to the person on the page after password re-verification.`,
     };
   },
 });

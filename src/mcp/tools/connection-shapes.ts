@@ -35,6 +35,12 @@ export const connectionOut = z.object({
   owner: accountRefOut,
 });
 
+/**
+ * A connection as a tool's sentence names it: its app's slug (a restricted format) and its id.
+ * Its name and notes are customer text and stay in the data fields (`connection.name`).
+ */
+export const connectionWord = (row: { app: string; id: string }, start = false): string => `${start ? 'The' : 'the'} ${row.app} connection ${row.id}`;
+
 export const maskedOut = z.record(z.string(), z.string()).describe('The credentials with secrets masked (e.g. sk_live_…4242).');
 
 export function connectionView(

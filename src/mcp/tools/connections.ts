@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineTool, type ToolDef, type ToolContext } from '../define-tool.js';
 import { accountArg, cursorArg, limitArg } from './shapes.js';
-import { connectionArg, connectionOut, connectionView, credentialsArg, maskedOut } from './connection-shapes.js';
+import { connectionArg, connectionOut, connectionView, connectionWord, credentialsArg, maskedOut } from './connection-shapes.js';
 import { askPerson, pageUnavailable } from '../human.js';
 import {
   addConnection, listConnections, MAX_NOTES, nameFor, resolveConnection, resolveOwnConnection, setConnectionFields, updateConnection,
@@ -123,7 +123,7 @@ const addConnectionTool = defineTool({
     });
     return {
       data: { connection: await ownView(ctx, row), credentials: row.masked, entered_via: got.via },
-      text: `Connected ${ctx.account.name} to ${app.name} as '${row.name}'.`,
+      text: `Connected ${ctx.account.slug} to ${app.slug}: ${connectionWord(row)}.`,
     };
   },
 });
@@ -146,7 +146,7 @@ const updateConnectionTool = defineTool({
     if (args.name === undefined && args.notes === undefined) throw new UserError('Nothing to change: pass name or notes.');
     const row = await resolveOwnConnection(ctx.core, ctx.account, args.connection);
     const updated = await updateConnection(ctx.core, row, { name: args.name, notes: args.notes });
-    return { data: { connection: await ownView(ctx, updated) }, text: `Updated ${updated.app}/${updated.name}.` };
+    return { data: { connection: await ownView(ctx, updated) }, text: `Updated ${connectionWord(updated)}.` };
   },
 });
 
@@ -193,7 +193,7 @@ const listUsageTool = defineTool({
         total: usage.total,
         hidden: usage.hidden,
       },
-      text: `${usage.total} automation${usage.total === 1 ? '' : 's'} use${usage.total === 1 ? 's' : ''} ${found.row.app}/${found.row.name}.`,
+      text: `${usage.total} automation${usage.total === 1 ? '' : 's'} use${usage.total === 1 ? 's' : ''} ${connectionWord(found.row)}.`,
     };
   },
 });
@@ -219,7 +219,7 @@ const setRateLimitTool = defineTool({
     const view = await ownView(ctx, updated);
     return {
       data: { connection: view },
-      text: `${updated.app}/${updated.name} is limited to ${view.rate_limit.per_minute} calls per minute (${view.rate_limit.source === 'app' ? "the app's default" : 'override'}).`,
+      text: `${connectionWord(updated, true)} is limited to ${view.rate_limit.per_minute} calls per minute (${view.rate_limit.source === 'app' ? "the app's default" : 'override'}).`,
     };
   },
 });
@@ -245,7 +245,7 @@ const shareConnectionTool = defineTool({
     const whom = ctx.account.kind === 'system' ? 'every account' : 'its linked child accounts';
     return {
       data: { connection: await ownView(ctx, updated) },
-      text: args.shared ? `${updated.app}/${updated.name} is now shared with ${whom}.` : `${updated.app}/${updated.name} is no longer shared.`,
+      text: args.shared ? `${connectionWord(updated, true)} is now shared with ${whom}.` : `${connectionWord(updated, true)} is no longer shared.`,
     };
   },
 });

@@ -310,7 +310,7 @@ async function respond(
     targets: [...plan.targets].sort((a, b) => ORDER[a.action]! - ORDER[b.action]!).slice(0, SHOWN).map(targetView),
   };
   if (dryRun) return { data: { applied: false, plan: planView, deployment: null }, text: resultText({ applied: false, plan: planView, deployment: null }) };
-  await refuseIfRunning(ctx.core, plan.template.id, plan.template.name);
+  await refuseIfRunning(ctx.core, plan.template.id);
   if (args.plan_hash !== plan.hash) {
     const old = await dryRunSummary(ctx, tool, args.plan_hash!);
     throw new UserError(`The plan changed since the dry run: ${whatChanged(old, summary)}; nothing was applied, plan again.`, 'conflict');
@@ -370,7 +370,7 @@ const rollbackTemplateTool = defineTool({
       );
     }
     const d = await deploymentIn(ctx, args.deployment!);
-    if (d.templateId !== template.id) throw new UserError(`The deployment ${d.id} is not one of the template '${template.name}'.`);
+    if (d.templateId !== template.id) throw new UserError(`The deployment ${d.id} is not one of the template ${template.id}.`);
     let undo = await rollbackTargets(ctx.core, d);
     const reached = undo.length ? await ctx.core.db.select().from(accounts).where(inArray(accounts.id, undo.map((t) => t.accountId))) : [];
     const byId = new Map(reached.map((a) => [a.id, a]));

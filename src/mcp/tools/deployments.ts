@@ -213,7 +213,7 @@ const setTemplateValuesTool = defineTool({
     if (copy.templateRevision === copy.revision) {
       await ctx.scoped((tx) => tx.update(automations).set({ templateRevision: updated.row.revision }).where(eq(automations.id, copy.id)));
     }
-    return { data: { automation_id: copy.id, revision: updated.row.revision, values: vars }, text: `Set ${Object.keys(args.values).length} value(s) on the copy in ${ctx.account.name}: now revision ${updated.row.revision}.` };
+    return { data: { automation_id: copy.id, revision: updated.row.revision, values: vars }, text: `Set ${Object.keys(args.values).length} value(s) on the copy in ${ctx.account.slug}: now revision ${updated.row.revision}.` };
   },
 });
 
@@ -228,9 +228,9 @@ const unlinkCopyTool = defineTool({
   access: { role: 'member' },
   async handler(ctx, args) {
     const row = await resolveAutomation(ctx.core, ctx.account, args.automation);
-    if (!row.templateId) throw new UserError(`The automation '${row.name}' is not a deployed copy of a template.`);
+    if (!row.templateId) throw new UserError(`The automation ${row.id} is not a deployed copy of a template.`);
     await ctx.scoped((tx) => tx.update(automations).set({ templateId: null, templateVersion: null, templateRevision: null, updatedAt: sql`now()` }).where(eq(automations.id, row.id)));
-    return { data: { automation_id: row.id, template_id: row.templateId, version: row.templateVersion }, text: `The automation '${row.name}' in ${ctx.account.name} is independent now: deployments leave it alone.` };
+    return { data: { automation_id: row.id, template_id: row.templateId, version: row.templateVersion }, text: `The automation ${row.id} in ${ctx.account.slug} is independent now: deployments leave it alone.` };
   },
 });
 

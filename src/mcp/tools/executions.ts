@@ -106,8 +106,8 @@ const runAutomationTool = defineTool({
     return {
       data: { execution: view(row, automationName), steps: steps.map(stepView) },
       text: done
-        ? `The test run of '${automation.name}' ${row.status}${row.failedStep ? ` at step '${row.failedStep}' (${row.errorCode})` : ''}.`
-        : `The test run of '${automation.name}' is still ${row.status}: get_execution reads it later.`,
+        ? `The test run of the automation ${automation.id} ${row.status}${row.failedStep ? ` at step '${row.failedStep}' (${row.errorCode})` : ''}.`
+        : `The test run of the automation ${automation.id} is still ${row.status}: get_execution reads it later.`,
     };
   },
 });
@@ -140,7 +140,7 @@ const listExecutionsTool = defineTool({
     const items = page.items.map((i) => view(i.row, i.name));
     return {
       data: { executions: items, next_cursor: page.nextCursor },
-      text: `${items.length} execution${items.length === 1 ? '' : 's'} in ${ctx.account.name}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+      text: `${items.length} execution${items.length === 1 ? '' : 's'} in ${ctx.account.slug}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
     };
   },
 });
@@ -158,7 +158,7 @@ const getExecutionTool = defineTool({
     const { row, steps, automationName } = await getExecution(ctx.core, ctx.account, args.execution);
     return {
       data: { execution: view(row, automationName), steps: steps.map(stepView) },
-      text: `Execution of '${automationName ?? 'a deleted automation'}' in ${ctx.account.name}: ${row.status}, ${steps.length} step attempt${steps.length === 1 ? '' : 's'}.`,
+      text: `Execution ${row.id} of ${automationName === null ? 'a deleted automation' : `the automation ${row.automationId}`} in ${ctx.account.slug}: ${row.status}, ${steps.length} step attempt${steps.length === 1 ? '' : 's'}.`,
     };
   },
 });

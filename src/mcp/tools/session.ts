@@ -37,7 +37,7 @@ const whoamiTool = defineTool({
         switched: sw ? { until: sw.until.toISOString(), reason: sw.reason } : null,
         permissions: u.permissions,
       },
-      text: `You are ${u.email}, acting in ${ctx.account.name}${sw ? ` (switched until ${sw.until.toISOString()})` : ' (home)'}.`,
+      text: `You are ${u.email}, acting in ${ctx.account.slug}${sw ? ` (switched until ${sw.until.toISOString()})` : ' (home)'}.`,
     };
   },
 });
@@ -66,7 +66,7 @@ const switchAccountTool = defineTool({
       ctx.auditAccount(previous?.accountId ?? home.id);
       return {
         data: { home_account: refOf(home), acting_account: refOf(home), switched: null },
-        text: previous ? `Returned from ${previous.slug} to ${home.name}.` : `You are already in your home account ${home.name}.`,
+        text: previous ? `Returned from ${previous.slug} to ${home.slug}.` : `You are already in your home account ${home.slug}.`,
       };
     }
     if (!args.reason?.trim()) throw new UserError('A reason is required to enter an account: say why (it goes into the audit log).');
@@ -84,7 +84,7 @@ const switchAccountTool = defineTool({
     });
     return {
       data: { home_account: refOf(home), acting_account: refOf(account), switched: { until: sw.until.toISOString(), reason: sw.reason } },
-      text: `Now acting in ${account.name} until ${sw.until.toISOString()}; switch_account with account "home" returns.`,
+      text: `Now acting in ${account.slug} until ${sw.until.toISOString()}; switch_account with account "home" returns.`,
     };
   },
 });

@@ -93,7 +93,7 @@ const listSwitchesTool = defineTool({
         })),
         next_cursor: page.nextCursor,
       },
-      text: `${n} switch${n === 1 ? '' : 'es'} ${tenant ? 'in the tenant' : `into ${ctx.account.name}`}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
+      text: `${n} switch${n === 1 ? '' : 'es'} ${tenant ? 'in the tenant' : `into ${ctx.account.slug}`}${page.nextCursor ? ' (more with next_cursor)' : ''}.`,
     };
   },
 });
@@ -133,7 +133,7 @@ const endSwitchTool = defineTool({
     if (!at) throw new UserError(`Switch '${sw.id}' ended meanwhile; nothing was changed.`);
     return {
       data: { id: sw.id, account: refOf(sw.account), user_id: sw.userId, ended_at: at.toISOString() },
-      text: `Ended switch ${sw.id} into ${sw.account.name}; its session's next call acts in its home account.`,
+      text: `Ended switch ${sw.id} into ${sw.account.slug}; its session's next call acts in its home account.`,
     };
   },
 });

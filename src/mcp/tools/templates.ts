@@ -30,7 +30,7 @@ const createTemplateTool = defineTool({
     const { template, version } = await createTemplate(ctx.core, ctx.account, { name: args.name, description: args.description, definition, variables, by: ctx.caller.user.id });
     return {
       data: { template: templateView(template, version), version: versionView(version) },
-      text: `Created the template '${template.name}' (version 1, ${version.apps.length} app${version.apps.length === 1 ? '' : 's'}, ${variables.length} variable${variables.length === 1 ? '' : 's'}).`,
+      text: `Created the template ${template.id} (version 1, ${version.apps.length} app${version.apps.length === 1 ? '' : 's'}, ${variables.length} variable${variables.length === 1 ? '' : 's'}).`,
     };
   },
 });
@@ -59,7 +59,7 @@ const updateTemplateTool = defineTool({
     return {
       data: { template: templateView(template, version), version: versionView(version), diff: diffView(previous.version, version.version, diff) },
       text:
-        `The template '${template.name}' is now at version ${version.version}: ${version.classification}` +
+        `The template ${template.id} is now at version ${version.version}: ${version.classification}` +
         `${version.reasons.length ? ` (${version.reasons.length} reason${version.reasons.length === 1 ? '' : 's'} in version.reasons)` : ''}. Deploy it with deploy_template.`,
     };
   },
@@ -120,7 +120,7 @@ const getTemplateTool = defineTool({
         diff,
       },
       text:
-        `The template '${row.name}', version ${shown.version}${shown.version === row.latestVersion ? ' (latest)' : ` (latest: ${row.latestVersion})`}` +
+        `The template ${row.id}, version ${shown.version}${shown.version === row.latestVersion ? ' (latest)' : ` (latest: ${row.latestVersion})`}` +
         `${diff ? `; from version ${diff.from_version} it is ${diff.classification}` : ''}.`,
     };
   },

@@ -42,7 +42,7 @@ const createUserTool = defineTool({
     const { user, token, tokenId } = await createUser(ctx.core, { ...args, account: ctx.account });
     return {
       data: { user: { id: user.id, email: user.email, name: user.name, home_account: refOf(ctx.account), permissions: user.permissions }, token, token_id: tokenId },
-      text: `Created ${user.email} as ${args.role} of ${ctx.account.name}; the token is shown only once.`,
+      text: `Created ${user.email} as ${args.role} of ${ctx.account.slug}; the token is shown only once.`,
     };
   },
 });
