@@ -49,7 +49,8 @@ import { newSession } from '../src/mcp/session.js';
 import { startHttp } from '../src/http/server.js';
 import { Worker } from '../src/engine/worker.js';
 import { seedFleet, seedHistory, setAggregateTriggers, type FleetSeed, type HistorySeed } from './operations-seed.js';
-import { line, median, ms, note, percentile, timeEach } from './stats.js';
+import { line, median, ms, note, percentile, timeEach, verdictWord } from './stats.js';
+import { record, versus } from './results.js';
 
 const int = (v: string | undefined, fallback: number) => (Number.isInteger(Number(v)) && Number(v) > 0 ? Number(v) : fallback);
 export const OPS = {
@@ -329,33 +330,52 @@ export async function aggregatesCost(opts: { url?: string; senders: number; seco
 
 const LABEL = 58;
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+export const OPERATIONS_SECTION = '7. Operations';
 
-export function latencyReport(title: string, r: LatencyResult, fullSize: { executions: number; accounts: number }): void {
+export function latencyReport(db: string, title: string, r: LatencyResult, fullSize: { executions: number; accounts: number }): void {
+  const section = OPERATIONS_SECTION;
   line();
   line(`  ${title}`);
   const h = r.history;
   const size = (n: number, full: number) => `${fmt(n)}${n < full ? ` (reduced from ${fmt(full)})` : ''}`;
-  line(`  ${'extra: seed (SQL, generate_series)'.padEnd(LABEL)}${(r.seedMs / 1000).toFixed(1)} s   then VACUUM ANALYZE ${(r.analyzeMs / 1000).toFixed(1)} s`);
-  line(`  ${''.padEnd(LABEL)}account: ${size(h.executions, fullSize.executions)} executions (${fmt(h.failed)} failed), ${fmt(h.deliveries)} deliveries, ${fmt(h.steps)} step records, ${h.groups} failure groups`);
-  line(`  ${''.padEnd(LABEL)}phases: ${Object.entries(h.phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
-  line(`  ${''.padEnd(LABEL)}fleet: ${size(r.fleet.accounts, fullSize.accounts)} accounts, ${fmt(r.fleet.automations)} automations, ${fmt(r.fleet.statsRows)} stats rows, ${r.fleet.openGroups} open groups, ${(r.fleet.ms / 1000).toFixed(1)} s`);
+  const seed = `${(r.seedMs / 1000).toFixed(1)} s   then VACUUM ANALYZE ${(r.analyzeMs / 1000).toFixed(1)} s`;
+  const account = `${size(h.executions, fullSize.executions)} executions (${fmt(h.failed)} failed), ${fmt(h.deliveries)} deliveries, ${fmt(h.steps)} step records, ${h.groups} failure groups`;
+  const phases = Object.entries(h.phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`).join(', ');
+  const fleet = `${size(r.fleet.accounts, fullSize.accounts)} accounts, ${fmt(r.fleet.automations)} automations, ${fmt(r.fleet.statsRows)} stats rows, ${r.fleet.openGroups} open groups`;
+  line(`  ${'extra: seed (SQL, generate_series)'.padEnd(LABEL)}${seed}`);
+  line(`  ${''.padEnd(LABEL)}account: ${account}`);
+  line(`  ${''.padEnd(LABEL)}phases: ${phases}`);
+  line(`  ${''.padEnd(LABEL)}fleet: ${fleet}, ${(r.fleet.ms / 1000).toFixed(1)} s`);
+  record({ section, figure: `extra: seed the account (SQL, generate_series) · ${db}`, value: seed.replace(/\s+/g, ' '), note: `${account}; ${phases}` });
+  record({ section, figure: `extra: seed the fleet · ${db}`, value: `${(r.fleet.ms / 1000).toFixed(1)} s`, note: fleet });
   const ref = r.reference;
   line(`  ${ref.label.padEnd(LABEL)}p50 ${ms(ref.p50, 7)}   p95 ${ms(ref.p95, 7)}   p99 ${ms(ref.p99, 7)}   (${ref.n} calls)`);
+  record({ section, figure: `${ref.label} · ${db}`, value: `p50 ${ms(ref.p50)} · p95 ${ms(ref.p95)} · p99 ${ms(ref.p99)}`, note: `${ref.n} calls` });
   for (const c of r.cases) {
+    const figure = `${c.label} · ${db}`;
+    const target = c.target !== undefined ? `p95 < ${fmt(c.target)} ms` : undefined;
     if (c.missing) {
       line(`  ${c.label.padEnd(LABEL)}not measured: tool missing`);
+      record({ section, figure, value: 'not measured: tool missing', ...(target ? { target } : {}) });
       continue;
     }
     if (c.error) {
       line(`  ${c.label.padEnd(LABEL)}not measured: the call failed: ${c.error}`);
+      record({ section, figure, value: `not measured: the call failed: ${c.error}`, ...(target ? { target } : {}) });
       continue;
     }
-    const target = c.target !== undefined ? `   target p95 < ${fmt(c.target)} ms: ${c.p95 < c.target ? 'met' : 'MISSED'}` : '';
-    line(`  ${c.label.padEnd(LABEL)}p50 ${ms(c.p50, 7)}   p95 ${ms(c.p95, 7)}   p99 ${ms(c.p99, 7)}${target}   ${(c.p50 / ref.p50).toFixed(0)}× whoami at p50   (${c.n} calls; ${c.answer})`);
+    const met = c.target !== undefined ? c.p95 < c.target : undefined;
+    const ratio = c.p50 / ref.p50;
+    line(`  ${c.label.padEnd(LABEL)}p50 ${ms(c.p50, 7)}   p95 ${ms(c.p95, 7)}   p99 ${ms(c.p99, 7)}${target ? `   target ${target}: ${verdictWord(met!)}` : ''}   ${ratio.toFixed(0)}× whoami at p50   (${c.n} calls; ${c.answer})`);
+    record({
+      section, figure, value: `p50 ${ms(c.p50)} · p95 ${ms(c.p95)} · p99 ${ms(c.p99)}`, note: `${c.n} calls; ${c.answer}`,
+      ...(target ? { target, met: met! } : {}), reference: versus(`whoami p50 ${ms(ref.p50)}`, ratio, 0),
+    });
   }
 }
 
-export function costReport(title: string, result: CostResult, insertRate: number | null): void {
+export function costReport(db: string, title: string, result: CostResult, insertRate: number | null): void {
+  const section = OPERATIONS_SECTION;
   const { rounds } = result;
   line();
   line(`  ${title}`);
@@ -364,6 +384,10 @@ export function costReport(title: string, result: CostResult, insertRate: number
       `  ${`extra: round ${i + 1}, triggers ${r.triggers ? 'on ' : 'off'}`.padEnd(LABEL)}ingest ${fmt(r.deliveriesPerSecond).padStart(6)} deliveries/s   ` +
         `drain ${fmt(r.executionsPerSecond).padStart(6)} executions/s   (${fmt(r.executions)} runs, ${fmt(r.failed)} failed: the app's 503s)`,
     );
+    record({
+      section, figure: `extra: aggregates cost, round ${i + 1}, triggers ${r.triggers ? 'on' : 'off'} · ${db}`,
+      value: `ingest ${fmt(r.deliveriesPerSecond)} deliveries/s · drain ${fmt(r.executionsPerSecond)} executions/s`, note: `${fmt(r.executions)} runs, ${fmt(r.failed)} failed: the app's 503s`,
+    });
   }
   // the mean of each side: the rounds' order (OPS.rounds) is balanced, so a linear drift over the
   // run (the tables grow round by round) cancels in the means
@@ -371,27 +395,44 @@ export function costReport(title: string, result: CostResult, insertRate: number
     const xs = rounds.filter((r) => r.triggers === on).map((r) => r[k]);
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   };
-  const ratio = (v: number) => (insertRate ? `   ${(v / insertRate).toFixed(2)}× raw insert rate` : '');
   for (const [label, k] of [['executions per second (drain, end to end)', 'executionsPerSecond'], ['deliveries recorded per second (ingest)', 'deliveriesPerSecond']] as const) {
     const on = mid(true, k);
     const off = mid(false, k);
     const lower = (1 - on / off) * 100;
-    const target = k === 'executionsPerSecond' ? `   target < 10 % lower with them: ${lower < 10 ? 'met' : 'MISSED'}` : '';
-    line(`  ${label.padEnd(LABEL)}with ${fmt(on).padStart(6)} /s   without ${fmt(off).padStart(6)} /s   ${lower >= 0 ? `${lower.toFixed(1)} % lower` : `${(-lower).toFixed(1)} % higher`} with the triggers${target}${ratio(on)}`);
+    const ratio = insertRate ? on / insertRate : null;
+    const met = k === 'executionsPerSecond' ? lower < 10 : undefined;
+    const change = `${lower >= 0 ? `${lower.toFixed(1)} % lower` : `${(-lower).toFixed(1)} % higher`} with the triggers`;
+    line(`  ${label.padEnd(LABEL)}with ${fmt(on).padStart(6)} /s   without ${fmt(off).padStart(6)} /s   ${change}${met !== undefined ? `   target < 10 % lower with them: ${verdictWord(met)}` : ''}${ratio !== null ? `   ${ratio.toFixed(2)}× raw insert rate` : ''}`);
+    record({
+      section, figure: `${label} · ${db}`, value: `with ${fmt(on)} /s · without ${fmt(off)} /s · ${change}`,
+      ...(met !== undefined ? { target: '< 10 % lower with the triggers', met } : {}),
+      ...(ratio !== null ? { reference: versus(`raw insert rate ${fmt(insertRate!)} tx/s`, ratio) } : {}),
+    });
   }
   const spread = (on: boolean) => rounds.filter((r) => r.triggers === on).map((r) => fmt(r.executionsPerSecond)).join(' / ');
   line(`  ${'extra: executions/s per round'.padEnd(LABEL)}with ${spread(true)}   without ${spread(false)}   (means compared: the spread is the noise between rounds)`);
+  record({ section, figure: `extra: executions/s per round · ${db}`, value: `with ${spread(true)} · without ${spread(false)}`, note: 'means compared: the spread is the noise between rounds' });
   if (!result.triggers) {
     line(`  ${'extra: the trigger functions\' own time'.padEnd(LABEL)}n/a: PGlite keeps no function statistics`);
+    record({ section, figure: `extra: the trigger functions' own time · ${db}`, value: 'n/a: PGlite keeps no function statistics' });
     return;
   }
   // where the time goes: the functions' own database time, per execution of the rounds with them on
   const per = (t: TriggerTime) => (result.executionsOn ? (t.totalMs * 1000) / result.executionsOn : NaN);
   const total = result.triggers.reduce((n, t) => n + t.totalMs, 0);
   const wallPerRun = 1e6 / mid(true, 'executionsPerSecond');
+  const perExecution = per({ fn: '', calls: 0, totalMs: total }).toFixed(0);
   line(
-    `  ${'extra: the trigger functions\' own database time'.padEnd(LABEL)}${fmt(total)} ms for ${fmt(result.executionsOn)} executions: ${(per({ fn: '', calls: 0, totalMs: total })).toFixed(0)} µs per execution ` +
+    `  ${'extra: the trigger functions\' own database time'.padEnd(LABEL)}${fmt(total)} ms for ${fmt(result.executionsOn)} executions: ${perExecution} µs per execution ` +
       `(the drain spends ${wallPerRun.toFixed(0)} µs of wall time per execution, 32 at once)`,
   );
-  for (const t of result.triggers) line(`  ${`  ${t.fn}`.padEnd(LABEL)}${fmt(t.calls).padStart(7)} calls   ${t.calls ? ((t.totalMs * 1000) / t.calls).toFixed(1) : '0'} µs per call   ${per(t).toFixed(1)} µs per execution`);
+  record({
+    section, figure: `extra: the trigger functions' own database time · ${db}`, value: `${perExecution} µs per execution`,
+    note: `${fmt(total)} ms for ${fmt(result.executionsOn)} executions; the drain spends ${wallPerRun.toFixed(0)} µs of wall time per execution, 32 at once`,
+  });
+  for (const t of result.triggers) {
+    const perCall = t.calls ? ((t.totalMs * 1000) / t.calls).toFixed(1) : '0';
+    line(`  ${`  ${t.fn}`.padEnd(LABEL)}${fmt(t.calls).padStart(7)} calls   ${perCall} µs per call   ${per(t).toFixed(1)} µs per execution`);
+    record({ section, figure: `extra: trigger ${t.fn} · ${db}`, value: `${perCall} µs per call · ${per(t).toFixed(1)} µs per execution`, note: `${fmt(t.calls)} calls` });
+  }
 }

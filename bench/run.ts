@@ -37,6 +37,10 @@
  *   8. plan, apply and rollback of a deploy to 1,000 and 10,000 accounts; target 10,000 applied in
  *      under 10 s, growing linearly. Alone with `npm run bench -- templates`.
  *
+ * Every figure printed is also recorded (bench/results.ts): at the end of any run, a single section
+ * too, bench/results.md is written, one table of every figure with its target, verdict and reference,
+ * from bench/results.json, which keeps the last figures of each section.
+ *
  * PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) must be
  * allowed to create databases; each case gets a fresh one, dropped afterwards. When it does not
  * answer, the PostgreSQL cases are skipped. BENCH_RUNS (default 7) and BENCH_CALLS (default 1000)
@@ -57,12 +61,13 @@ import {
   type CryptoResult, type ListResult, type RotationResult,
 } from './connections.js';
 import { adminUrl, createDatabase, dropLeftovers, probe } from './postgres.js';
-import { fmt, line, max, median, ms, note, now, us, verdict } from './stats.js';
+import { fmt, line, max, median, ms, note, now, us, verdictWord } from './stats.js';
 import { engineThroughput, type EngineResult } from './engine.js';
 import { ingestRate, type IngestResult } from './ingest.js';
-import { aggregatesCost, costReport, latencyReport, operationsLatency, OPS } from './operations.js';
-import { templatesSection } from './templates.js';
+import { aggregatesCost, costReport, latencyReport, operationsLatency, OPERATIONS_SECTION, OPS } from './operations.js';
+import { templatesSection, TEMPLATES_SECTION } from './templates.js';
 import { surfaceSection } from './surface.js';
+import { record, redact, RESULTS_MD, versus, writeResults } from './results.js';
 
 setLogLevel('warn');
 
@@ -108,6 +113,16 @@ const ROTATIONS = Math.min(RUNS, 3);
 const PG_INSERT_RATE = join(root, '..', 'shared', 'bench', 'pg-insert-rate.sh');
 /** `npm run bench -- operations` (or BENCH_SECTION=operations): that section alone */
 const SECTION = process.argv[2] ?? process.env.BENCH_SECTION ?? '';
+/** the sections' names in bench/results.md (7, 8 and 9 are named by their modules) */
+const S = {
+  cold: '1. Cold start',
+  http: '2. Tool latency',
+  list: '3. list_connections',
+  crypto: '4. Encrypt + decrypt',
+  rotate: '5. rotate-key',
+  ingest: '6a. Webhook ingest',
+  engine: '6. Engine end to end',
+} as const;
 
 /** Things to undo even when a case fails or the run is interrupted. */
 const pending = new Set<() => Promise<unknown>>();
@@ -127,9 +142,22 @@ async function main(): Promise<void> {
   }
   const pg = await probe();
   const host = safeHost(adminUrl);
-  line(`Switchboard foundation benchmarks — ${new Date().toISOString()}`);
-  line(`node ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} CPU (${cpus()[0]?.model.trim() ?? '?'}), load average ${load()}`);
+  const date = new Date().toISOString();
+  const loadStart = load();
+  line(`Switchboard foundation benchmarks — ${date}`);
+  line(`node ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} CPU (${cpus()[0]?.model.trim() ?? '?'}), load average ${loadStart}`);
   line(pg.ok ? `PostgreSQL ${pg.version} at ${host}` : `PostgreSQL at ${host} does not answer (${pg.reason}): PostgreSQL cases skipped.`);
+  try {
+    await sections(pg);
+  } finally {
+    // what was measured is kept even when a section failed on the way
+    const postgres = pg.ok ? `PostgreSQL ${pg.version} at ${host}` : `did not answer at ${host}: PostgreSQL cases skipped`;
+    writeResults(RESULTS_MD, { date, command: command(), postgres, loadStart });
+    note(`figures written to bench/results.md (the last figures of every section: bench/results.json)`);
+  }
+}
+
+async function sections(pg: { ok: boolean }): Promise<void> {
   if (pg.ok) await dropLeftovers().catch(() => {});
   const started = now();
   if (SECTION === 'surface') {
@@ -140,7 +168,7 @@ async function main(): Promise<void> {
   }
   if (SECTION === 'templates') {
     const r = pg.ok ? await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5) : null;
-    if (r) line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
+    if (r) insertRateRow(TEMPLATES_SECTION, r);
     await templatesSection(pg.ok, r?.ok ? r.tps : null);
     return;
   }
@@ -159,17 +187,17 @@ async function main(): Promise<void> {
   line(`2. Tool latency over Streamable HTTP on loopback, ${ACCOUNTS.toLocaleString('en-US')} customer accounts, ${CALLS} sequential calls each after ${WARMUP} warm-up`);
   line(`   (server and MCP client in this process; caller: the init admin, who sees every account; timed after ANALYZE)`);
 
-  await guarded('HTTP, PGlite', async () => {
-    httpReport('PGlite (in memory)', await httpLatency({ accounts: ACCOUNTS, calls: CALLS, warmup: WARMUP }));
+  await guarded(S.http, 'HTTP, PGlite', async () => {
+    httpReport('PGlite', 'PGlite (in memory)', await httpLatency({ accounts: ACCOUNTS, calls: CALLS, warmup: WARMUP }));
   });
 
   if (pg.ok) {
-    await guarded('HTTP, PostgreSQL', async () => {
+    await guarded(S.http, 'HTTP, PostgreSQL', async () => {
       const db = await createDatabase('http');
       const drop = () => db.drop();
       pending.add(drop);
       try {
-        httpReport('PostgreSQL (fresh database, pool of 10)', await httpLatency({ url: db.url, accounts: ACCOUNTS, calls: CALLS, warmup: WARMUP }));
+        httpReport('PostgreSQL', 'PostgreSQL (fresh database, pool of 10)', await httpLatency({ url: db.url, accounts: ACCOUNTS, calls: CALLS, warmup: WARMUP }));
       } finally {
         await cleanup(drop);
       }
@@ -186,16 +214,16 @@ async function main(): Promise<void> {
   line(`   (a linked child account; its parent and the system account share a few; ${LIST_SIBLINGS} sibling children hold ${fmt(LIST_CONNECTIONS)} each;`);
   line(`   caller: the init admin naming the account; timed after ANALYZE)`);
 
-  await guarded('list_connections, PGlite', async () => {
-    listReport('PGlite (in memory; the 20 ms target is set for PostgreSQL)', await listConnectionsLatency({ calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), false);
+  await guarded(S.list, 'list_connections, PGlite', async () => {
+    listReport('PGlite', 'PGlite (in memory; the 20 ms target is set for PostgreSQL)', await listConnectionsLatency({ calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), false);
   });
   if (pg.ok) {
-    await guarded('list_connections, PostgreSQL', async () => {
+    await guarded(S.list, 'list_connections, PostgreSQL', async () => {
       const db = await createDatabase('conns');
       const drop = () => db.drop();
       pending.add(drop);
       try {
-        listReport('PostgreSQL (fresh database, pool of 10)', await listConnectionsLatency({ url: db.url, calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), true);
+        listReport('PostgreSQL', 'PostgreSQL (fresh database, pool of 10)', await listConnectionsLatency({ url: db.url, calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), true);
       } finally {
         await cleanup(drop);
       }
@@ -208,7 +236,7 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- 4. encrypt + decrypt
   line();
   line(`4. Encrypt + decrypt per credential (Keyring, XChaCha20-Poly1305 via libsodium), ${CRYPTO_BATCHES} batches of ${CRYPTO_PER_BATCH} sequential operations per case`);
-  await guarded('encrypt+decrypt', async () => cryptoReport(await cryptoCost({ batches: CRYPTO_BATCHES, perBatch: CRYPTO_PER_BATCH })));
+  await guarded(S.crypto, 'encrypt+decrypt', async () => cryptoReport(await cryptoCost({ batches: CRYPTO_BATCHES, perBatch: CRYPTO_PER_BATCH })));
 
   // ---------------------------------------------------------------- 5. rotate-key
   line();
@@ -218,13 +246,13 @@ async function main(): Promise<void> {
     note('measuring the raw single-row insert rate of PostgreSQL (pgbench, 8 clients, 5 s)');
     const r = await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5);
     if (r.ok) insertRate = r.tps;
-    line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
-    await guarded('rotate-key, PostgreSQL', async () => {
+    insertRateRow(S.rotate, r);
+    await guarded(S.rotate, 'rotate-key, PostgreSQL', async () => {
       const db = await createDatabase('rotate');
       const drop = () => db.drop();
       pending.add(drop);
       try {
-        rotationReport('PostgreSQL (fresh database, pool of 10)', await rotationThroughput({ url: db.url, total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
+        rotationReport('PostgreSQL', 'PostgreSQL (fresh database, pool of 10)', await rotationThroughput({ url: db.url, total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
       } finally {
         await cleanup(drop);
       }
@@ -232,69 +260,98 @@ async function main(): Promise<void> {
   } else {
     line(`  ${'PostgreSQL'.padEnd(LABEL)}skipped: PostgreSQL does not answer`);
   }
-  await guarded('rotate-key, PGlite', async () => {
-    rotationReport('PGlite (in memory)', await rotationThroughput({ total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
+  await guarded(S.rotate, 'rotate-key, PGlite', async () => {
+    rotationReport('PGlite', 'PGlite (in memory)', await rotationThroughput({ total: ROTATE_CONNECTIONS, accounts: ROTATE_ACCOUNTS, runs: ROTATIONS }), insertRate);
   });
 
   // ---------------------------------------------------------------- 6a. webhook ingest
   line();
   line(`6a. Webhook ingest over HTTP on loopback: deliveries recorded (delivery + queued run, one transaction) → 202, ${INGEST_CLIENTS} senders at once for ${INGEST_SECONDS} s, no worker running`);
-  const ingestReport = (title: string, r: IngestResult) => {
+  const ingestReport = (db: string, title: string, r: IngestResult) => {
     line();
     line(`  ${title}`);
     const ratio = insertRate ? r.perSecond / insertRate : null;
-    line(`  ${'deliveries recorded per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${ratio !== null ? `${ratio.toFixed(2)}× raw insert rate (8 clients), target ≥ 0.5×: ${ratio >= 0.5 ? 'met' : 'MISSED'}` : 'no reference: PostgreSQL does not answer'}   (${fmt(r.accepted)} accepted, ${r.other} other)`);
+    const met = ratio !== null ? ratio >= 0.5 : undefined;
+    line(`  ${'deliveries recorded per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${ratio !== null ? `${ratio.toFixed(2)}× raw insert rate (8 clients), target ≥ 0.5×: ${verdictWord(met!)}` : 'no reference: PostgreSQL does not answer'}   (${fmt(r.accepted)} accepted, ${r.other} other)`);
     line(`  ${'extra: request → 202'.padEnd(LABEL)}p50 ${ms(r.p50, 6)}   p99 ${ms(r.p99, 6)}`);
+    record({
+      section: S.ingest, figure: `deliveries recorded per second · ${db}`, value: fmt(Math.round(r.perSecond)), unit: '/s', note: `${fmt(r.accepted)} accepted, ${r.other} other`,
+      target: '≥ 0.5× raw insert rate', ...(met !== undefined ? { met } : {}),
+      reference: ratio !== null ? versus(`raw insert rate ${fmt(Math.round(insertRate!))} tx/s`, ratio) : 'none: PostgreSQL does not answer',
+    });
+    record({ section: S.ingest, figure: `extra: request → 202 · ${db}`, value: `p50 ${ms(r.p50)} · p99 ${ms(r.p99)}` });
   };
   if (pg.ok) {
-    await guarded('ingest, PostgreSQL', async () => {
+    await guarded(S.ingest, 'ingest, PostgreSQL', async () => {
       const db = await createDatabase('ingest');
       const drop = () => db.drop();
       pending.add(drop);
       try {
-        ingestReport('PostgreSQL (fresh database)', await ingestRate({ url: db.url, clients: INGEST_CLIENTS, seconds: INGEST_SECONDS }));
+        ingestReport('PostgreSQL', 'PostgreSQL (fresh database)', await ingestRate({ url: db.url, clients: INGEST_CLIENTS, seconds: INGEST_SECONDS }));
       } finally {
         await cleanup(drop);
       }
     });
   }
-  await guarded('ingest, PGlite', async () => ingestReport('PGlite (in memory)', await ingestRate({ clients: INGEST_CLIENTS, seconds: INGEST_SECONDS })));
+  await guarded(S.ingest, 'ingest, PGlite', async () => ingestReport('PGlite', 'PGlite (in memory)', await ingestRate({ clients: INGEST_CLIENTS, seconds: INGEST_SECONDS })));
 
   // ---------------------------------------------------------------- 6. engine
   line();
   line(`6. Engine end to end (runs enqueued directly; 6a measures the intake): transform → http POST to a local server → transform,`);
   line(`   ${fmt(ENGINE_EXECUTIONS)} queued runs drained by one in-process worker (${ENGINE_CONCURRENCY} at once); then start latency at ${ENGINE_RATE}/s for ${ENGINE_SECONDS} s;`);
   line(`   then fairness: account A gets 10,000 queued at once, account B one run, timed from B's enqueue to its start`);
-  const engineReport = (title: string, r: EngineResult, target: boolean) => {
+  const engineReport = (db: string, title: string, r: EngineResult, target: boolean) => {
+    const section = S.engine;
     line();
     line(`  ${title}`);
-    line(`  ${'executions per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${target ? `target ≥ 1,000/s: ${r.perSecond >= 1000 ? 'met' : 'MISSED'}` : '(the target is set for PostgreSQL)'}${insertRate ? `   ${(r.perSecond / insertRate).toFixed(2)}× raw insert rate` : ''}   (${fmt(r.executions)} in ${(r.wallMs / 1000).toFixed(1)} s, ${r.failed} not succeeded)`);
-    for (const [kind, v] of Object.entries(r.stepMs)) line(`  ${`extra: time inside ${kind} steps`.padEnd(LABEL)}mean ${ms(v.mean, 6)}   p99 ${ms(v.p99, 6)}`);
+    const met = target ? r.perSecond >= 1000 : undefined;
+    const ratio = insertRate ? r.perSecond / insertRate : null;
+    line(`  ${'executions per second'.padEnd(LABEL)}${fmt(Math.round(r.perSecond)).padStart(8)} /s   ${met !== undefined ? `target ≥ 1,000/s: ${verdictWord(met)}` : '(the target is set for PostgreSQL)'}${ratio !== null ? `   ${ratio.toFixed(2)}× raw insert rate` : ''}   (${fmt(r.executions)} in ${(r.wallMs / 1000).toFixed(1)} s, ${r.failed} not succeeded)`);
+    record({
+      section, figure: `executions per second · ${db}`, value: fmt(Math.round(r.perSecond)), unit: '/s', note: `${fmt(r.executions)} in ${(r.wallMs / 1000).toFixed(1)} s, ${r.failed} not succeeded${met === undefined ? '; the target is set for PostgreSQL' : ''}`,
+      ...(met !== undefined ? { target: '≥ 1,000/s', met } : {}), ...(ratio !== null ? { reference: versus(`raw insert rate ${fmt(Math.round(insertRate!))} tx/s`, ratio) } : {}),
+    });
+    for (const [kind, v] of Object.entries(r.stepMs)) {
+      line(`  ${`extra: time inside ${kind} steps`.padEnd(LABEL)}mean ${ms(v.mean, 6)}   p99 ${ms(v.p99, 6)}`);
+      record({ section, figure: `extra: time inside ${kind} steps · ${db}`, value: `mean ${ms(v.mean)} · p99 ${ms(v.p99)}` });
+    }
     line(`  ${'extra: per run outside its steps'.padEnd(LABEL)}mean ${ms(r.overheadMeanMs, 6)}   (claim → final minus step time: committing each step, the queue)`);
-    line(`  ${`enqueued → started at ${r.startLatency.rate}/s`.padEnd(LABEL)}p50 ${ms(r.startLatency.p50, 6)}   p99 ${ms(r.startLatency.p99, 6)}   target p50 < 25 ms: ${r.startLatency.p50 < 25 ? 'met' : 'MISSED'}   (${r.startLatency.n} runs)`);
+    record({ section, figure: `extra: per run outside its steps · ${db}`, value: `mean ${ms(r.overheadMeanMs)}`, note: 'claim → final minus step time: committing each step, the queue' });
+    const startMet = r.startLatency.p50 < 25;
+    line(`  ${`enqueued → started at ${r.startLatency.rate}/s`.padEnd(LABEL)}p50 ${ms(r.startLatency.p50, 6)}   p99 ${ms(r.startLatency.p99, 6)}   target p50 < 25 ms: ${verdictWord(startMet)}   (${r.startLatency.n} runs)`);
+    record({ section, figure: `enqueued → started at ${r.startLatency.rate}/s · ${db}`, value: `p50 ${ms(r.startLatency.p50)} · p99 ${ms(r.startLatency.p99)}`, target: 'p50 < 25 ms', met: startMet, note: `${r.startLatency.n} runs` });
+    const fairTarget = "not behind A's backlog (≤ 1 % of it started first)";
     if (r.fairness) {
       const f = r.fairness;
       const fifo = (f.backlog / r.perSecond) * 1000;
+      const fair = f.backlogStartedBefore <= f.backlog / 100;
       line(
-        `  ${`fairness: B's one run, A has ${fmt(f.backlog)} queued`.padEnd(LABEL)}${ms(f.startMs, 6)} to start   target: not behind A's backlog (≤ 1 % of it started first): ${f.backlogStartedBefore <= f.backlog / 100 ? 'met' : 'MISSED'}` +
+        `  ${`fairness: B's one run, A has ${fmt(f.backlog)} queued`.padEnd(LABEL)}${ms(f.startMs, 6)} to start   target: ${fairTarget}: ${verdictWord(fair)}` +
           `   (${f.backlogStartedBefore} of A's started first; oldest-first would wait ~${(fifo / 1000).toFixed(1)} s at the rate above)`,
       );
-    } else line(`  fairness: B's run did not start within 30 s   MISSED`);
+      record({
+        section, figure: `fairness: B's one run behind A's backlog · ${db}`, value: `${ms(f.startMs)} to start`, target: fairTarget, met: fair,
+        note: `A had ${fmt(f.backlog)} queued, ${f.backlogStartedBefore} of them started first; oldest-first would wait ~${(fifo / 1000).toFixed(1)} s at the rate above`,
+      });
+    } else {
+      line(`  fairness: B's run did not start within 30 s   MISSED`);
+      record({ section, figure: `fairness: B's one run behind A's backlog · ${db}`, value: 'did not start within 30 s', target: fairTarget, met: false });
+    }
   };
   if (pg.ok) {
-    await guarded('engine, PostgreSQL', async () => {
+    await guarded(S.engine, 'engine, PostgreSQL', async () => {
       const db = await createDatabase('engine');
       const drop = () => db.drop();
       pending.add(drop);
       try {
-        engineReport('PostgreSQL (fresh database)', await engineThroughput({ url: db.url, executions: ENGINE_EXECUTIONS, concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), true);
+        engineReport('PostgreSQL', 'PostgreSQL (fresh database)', await engineThroughput({ url: db.url, executions: ENGINE_EXECUTIONS, concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), true);
       } finally {
         await cleanup(drop);
       }
     });
   }
-  await guarded('engine, PGlite', async () => {
-    engineReport('PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
+  await guarded(S.engine, 'engine, PGlite', async () => {
+    engineReport('PGlite', 'PGlite (in memory)', await engineThroughput({ executions: Math.min(ENGINE_EXECUTIONS, 2000), concurrency: ENGINE_CONCURRENCY, rate: ENGINE_RATE, seconds: ENGINE_SECONDS }), false);
   });
 
   await templatesSection(pg.ok, insertRate);
@@ -320,7 +377,7 @@ async function operationsSection(pgOk: boolean, measured: number | null): Promis
     note('measuring the raw single-row insert rate of PostgreSQL (pgbench, 8 clients, 5 s)');
     const r = await pgInsertRate(PG_INSERT_RATE, adminUrl, 8, 5);
     if (r.ok) insertRate = r.tps;
-    line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${r.ok ? `${fmt(Math.round(r.tps))} tx/s   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)` : `n/a: ${r.reason}`}`);
+    insertRateRow(OPERATIONS_SECTION, r);
   }
   const full = { executions: OPS.executions, accounts: OPS.accounts };
   const onPostgres = async (label: string, fn: (url: string) => Promise<void>) => {
@@ -334,108 +391,171 @@ async function operationsSection(pgOk: boolean, measured: number | null): Promis
     }
   };
   if (pgOk) {
-    await guarded('operations latency, PostgreSQL', () =>
-      onPostgres('ops', async (url) => latencyReport('7a-c. PostgreSQL (fresh database, pool of 10)', await operationsLatency({ url, ...full, calls: OPS.calls }), full)),
+    await guarded(OPERATIONS_SECTION, 'operations latency, PostgreSQL', () =>
+      onPostgres('ops', async (url) => latencyReport('PostgreSQL', '7a-c. PostgreSQL (fresh database, pool of 10)', await operationsLatency({ url, ...full, calls: OPS.calls }), full)),
     );
   }
-  await guarded('operations latency, PGlite', async () =>
-    latencyReport('7a-c. PGlite (data directory on disk, as `serve` uses it)', await operationsLatency({ ...full, calls: OPS.calls }), full),
+  await guarded(OPERATIONS_SECTION, 'operations latency, PGlite', async () =>
+    latencyReport('PGlite', '7a-c. PGlite (data directory on disk, as `serve` uses it)', await operationsLatency({ ...full, calls: OPS.calls }), full),
   );
   line();
   line(`7d. Keeping the aggregates: ${OPS.senders} senders POST webhooks through ingress for ${OPS.ingestSeconds} s (no worker), then one worker (32 at once) drains them`);
   line(`    (transform → http POST to a local app, 1 in 20 answered 503 → transform); a warm-up round, then triggers ${OPS.rounds.map((t) => (t ? 'on' : 'off')).join(', ')} on the same database`);
   if (pgOk) {
-    await guarded('aggregates cost, PostgreSQL', () =>
-      onPostgres('opscost', async (url) => costReport('PostgreSQL (fresh database)', await aggregatesCost({ url, senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate)),
+    await guarded(OPERATIONS_SECTION, 'aggregates cost, PostgreSQL', () =>
+      onPostgres('opscost', async (url) => costReport('PostgreSQL', 'PostgreSQL (fresh database)', await aggregatesCost({ url, senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate)),
     );
   }
-  await guarded('aggregates cost, PGlite', async () =>
-    costReport('PGlite (in memory; the raw insert rate is PostgreSQL\'s)', await aggregatesCost({ senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate),
+  await guarded(OPERATIONS_SECTION, 'aggregates cost, PGlite', async () =>
+    costReport('PGlite', 'PGlite (in memory; the raw insert rate is PostgreSQL\'s)', await aggregatesCost({ senders: OPS.senders, seconds: OPS.ingestSeconds }), insertRate),
   );
+}
+
+/** The raw insert rate of PostgreSQL: the reference of several sections, printed where it was measured. */
+function insertRateRow(section: string, r: Awaited<ReturnType<typeof pgInsertRate>>): void {
+  // the reason may quote the command line, with BENCH_DATABASE_URL in it
+  const value = r.ok ? `${fmt(Math.round(r.tps))} tx/s` : `n/a: ${redact(r.reason)}`;
+  line(`  ${'ref: PostgreSQL raw single-row insert rate'.padEnd(LABEL)}${value}${r.ok ? '   (pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s)' : ''}`);
+  record({ section, figure: 'ref: PostgreSQL raw single-row insert rate', value, ...(r.ok ? { note: 'pg-insert-rate.sh 8 5: pgbench, 8 clients, 5 s' } : {}) });
 }
 
 function coldRow(label: string, runs: number[], target: number, nodeRef: number): void {
   const m = median(runs);
   const worst = max(runs);
-  const v = verdict(m, target) + (m < target && worst >= target ? ' (max over)' : '');
+  const met = m < target;
+  const maxOver = met && worst >= target;
+  const v = verdictWord(met) + (maxOver ? ' (max over)' : '');
   line(`  ${label.padEnd(LABEL)}median ${ms(m, 6)}   max ${ms(worst, 6)}   target < ${target} ms: ${v.padEnd(6)}   ref: node startup ${ms(nodeRef)}`);
+  record({
+    section: S.cold, figure: label, value: `median ${ms(m)} · max ${ms(worst)}`, target: `median < ${target} ms`, met,
+    reference: `node startup ${ms(nodeRef)}`, ...(maxOver ? { note: 'the max is over the target' } : {}),
+  });
 }
 
-function httpReport(title: string, r: HttpResult): void {
+function httpReport(db: string, title: string, r: HttpResult): void {
+  const section = S.http;
   line();
   line(`  ${title}`);
-  line(`  ${'extra: seed 10,000 accounts'.padEnd(LABEL)}       ${ms(r.seed.ms, 6)}   (${r.seed.inserts} multi-row inserts; ${r.accountsTotal} accounts in all, ${r.seed.acme} match 'acme')`);
-  for (const row of r.rows) latencyRow(row);
-  for (const row of r.beforeAnalyze) latencyRow({ ...row, label: `extra: ${row.label}` }, `${row.n} calls`);
+  const seed = `${r.seed.inserts} multi-row inserts; ${r.accountsTotal} accounts in all, ${r.seed.acme} match 'acme'`;
+  line(`  ${'extra: seed 10,000 accounts'.padEnd(LABEL)}       ${ms(r.seed.ms, 6)}   (${seed})`);
+  record({ section, figure: `extra: seed 10,000 accounts · ${db}`, value: ms(r.seed.ms), note: seed });
+  // the tools are measured against an MCP ping on the same client: auth and transport, no tool
+  const ping = r.rows.find((x) => x.reference && x.label.includes('MCP ping'));
+  const reference = ping ? `MCP ping p50 ${ms(ping.p50)}` : undefined;
+  for (const row of r.rows) latencyRow(section, db, row, '', row.reference ? undefined : reference);
+  for (const row of r.beforeAnalyze) latencyRow(section, db, { ...row, label: `extra: ${row.label}` }, `${row.n} calls`, reference);
   // a denial must cost the same whether or not the account exists (caller: a customer admin)
-  for (const row of r.denials) line(`  ${row.label.padEnd(LABEL)}p10 ${ms(row.p10, 8)}   p50 ${ms(row.p50, 8)}   p99 ${ms(row.p99, 8)}`);
+  for (const row of r.denials) {
+    line(`  ${row.label.padEnd(LABEL)}p10 ${ms(row.p10, 8)}   p50 ${ms(row.p50, 8)}   p99 ${ms(row.p99, 8)}`);
+    record({ section, figure: `${row.label} · ${db}`, value: `p10 ${ms(row.p10)} · p50 ${ms(row.p50)} · p99 ${ms(row.p99)}`, ...(reference ? { reference } : {}) });
+  }
   const [exists, missing] = r.denials;
   if (exists && missing) {
     line(`  ${'denial: existing − missing account'.padEnd(LABEL)}p10 ${ms(exists.p10 - missing.p10, 8)}   p50 ${ms(exists.p50 - missing.p50, 8)}   target: no difference beyond noise`);
+    // the target has no number: the figure is read, no verdict is computed (as on the console)
+    record({ section, figure: `denial: existing − missing account · ${db}`, value: `p10 ${ms(exists.p10 - missing.p10)} · p50 ${ms(exists.p50 - missing.p50)}`, target: 'no difference beyond noise' });
   }
 }
 
-function latencyRow(row: LatencyRow, extra = ''): void {
+function latencyRow(section: string, db: string, row: LatencyRow, extra = '', reference?: string): void {
   const figures = `p50 ${ms(row.p50, 8)}   p99 ${ms(row.p99, 8)}`;
-  const target = row.target !== undefined ? `   target p99 < ${row.target} ms: ${verdict(row.p99, row.target)}` : '';
+  const met = row.target !== undefined ? row.p99 < row.target : undefined;
+  const target = row.target !== undefined ? `   target p99 < ${row.target} ms: ${verdictWord(met!)}` : '';
   line(`  ${row.label.padEnd(LABEL)}${figures}${target}${extra ? `   (${extra})` : ''}`);
+  record({
+    section, figure: `${row.label} · ${db}`, value: `p50 ${ms(row.p50)} · p99 ${ms(row.p99)}`,
+    ...(row.target !== undefined ? { target: `p99 < ${row.target} ms`, met: met! } : {}), ...(extra ? { note: extra } : {}), ...(reference ? { reference } : {}),
+  });
 }
 
-function listReport(title: string, r: ListResult, targeted: boolean): void {
+function listReport(db: string, title: string, r: ListResult, targeted: boolean): void {
   line();
   line(`  ${title}`);
   const s = r.seed;
-  line(
-    `  ${`extra: seed ${s.rows.toLocaleString('en-US')} sealed connections`.padEnd(LABEL)}       ${ms(s.ms, 6)}   ` +
-      `(${s.inserts} multi-row inserts; ${s.own} in the account, ${s.parentShared} shared by the parent, ${s.systemShared} by the system account)`,
-  );
+  const seed = `${s.inserts} multi-row inserts; ${s.own} in the account, ${s.parentShared} shared by the parent, ${s.systemShared} by the system account`;
+  line(`  ${`extra: seed ${s.rows.toLocaleString('en-US')} sealed connections`.padEnd(LABEL)}       ${ms(s.ms, 6)}   (${seed})`);
+  record({ section: S.list, figure: `extra: seed ${s.rows.toLocaleString('en-US')} sealed connections · ${db}`, value: ms(s.ms), note: seed });
+  const ping = r.rows.find((x) => x.reference);
   for (const row of r.rows) {
     const c = r.cases.find((x) => x.label === row.label);
     const page = c ? `${c.matches} match${c.matches === 1 ? '' : 'es'}; page: ${c.expect.own} own + ${c.expect.parent} parent + ${c.expect.system} system` : '';
     // the issue sets the 20 ms target on PostgreSQL; on PGlite the figure is shown without a verdict
-    latencyRow(targeted ? row : (({ target: _t, ...rest }) => rest)(row), page);
+    latencyRow(S.list, db, targeted ? row : (({ target: _t, ...rest }) => rest)(row), page, ping && !row.reference ? `MCP ping p50 ${ms(ping.p50)}` : undefined);
   }
 }
 
 function cryptoReport(r: CryptoResult): void {
-  line(`  (payload: ${r.payloadBytes}-byte credential JSON, sealed: ${r.sealedBytes} characters; figures per operation)`);
+  const section = S.crypto;
+  const payload = `payload: ${r.payloadBytes}-byte credential JSON, sealed: ${r.sealedBytes} characters`;
+  line(`  (${payload}; figures per operation)`);
   const seal = r.rows.find((x) => !x.reference && !x.label.startsWith('extra:'));
+  // sealWith + open against each reference: beside the reference on the console, beside sealWith + open in the table
+  const times = new Map(seal ? r.rows.filter((x) => x.reference).map((x) => [x, seal.p50 / x.p50] as const) : []);
+  const against = [...times].map(([x, t]) => versus(`${x.label.replace(/^ref: /, '')} ${us(x.p50)}`, t, 0)).join('; ');
   for (const row of r.rows) {
-    const ratio = row.reference && seal ? `   sealWith + open = ${(seal.p50 / row.p50).toFixed(0)}× this` : '';
-    line(`  ${row.label.padEnd(LABEL)}median ${us(row.p50, 7)}   p99 ${us(row.p99, 7)}${ratio}`);
+    const t = times.get(row);
+    line(`  ${row.label.padEnd(LABEL)}median ${us(row.p50, 7)}   p99 ${us(row.p99, 7)}${t !== undefined ? `   sealWith + open = ${t.toFixed(0)}× this` : ''}`);
+    record({ section, figure: row.label, value: `median ${us(row.p50)} · p99 ${us(row.p99)}`, ...(row === seal ? { note: payload, ...(against ? { reference: against } : {}) } : {}) });
   }
-  if (seal) line(`  ${'extra: sealWith + open, operations per second'.padEnd(LABEL)}       ${Math.round(1e6 / seal.p50).toLocaleString('en-US')} /s on one core`);
+  if (seal) {
+    const perSecond = Math.round(1e6 / seal.p50).toLocaleString('en-US');
+    line(`  ${'extra: sealWith + open, operations per second'.padEnd(LABEL)}       ${perSecond} /s on one core`);
+    record({ section, figure: 'extra: sealWith + open, operations per second', value: perSecond, unit: '/s on one core' });
+  }
 }
 
-function rotationReport(title: string, r: RotationResult, insertRate: number | null): void {
+function rotationReport(db: string, title: string, r: RotationResult, insertRate: number | null): void {
+  const section = S.rotate;
   line();
   line(`  ${title}`);
   line(`  ${`extra: seed ${r.seed.rows.toLocaleString('en-US')} sealed connections, ${r.accounts} accounts`.padEnd(LABEL)}       ${ms(r.seed.ms, 6)}   (${r.seed.inserts} multi-row inserts)`);
+  record({ section, figure: `extra: seed ${r.seed.rows.toLocaleString('en-US')} sealed connections, ${r.accounts} accounts · ${db}`, value: ms(r.seed.ms), note: `${r.seed.inserts} multi-row inserts` });
   const times = r.runs.map((x) => x.ms);
   const m = median(times);
   const worst = max(times);
   const rows = r.runs[0]?.rotated ?? 0;
   const rate = (rows / m) * 1000;
   const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
-  const v = verdict(m / 1000, ROTATE_TARGET_S) + (m / 1000 < ROTATE_TARGET_S && worst / 1000 >= ROTATE_TARGET_S ? ' (max over)' : '');
-  const ref = insertRate ? `   ${(rate / insertRate).toFixed(2)}× raw insert rate` : '';
+  const met = m / 1000 < ROTATE_TARGET_S;
+  const maxOver = met && worst / 1000 >= ROTATE_TARGET_S;
+  const v = verdictWord(met) + (maxOver ? ' (max over)' : '');
+  const ratio = insertRate ? rate / insertRate : null;
+  const ref = ratio !== null ? `   ${ratio.toFixed(2)}× raw insert rate` : '';
+  const figure = `rotate-key, ${rows.toLocaleString('en-US')} connections`;
+  const rowsPerSecond = Math.round(rate).toLocaleString('en-US');
   line(
-    `  ${`rotate-key, ${rows.toLocaleString('en-US')} connections`.padEnd(LABEL)}median ${s(m).padStart(7)}   max ${s(worst).padStart(7)}   ` +
-      `${Math.round(rate).toLocaleString('en-US').padStart(6)} rows/s   target ${ROTATE_CONNECTIONS.toLocaleString('en-US')} in < ${ROTATE_TARGET_S} s: ${v.padEnd(6)}${ref}`,
+    `  ${figure.padEnd(LABEL)}median ${s(m).padStart(7)}   max ${s(worst).padStart(7)}   ` +
+      `${rowsPerSecond.padStart(6)} rows/s   target ${ROTATE_CONNECTIONS.toLocaleString('en-US')} in < ${ROTATE_TARGET_S} s: ${v.padEnd(6)}${ref}`,
   );
+  record({
+    section, figure: `${figure} · ${db}`, value: `median ${s(m)} · max ${s(worst)} · ${rowsPerSecond} rows/s`, target: `${ROTATE_CONNECTIONS.toLocaleString('en-US')} in < ${ROTATE_TARGET_S} s`, met,
+    ...(maxOver ? { note: 'the max is over the target' } : {}), ...(ratio !== null ? { reference: versus(`raw insert rate ${fmt(Math.round(insertRate!))} tx/s`, ratio) } : {}),
+  });
   const skipped = r.runs.reduce((a, x) => a + x.skipped, 0);
   const retired = r.runs.map((x) => x.retiredKeys).join('/');
-  line(`  ${'extra: per run'.padEnd(LABEL)}${r.runs.map((x) => s(x.ms)).join(', ')}   (${skipped} skipped by compare-and-swap; keys retired per run: ${retired})`);
+  const perRun = r.runs.map((x) => s(x.ms)).join(', ');
+  line(`  ${'extra: per run'.padEnd(LABEL)}${perRun}   (${skipped} skipped by compare-and-swap; keys retired per run: ${retired})`);
+  record({ section, figure: `extra: rotate-key per run · ${db}`, value: perRun, note: `${skipped} skipped by compare-and-swap; keys retired per run: ${retired}` });
 }
 
-async function guarded(name: string, fn: () => Promise<void>): Promise<void> {
+async function guarded(section: string, name: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (err) {
     process.exitCode = 1;
-    line(`  ${name.padEnd(LABEL)}FAILED: ${(err as Error).message.split('\n')[0]}`);
+    const message = (err as Error).message.split('\n')[0] ?? '';
+    line(`  ${name.padEnd(LABEL)}FAILED: ${message}`);
+    record({ section, figure: name, value: '', failed: message });
     process.stderr.write(`${name} failed:\n${(err as Error).stack ?? err}\n`);
   }
+}
+
+/** How this run was started, with the BENCH_* sizes it was given (never BENCH_DATABASE_URL). */
+function command(): string {
+  const args = process.argv.slice(2).join(' ');
+  const run = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${args ? ` -- ${args}` : ''}` : `node --import tsx bench/run.ts${args ? ` ${args}` : ''}`;
+  const sizes = Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_') && !/URL|PASSWORD|SECRET|TOKEN|KEY/.test(k)).map(([k, v]) => `${k}=${v}`);
+  return [...sizes.sort(), run].join(' ');
 }
 
 const load = (): string => loadavg().map((v) => v.toFixed(2)).join(' ');
@@ -466,8 +586,9 @@ async function coldStartSection(pgOk: boolean): Promise<void> {
   for (let i = 0; i < RUNS; i++) nodeRuns.push(await nodeStartupOnce());
   const nodeRef = median(nodeRuns);
   line(`  ${'ref: node -e "0" spawn → exit'.padEnd(LABEL)}median ${ms(nodeRef, 6)}   max ${ms(max(nodeRuns), 6)}`);
+  record({ section: S.cold, figure: 'ref: node -e "0" spawn → exit', value: `median ${ms(nodeRef)} · max ${ms(max(nodeRuns))}` });
 
-  await guarded('stdio, PGlite', async () => {
+  await guarded(S.cold, 'stdio, PGlite', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
     const rmDir = async () => rmSync(dir, { recursive: true, force: true });
     pending.add(rmDir);
@@ -478,13 +599,14 @@ async function coldStartSection(pgOk: boolean): Promise<void> {
       for (let i = 0; i < RUNS; i++) runs.push((await stdioStartOnce(cli, env, dir)).ms);
       coldRow('stdio, PGlite (existing data dir)', runs, TARGET.coldPglite, nodeRef);
       line(`  ${'extra: first start, empty data dir'.padEnd(LABEL)}       ${ms(first.ms, 6)}   (creates the database, initializes, seeds the demo)`);
+      record({ section: S.cold, figure: 'extra: stdio, PGlite, first start, empty data dir', value: ms(first.ms), note: 'creates the database, initializes, seeds the demo' });
     } finally {
       await cleanup(rmDir);
     }
   });
 
   if (pgOk) {
-    await guarded('stdio, PostgreSQL', async () => {
+    await guarded(S.cold, 'stdio, PostgreSQL', async () => {
       const db = await createDatabase('stdio');
       const drop = () => db.drop();
       pending.add(drop);
@@ -501,6 +623,7 @@ async function coldStartSection(pgOk: boolean): Promise<void> {
         for (let i = 0; i < RUNS; i++) runs.push((await stdioStartOnce(cli, env, dir)).ms);
         coldRow('stdio, PostgreSQL', runs, TARGET.coldPostgres, nodeRef);
         line(`  ${'extra: `switchboard init` on an empty database'.padEnd(LABEL)}       ${ms(initMs, 6)}   (spawn → exit: migrations + tenant + admin)`);
+        record({ section: S.cold, figure: 'extra: `switchboard init` on an empty PostgreSQL database', value: ms(initMs), note: 'spawn → exit: migrations + tenant + admin' });
       } finally {
         await cleanup(rmDir);
         await cleanup(drop);

@@ -36,10 +36,11 @@ export function us(v: number, width = 0): string {
   return `${text.padStart(width)} µs`;
 }
 
-/** "met" / "MISSED" beside a target; a figure, not a test. */
-export function verdict(value: number, target: number): string {
-  return value < target ? 'met' : 'MISSED';
-}
+/**
+ * "met" / "MISSED" beside a target; a figure, not a test. The verdict is computed once by the
+ * caller and given both to its console line (this word) and to record() (bench/results.ts).
+ */
+export const verdictWord = (met: boolean): string => (met ? 'met' : 'MISSED');
 
 export const now = (): number => performance.now();
 

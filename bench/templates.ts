@@ -12,7 +12,8 @@ import { createDeployment, getDeploymentRow } from '../src/core/templates/deploy
 import { rollbackTargets, scheduleDeployments } from '../src/core/templates/runner.js';
 import { phase } from '../src/core/templates/apply.js';
 import { seedAccounts } from './seed.js';
-import { fmt, line, ms, note } from './stats.js';
+import { fmt, line, ms, note, verdictWord } from './stats.js';
+import { record, versus } from './results.js';
 import { createDatabase } from './postgres.js';
 
 /**
@@ -29,6 +30,7 @@ import { createDatabase } from './postgres.js';
  */
 
 export const TEMPLATE_TARGET_S = 10;
+export const TEMPLATES_SECTION = '8. Templates';
 
 interface Figures {
   accounts: number;
@@ -110,7 +112,7 @@ async function run(db: Database, accounts: number): Promise<Figures> {
 /** rows an applied create writes per account: the copy, its revision, its connection usage, the target's outcome, the audit entry */
 const WRITES_PER_ACCOUNT = 5;
 
-export async function templateBench(label: string, open: () => Promise<{ db: Database; close(): Promise<void> }>, insertRate: number | null = null): Promise<void> {
+export async function templateBench(db: string, label: string, open: () => Promise<{ db: Database; close(): Promise<void> }>, insertRate: number | null = null): Promise<void> {
   const figures: Figures[] = [];
   for (const size of [1_000, 10_000]) {
     const h = await open();
@@ -121,8 +123,11 @@ export async function templateBench(label: string, open: () => Promise<{ db: Dat
     }
   }
   line(`  ${label}`);
+  const section = TEMPLATES_SECTION;
   for (const f of figures) {
-    line(`    ${String(f.accounts).padStart(6)} accounts: plan ${ms(f.planMs, 8)}  apply ${ms(f.applyMs, 8)} (${Math.round(f.accounts / (f.applyMs / 1000))} accounts/s)  rollback plan ${ms(f.rollbackPlanMs, 7)}  rollback ${ms(f.rollbackMs, 8)}`);
+    const perSecond = Math.round(f.accounts / (f.applyMs / 1000));
+    line(`    ${String(f.accounts).padStart(6)} accounts: plan ${ms(f.planMs, 8)}  apply ${ms(f.applyMs, 8)} (${perSecond} accounts/s)  rollback plan ${ms(f.rollbackPlanMs, 7)}  rollback ${ms(f.rollbackMs, 8)}`);
+    record({ section, figure: `deploy to ${fmt(f.accounts)} accounts · ${db}`, value: `plan ${ms(f.planMs)} · apply ${ms(f.applyMs)} (${fmt(perSecond)} accounts/s) · rollback plan ${ms(f.rollbackPlanMs)} · rollback ${ms(f.rollbackMs)}` });
   }
   const [a, b] = figures as [Figures, Figures];
   // where the 10,000-account apply's time goes: the batch transaction's phases, the runner's own
@@ -141,26 +146,36 @@ export async function templateBench(label: string, open: () => Promise<{ db: Dat
   const accounted = rows.reduce((s, [, v]) => s + v, 0);
   rows.push(['other (claim, reading the version, polling)', b.applyMs - accounted]);
   line(`    where the 10,000-account apply's ${ms(b.applyMs)} goes:`);
-  for (const [k, v] of rows) line(`      ${k.padEnd(44)} ${ms(v, 8)}  ${((100 * v) / b.applyMs).toFixed(1).padStart(5)} %`);
+  for (const [k, v] of rows) {
+    const share = ((100 * v) / b.applyMs).toFixed(1);
+    line(`      ${k.padEnd(44)} ${ms(v, 8)}  ${share.padStart(5)} %`);
+    record({ section, figure: `extra: ${fmt(b.accounts)}-account apply, ${k} · ${db}`, value: `${ms(v)} (${share} %)` });
+  }
   const big = b.applyMs / 1000;
   if (insertRate) {
     const writes = (b.accounts * WRITES_PER_ACCOUNT) / (b.applyMs / 1000);
-    line(`    ${fmt(Math.round(writes))} row writes/s in the apply (${WRITES_PER_ACCOUNT} per account) = ${(writes / insertRate).toFixed(2)}× the raw single-row insert rate measured in this run (${fmt(Math.round(insertRate))} tx/s)`);
+    const ratio = writes / insertRate;
+    line(`    ${fmt(Math.round(writes))} row writes/s in the apply (${WRITES_PER_ACCOUNT} per account) = ${ratio.toFixed(2)}× the raw single-row insert rate measured in this run (${fmt(Math.round(insertRate))} tx/s)`);
+    record({ section, figure: `extra: row writes/s in the ${fmt(b.accounts)}-account apply · ${db}`, value: fmt(Math.round(writes)), unit: '/s', note: `${WRITES_PER_ACCOUNT} per account`, reference: versus(`raw insert rate ${fmt(Math.round(insertRate))} tx/s`, ratio) });
   }
-  line(`    10,000 applied in ${big.toFixed(2)} s (target < ${TEMPLATE_TARGET_S} s: ${big < TEMPLATE_TARGET_S ? 'met' : 'MISSED'}); 10x the accounts took ${(b.applyMs / a.applyMs).toFixed(1)}x the apply, ${(b.planMs / a.planMs).toFixed(1)}x the plan, ${(b.rollbackMs / a.rollbackMs).toFixed(1)}x the rollback (linear: 10x)`);
+  const met = big < TEMPLATE_TARGET_S;
+  const growth = { apply: (b.applyMs / a.applyMs).toFixed(1), plan: (b.planMs / a.planMs).toFixed(1), rollback: (b.rollbackMs / a.rollbackMs).toFixed(1) };
+  line(`    10,000 applied in ${big.toFixed(2)} s (target < ${TEMPLATE_TARGET_S} s: ${verdictWord(met)}); 10x the accounts took ${growth.apply}x the apply, ${growth.plan}x the plan, ${growth.rollback}x the rollback (linear: 10x)`);
+  record({ section, figure: `${fmt(b.accounts)} accounts applied · ${db}`, value: `${big.toFixed(2)} s`, target: `< ${TEMPLATE_TARGET_S} s`, met });
+  record({ section, figure: `extra: 10x the accounts took · ${db}`, value: `${growth.apply}x the apply · ${growth.plan}x the plan · ${growth.rollback}x the rollback`, note: 'linear: 10x' });
 }
 
 export async function templatesSection(pgOk: boolean, insertRate: number | null): Promise<void> {
   line('8. Templates: plan, apply and rollback of a deploy to 1,000 and 10,000 accounts (runner batches of 500)');
   if (pgOk) {
-    await templateBench('PostgreSQL (fresh database per size)', async () => {
+    await templateBench('PostgreSQL', 'PostgreSQL (fresh database per size)', async () => {
       const h = await createDatabase('tpl');
       const db = await openDatabase({ url: h.url });
       await db.migrate();
       return { db, close: async () => { await db.close(); await h.drop(); } };
     }, insertRate);
   } else note('PostgreSQL did not answer: its case is skipped');
-  await templateBench('PGlite (in memory)', async () => {
+  await templateBench('PGlite', 'PGlite (in memory)', async () => {
     const db = await openDatabase({});
     await db.migrate();
     return { db, close: () => db.close() };

@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import fc from 'fast-check';
 import { buildWorld, connect, data, type World } from './helpers/world.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
-import { webhookDeliveries } from '../src/db/schema/index.js';
+import { connections, webhookDeliveries } from '../src/db/schema/index.js';
+import { createHumanRequest } from '../src/core/human-requests.js';
 import { HOSTILE_TEXT } from './fuzz/harness.js';
 
 /**
  * Fuzzing the HTTP entry points (issue 12, item 1): the webhook endpoint with random methods,
  * paths, content types, sizes, header sets, signatures and tokens, and the MCP endpoint with
- * malformed JSON-RPC. Invariants: never a 5xx, never a secret in an answer, every 2xx webhook
+ * malformed JSON-RPC, and the credential pages with real, used, swapped and made-up links. Invariants: never a 5xx, never a secret in an answer, every 2xx webhook
  * answer names a delivery that is recorded (nothing acknowledged is lost), and the server still
  * answers. A fixed-seed slice.
  */
@@ -102,6 +103,59 @@ describe('fuzzing the HTTP entry points (fixed seed)', () => {
     expect(accepted.length).toBeGreaterThan(10);
     expect([...statuses.keys()].some((s) => s >= 400)).toBe(true);
     expect((await fetch(`${http.url.replace(/\/mcp$/, '')}/healthz`)).status).toBe(200);
+  }, 300_000);
+
+  it('the pages: real, used, swapped and made-up links, any method, form and body, never a 5xx or a secret', async () => {
+    const connection = w.database.db;
+    const [provider] = await connection.select({ id: connections.id }).from(connections).where(eq(connections.accountId, w.accounts.boring.id));
+    const links: string[] = [];
+    for (const kind of ['enter_credentials', 'enter_credentials', 'view_credentials', 'view_credentials'] as const) {
+      const r = await createHumanRequest(w.core, {
+        accountId: w.accounts.boring.id,
+        userId: w.userIds.boringAdmin,
+        kind,
+        subject: kind === 'enter_credentials' ? { app: 'stripe', authKind: null, connectionName: 'Fuzz', connectionId: null } : { app: 'webhook', authKind: null, connectionName: 'Provider', connectionId: provider!.id },
+      });
+      links.push(`/${kind === 'enter_credentials' ? 'connect' : 'verify'}/${r.token}`);
+    }
+    const origin = http.url.replace(/\/mcp$/, '');
+    const path = fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom(...links) },
+      fc.constantFrom(...links).map((l) => (l.startsWith('/connect/') ? l.replace('/connect/', '/verify/') : l.replace('/verify/', '/connect/'))),
+      fc.constantFrom(...links).map((l) => `${l}/extra`),
+      fc.tuple(fc.constantFrom('/connect/', '/verify/'), fc.oneof(text, fc.constant('A'.repeat(43)), fc.constant('%2e%2e'), fc.constant(''))).map(([p, t]) => p + encodeURIComponent(t)),
+      fc.constantFrom('/connect', '/verify', '/connect//', '/verify/../connect/x'),
+    );
+    const form = fc.dictionary(fc.constantFrom('secret_key', 'password', 'kind', 'f_token', 'token', 'name', 'base_url', '__proto__', 'x'), text, { maxKeys: 5 }).map((d) => new URLSearchParams(d).toString());
+    const statuses = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(
+        path,
+        fc.constantFrom('GET', 'POST', 'POST', 'PUT', 'HEAD', 'DELETE'),
+        fc.oneof(form, body),
+        fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'text/plain', 'multipart/form-data; boundary=x', ''),
+        fc.constantFrom(undefined, origin, 'https://evil.example', 'null'),
+        fc.option(fc.constantFrom('kind=api_key', 'kind=%00', `kind=${'k'.repeat(300)}`, 'a=1&a=2')),
+        async (p, method, b, contentType, from, query) => {
+          const res = await fetch(`${origin}${p}${query ? `?${query}` : ''}`, {
+            method,
+            headers: { ...(contentType ? { 'content-type': contentType } : {}), ...(from ? { origin: from } : {}) },
+            ...(method === 'GET' || method === 'HEAD' ? {} : { body: b }),
+            redirect: 'manual',
+            signal: AbortSignal.timeout(10_000),
+          });
+          const answer = await res.text();
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+          expect(res.status, `${method} ${p}: ${answer.slice(0, 200)}`).toBeLessThan(500);
+          for (const t of [...Object.values(w.tokens), SECRET]) expect(answer).not.toContain(t);
+        },
+      ),
+      { seed: Number(process.env.FUZZ_SEED ?? 20261207), numRuns: Number(process.env.FUZZ_HTTP_RUNS ?? 120), endOnFailure: true },
+    );
+    // the slice reached real pages and refusals
+    expect(statuses.get(200) ?? 0).toBeGreaterThan(0);
+    expect([...statuses.keys()].some((st) => st >= 400)).toBe(true);
+    expect((await fetch(`${origin}/healthz`)).status).toBe(200);
   }, 300_000);
 
   it('the MCP endpoint: malformed JSON-RPC, odd methods and tokens get a 4xx or a JSON-RPC error, never a 5xx', async () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { argumentsFor, callOnce, connect, fuzzWorld, inputSchemaOf, TOOL_NAMES, violations, type FuzzWorld } from './fuzz/harness.js';
 import type { Persona } from './helpers/world.js';
+import { loadText, recordExternal, versus } from '../bench/results.js';
 
 /**
  * The fuzzer (issue 12, item 1; test/fuzz/harness.ts): every tool, as callers of different reach,
@@ -21,7 +22,9 @@ const LONG = Number(process.env.FUZZ_SECONDS ?? 0);
  */
 let confined: FuzzWorld;
 let privileged: FuzzWorld;
-const CONFINED: Persona[] = ['boringViewer', 'acmeAdmin', 'studioMember'];
+const CONFINED: Persona[] = ['boringViewer', 'boringAdmin', 'acmeAdmin', 'acmeMember', 'studioMember'];
+/** the callers of the long run: every role (viewer, member and admin of a customer, a parent and a child), Switch Account alone, the admin permission alone, and both */
+const EVERY_ROLE: Persona[] = [...CONFINED, 'switcher', 'tenantAdmin', 'admin'];
 const worldOf = (caller: Persona) => (CONFINED.includes(caller) ? confined : privileged);
 
 beforeAll(async () => {
@@ -45,6 +48,12 @@ const property = (caller: Persona, tool: string, call: (args: unknown) => Return
 
 // the long form runs only when asked (npm run fuzz): it is a load, not a check for every commit
 describe.skipIf(LONG > 0)('fuzzing every tool (fixed seed)', () => {
+  it('throws cursors of other queries at the tools that take one', () => {
+    // list_accounts, audit_log (account and tenant), list_switches, list_automations: each had a next page
+    expect(confined.known.cursor!.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(confined.known.cursor).size).toBe(confined.known.cursor!.length);
+  });
+
   for (const caller of ['boringViewer', 'acmeAdmin', 'admin'] as Persona[]) {
     it(`as ${caller}: every tool answers broken arguments with one sentence and shows nothing it should not`, async () => {
       const fw = worldOf(caller);
@@ -63,9 +72,10 @@ describe.skipIf(LONG > 0)('fuzzing every tool (fixed seed)', () => {
 
 describe.runIf(LONG > 0)('fuzzing every tool (npm run fuzz)', () => {
   it(`runs for ${LONG} s without a violation`, async () => {
-    const callers: Persona[] = [...CONFINED, 'admin'];
+    const callers: Persona[] = EVERY_ROLE;
     const sessions = new Map(await Promise.all(callers.map(async (c) => [c, await connect(worldOf(c).w.core, worldOf(c).w.tokens[c])] as const)));
     let seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
+    const loadStart = loadText();
     const started = performance.now();
     const elapsed = () => (performance.now() - started) / 1000;
     let cases = 0;
@@ -90,8 +100,26 @@ describe.runIf(LONG > 0)('fuzzing every tool (npm run fuzz)', () => {
         }
       }
     }
+    const seconds = elapsed();
     const alive = await sessions.get('admin')!.call('whoami');
-    console.log(`fuzz: ${cases.toLocaleString('en-US')} cases in ${elapsed().toFixed(1)} s (${Math.round(cases / elapsed())} cases/s), ${found.length} violation(s); the server ${alive.isError ? 'did NOT answer' : 'still answers'}`);
+    console.log(`fuzz: ${cases.toLocaleString('en-US')} cases in ${seconds.toFixed(1)} s (${Math.round(cases / seconds)} cases/s), ${found.length} violation(s); the server ${alive.isError ? 'did NOT answer' : 'still answers'}`);
+    // the reference, in the same run: MCP pings on the same in-process client (the protocol's own round trip)
+    const pingStart = performance.now();
+    for (let i = 0; i < 500; i++) await sessions.get('admin')!.client.ping();
+    const pings = 500 / ((performance.now() - pingStart) / 1000);
+    recordExternal(
+      'fuzz',
+      [
+        {
+          figure: `tool-call cases, ${callers.length} callers of every role, ${TOOL_NAMES.length} tools`,
+          value: `${cases.toLocaleString('en-US')} in ${Math.round(seconds)} s, ${found.length} violations`,
+          target: '≥ 100,000 cases, 0 violations',
+          met: cases >= 100_000 && found.length === 0,
+        },
+        { figure: 'tool-call cases per second', value: String(Math.round(cases / seconds)), unit: '/s', reference: versus(`MCP ping on the same client ${Math.round(pings).toLocaleString('en-US')}/s`, cases / seconds / pings) },
+      ],
+      { command: `FUZZ_SECONDS=${LONG} npm run fuzz`, loadStart },
+    );
     for (const s of sessions.values()) await s.close();
     expect(found).toEqual([]);
     expect(alive.isError).toBeFalsy();

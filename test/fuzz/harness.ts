@@ -156,9 +156,24 @@ export async function fuzzWorld(): Promise<FuzzWorld> {
   const w = await buildWorld();
   await addConnection(w.core, w.accounts.acme, { app: 'stripe', name: 'Default', credentials: { secret_key: CREDENTIAL } });
   await automationUsing(w.core, w.accounts.acme, 'Acme bookings', []);
+  await automationUsing(w.core, w.accounts.acme, 'Acme classes', []);
   await automationUsing(w.core, w.accounts.boring, 'Boring invoices', []);
   const admin = await connect(w.core, w.tokens.admin);
   await admin.call('create_template', { name: 'Fuzz template', definition: { steps: [{ id: 'one', kind: 'transform', value: '{{ trigger.body }}' }] } });
+  // cursors of real queries, thrown at every tool that takes one: a cursor of another query, of
+  // another account, or another caller's must be refused or read as a position, never trusted
+  const cursors: string[] = [];
+  for (const [tool, args] of [
+    ['list_accounts', { limit: 1 }],
+    ['audit_log', { limit: 1 }],
+    ['audit_log', { scope: 'tenant', limit: 1 }],
+    ['list_switches', { scope: 'tenant', limit: 1 }],
+    ['list_automations', { account: 'acme-fitness', limit: 1 }],
+  ] as const) {
+    const r = await admin.call(tool, args);
+    const next = (r.structuredContent as { next_cursor?: unknown } | undefined)?.next_cursor;
+    if (typeof next === 'string') cursors.push(next);
+  }
   await admin.close();
   const { acme, studio1, studio2, boring, sandbox, system } = w.accounts;
   // ids, and the slugs that are not also words of the schemas (the sandbox's slug is an account kind)
@@ -168,7 +183,9 @@ export async function fuzzWorld(): Promise<FuzzWorld> {
     secrets: [...Object.values(w.tokens), CREDENTIAL],
     hidden: {
       boringViewer: keysOf(acme, studio1, studio2, sandbox),
+      boringAdmin: keysOf(acme, studio1, studio2, sandbox),
       acmeAdmin: keysOf(boring, sandbox),
+      acmeMember: keysOf(boring, sandbox),
       // a child's members see its linked parent named on their own account (get_account, list_accounts): by design
       studioMember: keysOf(studio2, boring, sandbox),
     },
@@ -176,7 +193,7 @@ export async function fuzzWorld(): Promise<FuzzWorld> {
     known: {
       account: ['acme-fitness', 'acme-studio-01', 'boring-co', 'sandbox', 'home', boring.id, acme.id],
       parent: ['acme-fitness', 'boring-co'],
-      automation: ['Acme bookings', 'Boring invoices'],
+      automation: ['Acme bookings', 'Acme classes', 'Boring invoices'],
       connection: ['stripe', 'stripe/Default'],
       app: ['stripe', 'http', 'webhook'],
       user: ['admin@switchboard.test', 'boringadmin@switchboard.test', w.userIds.boringViewer],
@@ -184,6 +201,7 @@ export async function fuzzWorld(): Promise<FuzzWorld> {
       email: ['someone@fuzz.test'],
       template: ['Fuzz template'],
       toolset: ['all', 'templates', 'admin'],
+      cursor: cursors,
     },
     typed: new Map(),
     close: () => w.close(),
@@ -211,6 +229,8 @@ export function violations(fw: FuzzWorld, caller: Persona, tool: string, args: u
   }
   if (/internal error/i.test(text)) found.push(`${tool}: internal error: ${text.slice(0, 200)}`);
   for (const s of fw.secrets) if (body.includes(s)) found.push(`${tool}: a secret in the answer`);
+  // the server's log lines written during the call (one process: the server logs to this stderr)
+  for (const l of drainLogLines()) for (const s of fw.secrets) if (l.includes(s)) found.push(`${tool}: a secret in a log line: ${l.slice(0, 200)}`);
   const typedNow = JSON.stringify(args ?? null);
   const typed = fw.typed.get(caller) ?? new Set<string>();
   fw.typed.set(caller, typed);
@@ -219,6 +239,22 @@ export function violations(fw: FuzzWorld, caller: Persona, tool: string, args: u
     if (body.includes(key) && !typed.has(key)) found.push(`${tool}: ${caller} was shown '${key}', of an account they may not see`);
   }
   return found;
+}
+
+/**
+ * Every line written to stderr in this process (the server's structured logs) is also kept here
+ * until the next violations() check reads it: no secret may reach a log line either. Installed
+ * once, on import; the lines are still written.
+ */
+const logLines: string[] = [];
+const write = process.stderr.write.bind(process.stderr);
+process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+  logLines.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+  if (logLines.length > 10_000) logLines.splice(0, logLines.length - 10_000);
+  return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+}) as typeof process.stderr.write;
+export function drainLogLines(): string[] {
+  return logLines.splice(0, logLines.length);
 }
 
 /** The tools to fuzz: every one (its toolset on), by name. */
