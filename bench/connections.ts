@@ -214,7 +214,8 @@ export async function listConnectionsLatency(opts: { url?: string | undefined; c
     const http = await startHttp({ core, database, port: 0, host: '127.0.0.1' });
     cleanups.unshift(() => http.close());
     const client = new Client({ name: 'switchboard-bench', version: '1.0.0' });
-    const transport = new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+    // list_connections is in the connections toolset, which a session turns on (not a default one)
+    const transport = new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${token}`, 'X-Switchboard-Toolsets': 'default,connections' } } });
     await client.connect(transport);
     cleanups.unshift(() => client.close());
 

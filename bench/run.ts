@@ -178,7 +178,11 @@ async function sections(pg: { ok: boolean }): Promise<void> {
     line(`Total benchmark time ${((now() - started) / 1000).toFixed(1)} s, load average now ${load()}.`);
     return;
   }
-  if (SECTION) line(`Unknown section '${SECTION}' (known: operations, templates, surface): running them all.`);
+  if (SECTION === 'list_connections') {
+    await listConnectionsSection(pg.ok);
+    return;
+  }
+  if (SECTION) line(`Unknown section '${SECTION}' (known: operations, templates, surface, list_connections): running them all.`);
 
   await coldStartSection(pg.ok);
 
@@ -209,29 +213,7 @@ async function sections(pg: { ok: boolean }): Promise<void> {
 
   // ---------------------------------------------------------------- 3. list_connections
   const connectionsStarted = now();
-  line();
-  line(`3. list_connections over Streamable HTTP on loopback, ${fmt(LIST_CONNECTIONS)} connections in the account, ${LIST_CALLS} sequential calls each after ${LIST_WARMUP} warm-up`);
-  line(`   (a linked child account; its parent and the system account share a few; ${LIST_SIBLINGS} sibling children hold ${fmt(LIST_CONNECTIONS)} each;`);
-  line(`   caller: the init admin naming the account; timed after ANALYZE)`);
-
-  await guarded(S.list, 'list_connections, PGlite', async () => {
-    listReport('PGlite', 'PGlite (in memory; the 20 ms target is set for PostgreSQL)', await listConnectionsLatency({ calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), false);
-  });
-  if (pg.ok) {
-    await guarded(S.list, 'list_connections, PostgreSQL', async () => {
-      const db = await createDatabase('conns');
-      const drop = () => db.drop();
-      pending.add(drop);
-      try {
-        listReport('PostgreSQL', 'PostgreSQL (fresh database, pool of 10)', await listConnectionsLatency({ url: db.url, calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), true);
-      } finally {
-        await cleanup(drop);
-      }
-    });
-  } else {
-    line();
-    line(`  PostgreSQL: skipped, PostgreSQL does not answer`);
-  }
+  await listConnectionsSection(pg.ok);
 
   // ---------------------------------------------------------------- 4. encrypt + decrypt
   line();
@@ -364,6 +346,33 @@ async function sections(pg: { ok: boolean }): Promise<void> {
   line(`Figures only: nothing here passes or fails a build.`);
   if (abortListenerWarnings) {
     note(`${abortListenerWarnings} MaxListenersExceededWarning(s) about abort listeners on the MCP HTTP client's shared AbortSignal were counted, not printed (SDK client + undici, not the server).`);
+  }
+}
+
+/** 3. list_connections (bench/connections.ts); alone with `npm run bench -- list_connections` */
+async function listConnectionsSection(pgOk: boolean): Promise<void> {
+  line();
+  line(`3. list_connections over Streamable HTTP on loopback, ${fmt(LIST_CONNECTIONS)} connections in the account, ${LIST_CALLS} sequential calls each after ${LIST_WARMUP} warm-up`);
+  line(`   (a linked child account; its parent and the system account share a few; ${LIST_SIBLINGS} sibling children hold ${fmt(LIST_CONNECTIONS)} each;`);
+  line(`   caller: the init admin naming the account; timed after ANALYZE)`);
+
+  await guarded(S.list, 'list_connections, PGlite', async () => {
+    listReport('PGlite', 'PGlite (in memory; the 20 ms target is set for PostgreSQL)', await listConnectionsLatency({ calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), false);
+  });
+  if (pgOk) {
+    await guarded(S.list, 'list_connections, PostgreSQL', async () => {
+      const db = await createDatabase('conns');
+      const drop = () => db.drop();
+      pending.add(drop);
+      try {
+        listReport('PostgreSQL', 'PostgreSQL (fresh database, pool of 10)', await listConnectionsLatency({ url: db.url, calls: LIST_CALLS, warmup: LIST_WARMUP, siblings: LIST_SIBLINGS }), true);
+      } finally {
+        await cleanup(drop);
+      }
+    });
+  } else {
+    line();
+    line(`  PostgreSQL: skipped, PostgreSQL does not answer`);
   }
 }
 
