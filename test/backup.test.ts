@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { CLI, cliEnv, repoRoot, runCli, tempDataDir, type CliResult } from './helpers/spawn.js';
+import { CLI, cliEnv, repoRoot, runCli, spawnServe, tempDataDir, type CliResult } from './helpers/spawn.js';
 import { runCliWithInput } from './helpers/cli-world.js';
 import { data } from './helpers/world.js';
 import { testDbKind } from './helpers/db.js';
@@ -29,7 +29,7 @@ const env = cliEnv({ SWITCHBOARD_DATA_DIR: dir, SWITCHBOARD_MASTER_KEY: KEY, POR
 const outputs: string[] = [];
 
 let server: ChildProcess;
-let serverErr = '';
+let serverErr: () => string = () => '';
 let client: Client;
 let adminToken: string;
 
@@ -85,15 +85,10 @@ let loads = { atSpawn: 0, atExit: 0, total: 0 };
 
 describe.runIf(testDbKind() === 'pglite')('backup and restore (embedded database only: PostgreSQL deployments use pg_dump)', { timeout: 180_000 }, () => {
   beforeAll(async () => {
-    server = spawn(process.execPath, [...CLI, 'serve'], { env, cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
-    const url = await new Promise<string>((resolve, reject) => {
-      server.stderr!.on('data', (c: Buffer) => {
-        serverErr += c.toString();
-        const m = /Switchboard MCP endpoint: (\S+)/.exec(serverErr);
-        if (m) resolve(m[1]!);
-      });
-      server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${serverErr}`)));
-    });
+    const serve = await spawnServe(env);
+    server = serve.child;
+    serverErr = serve.stderr;
+    const url = serve.url;
     adminToken = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
     client = new Client({ name: 'switchboard-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${adminToken}` } } }));
@@ -279,7 +274,7 @@ describe.runIf(testDbKind() === 'pglite')('backup and restore (embedded database
 
   it('no secret reached any output of serve, backup or restore: not the credential, the master key or a token', () => {
     expect(outputs.length).toBeGreaterThan(20);
-    for (const out of [...outputs, serverErr]) {
+    for (const out of [...outputs, serverErr()]) {
       expect(out).not.toContain(SECRET);
       expect(out).not.toContain(KEY);
       expect(out).not.toContain(adminToken);

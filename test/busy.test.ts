@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import postgres from 'postgres';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
-import { testDbKind } from './helpers/db.js';
+import { holdDatabase } from './helpers/hold-database.js';
 import { ToolGate } from '../src/mcp/tool-gate.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { loadConfig } from '../src/config.js';
@@ -36,48 +35,9 @@ afterAll(async () => {
   await w?.close();
 });
 
-/** Hold the database until `release` is called: calls that read accounts wait inside it meanwhile. */
-async function holdDatabase(): Promise<{ release: () => Promise<void> }> {
-  if (testDbKind() === 'postgres') {
-    const other = postgres(w.database.url!, { max: 1, onnotice: () => {} });
-    let free!: () => void;
-    const freed = new Promise<void>((r) => (free = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const tx = other.begin(async (t) => {
-      await t`lock table accounts, users, api_tokens in access exclusive mode`;
-      locked();
-      await freed;
-    });
-    await isLocked;
-    return {
-      async release() {
-        free();
-        await tx;
-        await other.end({ timeout: 0 });
-      },
-    };
-  }
-  let free!: () => void;
-  const freed = new Promise<void>((r) => (free = r));
-  let open!: () => void;
-  const isOpen = new Promise<void>((r) => (open = r));
-  const tx = w.database.db.transaction(async () => {
-    open();
-    await freed;
-  });
-  await isOpen;
-  return {
-    async release() {
-      free();
-      await tx;
-    },
-  };
-}
-
 describe('the pool exhausted by slow calls', () => {
   it('refuses calls past the slots with one retryable sentence while the slow ones are still stuck, then finishes them', async () => {
-    const hold = await holdDatabase();
+    const hold = await holdDatabase(w.database);
     let released = false;
     const slow = sessions.slice(0, SLOTS).map((s) => s.call('list_accounts').then((r) => ({ r, whileHeld: !released })));
     // let the slow calls take their slots (they are now waiting inside the database)
@@ -119,7 +79,7 @@ describe('the pool exhausted by slow calls', () => {
   it('lets a waiting call in as soon as a slot frees up, first come first served', async () => {
     // a wait far longer than the slow calls take once the database is free: the waiter must get in, not time out
     const gate = (w.core.toolGate = new ToolGate(SLOTS, 60_000));
-    const hold = await holdDatabase();
+    const hold = await holdDatabase(w.database);
     const first = sessions[0]!.call('list_accounts');
     const second = sessions[1]!.call('list_accounts');
     await expect.poll(() => gate.load.running).toBe(SLOTS);

@@ -4,14 +4,14 @@ import { chmodSync, closeSync, constants, existsSync, mkdirSync, openSync, readd
 import { writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import postgres from 'postgres';
 import { sql } from 'drizzle-orm';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ElicitRequestSchema, type CallToolResult, type ElicitResult } from '@modelcontextprotocol/sdk/types.js';
 import { buildWorld, connect, data, text, type Session, type World } from './helpers/world.js';
 import { testDbKind } from './helpers/db.js';
-import { CLI, cliEnv, repoRoot, runCli, tempDataDir, type CliResult } from './helpers/spawn.js';
+import { holdDatabase } from './helpers/hold-database.js';
+import { CLI, cliEnv, repoRoot, runCli, spawnServe, tempDataDir, type CliResult } from './helpers/spawn.js';
 import { ToolGate } from '../src/mcp/tool-gate.js';
 import { createMcpServer } from '../src/mcp/server.js';
 import { newSession } from '../src/mcp/session.js';
@@ -34,48 +34,7 @@ import { openDatabase, rowsOf } from '../src/db/client.js';
  *   half-written database where the next server opens it, and refused to run again.
  */
 
-const onPostgres = testDbKind() === 'postgres';
 const SLOTS = 2;
-
-/** Hold the database until `release` is called: calls that read accounts or tokens wait inside it meanwhile. */
-async function holdDatabase(w: World): Promise<{ release: () => Promise<void> }> {
-  if (onPostgres) {
-    const other = postgres(w.database.url!, { max: 1, onnotice: () => {} });
-    let free!: () => void;
-    const freed = new Promise<void>((r) => (free = r));
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => (locked = r));
-    const tx = other.begin(async (t) => {
-      await t`lock table accounts, users, api_tokens in access exclusive mode`;
-      locked();
-      await freed;
-    });
-    await isLocked;
-    return {
-      async release() {
-        free();
-        await tx;
-        await other.end({ timeout: 0 });
-      },
-    };
-  }
-  // the embedded database runs one transaction at a time: every other query waits behind this one
-  let free!: () => void;
-  const freed = new Promise<void>((r) => (free = r));
-  let open!: () => void;
-  const isOpen = new Promise<void>((r) => (open = r));
-  const tx = w.database.db.transaction(async () => {
-    open();
-    await freed;
-  });
-  await isOpen;
-  return {
-    async release() {
-      free();
-      await tx;
-    },
-  };
-}
 
 interface Elicitation {
   url: string;
@@ -170,7 +129,7 @@ describe('the tool-call gate under a hostile caller', () => {
         )[0]!.n,
       );
     const before = await auditedWhoami();
-    const hold = await holdDatabase(w);
+    const hold = await holdDatabase(w.database);
     let slow: Promise<CallToolResult> | undefined;
     try {
       slow = admin.call('list_accounts');
@@ -305,21 +264,10 @@ describe.runIf(testDbKind() === 'pglite')('the embedded data directory, backup a
     }
     expect(existsSync(target)).toBe(false);
     // meanwhile a supervisor starts the server on the same, still empty, directory
-    const server = spawn(process.execPath, [...CLI, 'serve'], {
-      env: { ...env, SWITCHBOARD_DATA_DIR: target, PORT: '0', SWITCHBOARD_WORKERS: '0' },
-      cwd: repoRoot,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const serve = await spawnServe({ ...env, SWITCHBOARD_DATA_DIR: target, PORT: '0', SWITCHBOARD_WORKERS: '0' });
+    const server = serve.child;
     children.push(server);
-    let serverErr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      server.stderr!.on('data', (c: Buffer) => {
-        serverErr += c.toString();
-        const m = /Switchboard MCP endpoint: (\S+)/.exec(serverErr);
-        if (m) resolve(m[1]!);
-      });
-      server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${serverErr}`)));
-    });
+    const url = serve.url;
     const made = readdirSync(target).sort();
     expect(made).toEqual(expect.arrayContaining(['admin-token', 'pgdata', 'switchboard.lock']));
     const serverToken = readFileSync(join(target, 'admin-token'), 'utf8').trim();

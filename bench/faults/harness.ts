@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { openDatabase, type Database } from '../../src/db/client.js';
 
 /**
@@ -166,3 +168,10 @@ export function freePort(): Promise<number> {
 }
 
 export const check = (ok: boolean, line: string): FaultCheck => ({ ok, line });
+
+/** A real MCP client over Streamable HTTP to the server at `origin` (its /mcp), as `token`. */
+export async function mcpOverHttp(origin: string, token: string): Promise<Client> {
+  const client = new Client({ name: 'switchboard-faults', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', origin), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  return client;
+}

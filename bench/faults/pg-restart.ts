@@ -1,15 +1,15 @@
 import { sql } from 'drizzle-orm';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { openDatabase, rowsOf } from '../../src/db/client.js';
+import { uuidList } from '../../src/db/arrays.js';
 import { initialize } from '../../src/core/tenants.js';
 import { createAccount } from '../../src/core/accounts.js';
 import { createAutomation } from '../../src/core/automations.js';
 import { webhookPath, webhookToken } from '../../src/core/webhooks.js';
 import { Keyring, newMasterKey } from '../../src/core/keyring.js';
 import type { Core } from '../../src/core/core.js';
-import { check, freePort, sleep, startCli, stop, until, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
+import { check, freePort, mcpOverHttp, sleep, startCli, stop, until, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
 import { privatePostgres } from './private-postgres.js';
 
 /**
@@ -94,9 +94,7 @@ export async function pgRestart(ctx: FaultContext, opts: PgRestartOptions = {}):
     say(`serve is ready on ${origin} over a private PostgreSQL (${new URL(cluster.url).port})`);
 
     for (let i = 0; i < sessions; i++) {
-      const client = new Client({ name: 'faults', version: '1.0.0' });
-      await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', origin), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-      clients.push(client);
+      clients.push(await mcpOverHttp(origin, token));
     }
 
     // the load: senders retry a delivery until it is answered 2xx, as providers do; sessions call tools
@@ -185,7 +183,7 @@ export async function pgRestart(ctx: FaultContext, opts: PgRestartOptions = {}):
           await database.db.execute(sql`
             select d.id::text, count(e.id)::int as runs, count(e.id) filter (where e.status in ('succeeded', 'failed'))::int as finished
             from webhook_deliveries d left join executions e on e.delivery_id = d.id and e.source = 'webhook'
-            where d.id = any(${`{${ids.join(',')}}`}::uuid[]) group by d.id`),
+            where d.id = any(${uuidList(ids)}::uuid[]) group by d.id`),
         );
         return new Map(rows.map((r) => [r.id, { runs: Number(r.runs), finished: Number(r.finished) }]));
       };

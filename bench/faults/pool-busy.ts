@@ -1,9 +1,8 @@
 import postgres from 'postgres';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { initialize } from '../../src/core/tenants.js';
-import { check, freePort, startCli, stop, until, withDatabase, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
+import { check, freePort, mcpOverHttp, startCli, stop, until, withDatabase, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
 
 /**
  * The database pool exhausted by slow calls (issue 12, item 3), against a spawned `serve` on
@@ -42,9 +41,7 @@ export async function poolBusy(ctx: FaultContext): Promise<FaultCounts & { refus
   try {
     await until('serve to answer /readyz', () => fetch(`${origin}/readyz`).then((r) => r.status, () => 0), (s) => s === 200, 60_000, 100);
     for (let i = 0; i < CALLS; i++) {
-      const client = new Client({ name: 'faults', version: '1.0.0' });
-      await client.connect(new StreamableHTTPClientTransport(new URL('/mcp', origin), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
-      clients.push(client);
+      clients.push(await mcpOverHttp(origin, token));
     }
     // hold the tables every tool call reads
     let free!: () => void;

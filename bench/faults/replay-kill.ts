@@ -2,7 +2,6 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { rowsOf, type Database } from '../../src/db/client.js';
 import { initialize } from '../../src/core/tenants.js';
@@ -14,7 +13,7 @@ import { Keyring, newMasterKey } from '../../src/core/keyring.js';
 import { startHttp } from '../../src/http/server.js';
 import { Worker } from '../../src/engine/worker.js';
 import type { Core } from '../../src/core/core.js';
-import { check, freePort, startCli, stop, until, withDatabase, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
+import { check, freePort, mcpOverHttp, startCli, stop, until, withDatabase, type FaultContext, type FaultCounts, type Scenario, type Spawned } from './harness.js';
 
 /**
  * kill -9 of `switchboard serve` half way through a bulk replay, a restart, and the client
@@ -146,8 +145,7 @@ async function startServe(ctx: FaultContext, env: Record<string, string>, port: 
     60_000,
     100,
   );
-  const client = new Client({ name: 'switchboard-faults', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  const client = await mcpOverHttp(`http://127.0.0.1:${port}`, token);
   return { process: p, client, call: async (name, args) => (await client.callTool({ name, arguments: args })) as CallToolResult };
 }
 

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -55,4 +55,22 @@ export async function spawnStdio(env: Record<string, string>): Promise<{ client:
   const client = new Client({ name: 'switchboard-test', version: '1.0.0' });
   await client.connect(transport);
   return { client, stderr: () => err, close: () => client.close() };
+}
+
+/**
+ * A spawned `switchboard serve`, resolved once it prints its MCP endpoint (PORT=0: a free port);
+ * `stderr()` is everything it wrote so far. Rejects when it exits before.
+ */
+export async function spawnServe(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const child = spawn(process.execPath, [...CLI, 'serve'], { env, cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (c: Buffer) => {
+      err += c.toString();
+      const m = /Switchboard MCP endpoint: (\S+)/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
+  });
+  return { child, url, stderr: () => err };
 }
