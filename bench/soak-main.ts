@@ -11,6 +11,8 @@
  *   directory made for the run
  *   SWITCHBOARD_WORKERS, SWITCHBOARD_DB_POOL, SWITCHBOARD_TOOL_SLOTS, SWITCHBOARD_BUSY_WAIT_MS,
  *   SWITCHBOARD_ACCOUNT_CONCURRENCY: passed to serve (the report prints what it ran with)
+ *   SOAK_NODE_ARGS: extra node flags for serve, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see
+ *   where serve's time goes under the load (Node refuses --cpu-prof in NODE_OPTIONS)
  *
  * serve runs from source (tsx on src/cli.ts); with CI set and dist/cli.js built, the bundle.
  */
@@ -48,7 +50,8 @@ process.on('warning', (w) => {
 
 const root = resolve(import.meta.dirname, '..');
 const built = join(root, 'dist/cli.js');
-const cli = process.env.CI && existsSync(built) ? [built] : ['--import', 'tsx', join(root, 'src/cli.ts')];
+const nodeArgs = (process.env.SOAK_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const cli = [...nodeArgs, ...(process.env.CI && existsSync(built) ? [built] : ['--import', 'tsx', join(root, 'src/cli.ts')])];
 const env = Object.fromEntries(
   Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !/^(DATABASE_URL|SWITCHBOARD_|PORT$)/.test(e[0])),
 );
@@ -93,15 +96,16 @@ try {
   const set = report.settings;
   const after = report.intervals.slice(set.warmupIntervals);
   const worst = (k: 'p50' | 'p99') => Math.max(...after.map((i) => i[k]));
+  // the embedded database's soak keeps a section of its own: it does not replace PostgreSQL's figures
   recordExternal(
-    'soak',
+    set.database === 'pglite' ? 'soak, embedded database' : 'soak',
     [
       { figure: `errors: ${set.sessions} sessions, ${set.rate} webhooks/s for ${set.seconds} s (${set.database})`, value: `${report.errors} of ${report.calls.total.toLocaleString('en-US')} calls and ${report.webhooks.sent.toLocaleString('en-US')} webhooks`, target: '0', met: report.errors === 0 },
       { figure: 'serve RSS after warm-up → end', value: `${Math.round(report.rss.warmupMb)} → ${Math.round(report.rss.endMb)} MB (${(report.rss.growth * 100).toFixed(1)} %)`, target: `≤ +${Math.round(bound * 100)} %`, met: report.rss.growth <= bound, note: `${Math.round(report.rss.startMb)} MB at start` },
       { figure: 'extra: tool latency after warm-up, worst interval', value: `p50 ${worst('p50').toFixed(0)} ms · p99 ${worst('p99').toFixed(0)} ms` },
       { figure: 'extra: executions per second after warm-up', value: (after.reduce((a, i) => a + i.executionsPerSecond, 0) / Math.max(1, after.length)).toFixed(1), unit: '/s', reference: `webhooks arriving at ${set.rate}/s` },
     ],
-    { command: `SOAK_SECONDS=${seconds} SOAK_SESSIONS=${sessions} npm run soak`, date: startedAt, loadStart, ...(server?.ok ? { postgres: `PostgreSQL ${server.version}` } : {}) },
+    { command: `${set.database === 'pglite' ? 'SOAK_DATABASE=pglite ' : ''}SOAK_SECONDS=${seconds} SOAK_SESSIONS=${sessions} SOAK_RATE=${rate} npm run soak`, date: startedAt, loadStart, ...(server?.ok ? { postgres: `PostgreSQL ${server.version}` } : {}) },
   );
 } finally {
   await drop().catch((err: Error) => console.error(`could not drop the soak database: ${err.message}`));
