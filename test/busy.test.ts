@@ -4,6 +4,8 @@ import { holdDatabase } from './helpers/hold-database.js';
 import { ToolGate } from '../src/mcp/tool-gate.js';
 import { startHttp, type HttpHandle } from '../src/http/server.js';
 import { loadConfig } from '../src/config.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 /**
  * The database pool exhausted by many slow calls (issue 12, item 3): calls past the gate's slots
@@ -88,6 +90,33 @@ describe('the pool exhausted by slow calls', () => {
     await hold.release();
     const results = await Promise.all([first, second, waiting]);
     for (const r of results) expect(r.isError).toBeFalsy();
+  });
+});
+
+describe('whose share of the slots a call takes (src/mcp/tool-gate.ts shares them out)', () => {
+  it('counts a call over HTTP against its user’s home account, its token check against the client address, and an in-memory call against its session', async () => {
+    const keys: string[] = [];
+    class Recording extends ToolGate {
+      override enter(signal?: AbortSignal, key = '') {
+        keys.push(key);
+        return super.enter(signal, key);
+      }
+    }
+    w.core.toolGate = new Recording(SLOTS, 60_000);
+    const client = new Client({ name: 'busy-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers: { Authorization: `Bearer ${w.tokens.boringViewer}` } } }));
+    expect((await client.callTool({ name: 'whoami', arguments: {} })).isError).toBeFalsy();
+    await client.close();
+    // boringViewer is at home in boring: the call counts against boring, whichever of its users makes it
+    expect(keys.filter((k) => k.startsWith('account:'))).toEqual([`account:${w.accounts.boring.id}`]);
+    expect(keys).toContain('address:127.0.0.1');
+    expect(keys.every((k) => k === 'address:127.0.0.1' || k.startsWith('account:'))).toBe(true);
+
+    keys.length = 0;
+    expect((await sessions[0]!.call('whoami')).isError).toBeFalsy();
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatch(/^session:[0-9a-f-]{36}$/);
+    expect(w.core.toolGate.load).toEqual({ running: 0, waiting: 0 });
   });
 });
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { sql } from 'drizzle-orm';
 import { testDatabase, testDbKind, type TestDatabase } from './helpers/db.js';
+import { rowsOf } from '../src/db/client.js';
 
 /**
  * The database must leave the event loop turns while queries keep coming. PGlite runs each query
@@ -57,5 +58,34 @@ describe(`the event loop under a stream of queries (${testDbKind()})`, () => {
     // a timer is due at once, a request needs a few turns (connect, then read): each well before the end
     expect(await atTimer).toBeLessThan(total / 4);
     expect(await atRequest).toBeLessThan(total / 2);
+  });
+
+  // the yield (embedded database only) must not change what the queries do: their order, and that a
+  // transaction has the one connection to itself. PostgreSQL spreads such statements over its pool.
+  const embedded = testDbKind() === 'pglite';
+  it.skipIf(!embedded)('keeps statements issued without waiting in their order, inside and outside a transaction (embedded database: one connection)', async () => {
+    await database.db.execute(sql`create temp table fairness_order (seq serial primary key, v int not null)`);
+    await database.db.transaction(async (tx) => {
+      await Promise.all(Array.from({ length: 40 }, (_, i) => tx.execute(sql`insert into fairness_order (v) values (${i})`)));
+    });
+    await Promise.all(Array.from({ length: 40 }, (_, i) => database.db.execute(sql`insert into fairness_order (v) values (${40 + i})`)));
+    const rows = rowsOf<{ v: number }>(await database.db.execute(sql`select v from fairness_order order by seq`));
+    expect(rows.map((r) => Number(r.v))).toEqual(Array.from({ length: 80 }, (_, i) => i));
+  });
+
+  it.skipIf(!embedded)('lets no other statement into an open transaction (embedded database: one connection)', async () => {
+    await database.db.execute(sql`create temp table fairness_iso (v int)`);
+    let inside = -1;
+    const tx = database.db.transaction(async (t) => {
+      await t.execute(sql`insert into fairness_iso values (1)`);
+      for (let i = 0; i < 10; i++) await t.execute(sql`select 1`);
+      inside = Number(rowsOf<{ n: number }>(await t.execute(sql`select count(*)::int as n from fairness_iso`))[0]!.n);
+      throw new Error('roll back');
+    });
+    const outside = database.db.execute(sql`insert into fairness_iso values (2)`);
+    await expect(tx).rejects.toThrow('roll back');
+    await outside;
+    expect(inside).toBe(1);
+    expect(rowsOf<{ v: number }>(await database.db.execute(sql`select v from fairness_iso`)).map((r) => Number(r.v))).toEqual([2]);
   });
 });

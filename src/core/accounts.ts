@@ -1,7 +1,7 @@
 import { and, asc, eq, getTableColumns, ilike, inArray, or, sql, count, type SQL } from 'drizzle-orm';
 import type { Tx } from '../db/scope.js';
 import { accounts, memberships, type AccountKind, type AccountStatus } from '../db/schema/index.js';
-import type { Core } from './core.js';
+import { onTx, type Core } from './core.js';
 import { UserError, sqlState, UNIQUE_VIOLATION } from './errors.js';
 import { isUuid, slugify, SLUG, encodeCursor, decodeCursor, likeEscape } from './ids.js';
 
@@ -113,7 +113,7 @@ export interface CreateAccountInput {
 async function inHierarchyLock<T>(core: Core, fn: (c: Core, tx: Tx) => Promise<T>): Promise<T> {
   return core.db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${'switchboard:hierarchy:' + core.tenantId}))`);
-    return fn({ ...core, db: tx as unknown as Core['db'] }, tx);
+    return fn(onTx(core, tx), tx);
   });
 }
 

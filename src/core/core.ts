@@ -27,3 +27,6 @@ export interface Core {
   /** admission to tool calls in this process (src/mcp/tool-gate.ts); none: unbounded (tests that build a core by hand) */
   toolGate?: ToolGate;
 }
+
+/** The same core, its queries on `tx` (a transaction, or a scope's transaction) instead of the pool. */
+export const onTx = (core: Core, tx: unknown): Core => ({ ...core, db: tx as Core['db'] });

@@ -1,6 +1,6 @@
 import { and, asc, count, eq, inArray, sql } from 'drizzle-orm';
 import { accounts, apps, users } from '../db/schema/index.js';
-import type { Core } from './core.js';
+import { onTx, type Core } from './core.js';
 import { UserError } from './errors.js';
 import { createAccount, type Account } from './accounts.js';
 import { createUser } from './users.js';
@@ -67,7 +67,7 @@ export async function seedDemo(core: Core, opts: { demoOrigin?: string } = {}): 
     .limit(1);
 
   return core.db.transaction(async (tx) => {
-    const c: Core = { ...core, db: tx as unknown as Core['db'] };
+    const c = onTx(core, tx);
     const acme = await createAccount(c, { name: 'Acme Fitness', slug: 'acme-fitness' });
     const studios: Account[] = [];
     for (let i = 1; i <= STUDIO_COUNT; i++) {

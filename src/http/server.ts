@@ -10,7 +10,7 @@ import type { Core } from '../core/core.js';
 import type { Database } from '../db/client.js';
 import { authenticate, type Caller } from '../core/users.js';
 import { createMcpServer } from '../mcp/server.js';
-import { busyMessage } from '../mcp/tool-gate.js';
+import { addressKey, busyMessage } from '../mcp/tool-gate.js';
 import { newSession } from '../mcp/session.js';
 import { log, errorFields } from '../log.js';
 import { handlePage } from './pages.js';
@@ -86,7 +86,8 @@ export async function startHttp(opts: {
     // the token check reads the database: it passes the tool-call gate like the call itself, so a
     // database every slot is stuck in refuses new requests in a bounded time instead of queueing them
     const gate = opts.core.toolGate;
-    const release = gate ? await gate.enter() : () => {};
+    // (the user is not known yet: the check's share of the slots is the client address's)
+    const release = gate ? await gate.enter(undefined, `address:${addressKey(req.socket.remoteAddress)}`) : () => {};
     if (!release) {
       log.warn('request refused: every slot stayed taken', { path: '/mcp', slots: gate!.slots, wait_ms: gate!.maxWaitMs });
       res.setHeader('retry-after', '2');
@@ -154,6 +155,11 @@ export async function startHttp(opts: {
       pagesUrl,
       authenticate: async (extra, fresh) =>
         fresh && extra.authInfo ? authenticate(opts.core, extra.authInfo.token) : ((extra.authInfo?.extra?.caller as Caller | undefined) ?? null),
+      // a customer's users share one share of the slots: its admins can make users, not accounts
+      gateKey: (extra) => {
+        const who = extra.authInfo?.extra?.caller as Caller | undefined;
+        return who ? `account:${who.user.homeAccountId}` : undefined;
+      },
     });
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => id,

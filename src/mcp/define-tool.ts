@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { Core } from '../core/core.js';
+import { onTx, type Core } from '../core/core.js';
 import type { Account } from '../core/accounts.js';
 import { findAccounts, getAccountById } from '../core/accounts.js';
 import type { Caller } from '../core/users.js';
@@ -165,6 +165,12 @@ export interface CallEnv {
   authenticate(fresh?: boolean): Promise<Caller | null>;
   /** The client and transport, for asking the person; absent for transports that cannot. */
   interaction?: Interaction;
+  /**
+   * Whose share of the tool-call slots this call counts against (src/mcp/tool-gate.ts): over HTTP
+   * the home account of the request's user; absent, the session (stdio and in-memory sessions are
+   * one caller each).
+   */
+  gateKey?: string | undefined;
 }
 
 export interface ToolDef {
@@ -248,7 +254,8 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
     const gate = env.core.toolGate;
     if (!gate) return admitted(rawArgs, env, (wait) => wait());
     const signal = env.interaction?.signal;
-    let release = await gate.enter(signal);
+    const key = env.gateKey ?? `session:${env.session.id}`;
+    let release = await gate.enter(signal, key);
     if (!release) {
       // nothing ran and nothing of any account was read, so no audit write: the client cancelled the
       // call while it waited (no one reads the answer), or the database is what is busy
@@ -261,7 +268,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       try {
         return await wait();
       } finally {
-        release = await gate.resume();
+        release = await gate.resume(key);
       }
     };
     try {
@@ -410,7 +417,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
       if (atomic) {
         // everything inside uses the transaction: on PGlite a query outside it would wait for it forever
         result = await core.db.transaction(async (tx) => {
-          const c: Core = { ...core, db: tx as unknown as Core['db'] };
+          const c = onTx(core, tx);
           const r = await handle(c);
           await writeAudit(c, auditEntry());
           return r;
@@ -428,7 +435,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape, P =
         // a read-only session's handler runs in a read-only transaction: even a bug cannot write
         result = await core.db.transaction(async (tx) => {
           await tx.execute(sql`set transaction read only`);
-          return handle({ ...core, db: tx as unknown as Core['db'] });
+          return handle(onTx(core, tx));
         });
       } else {
         result = await handle(core);

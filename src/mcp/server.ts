@@ -54,6 +54,12 @@ export interface ServerOptions {
   /** Authenticate the caller of the request being served (stdio: the configured token; HTTP: the request's). */
   authenticate(extra: Extra, fresh?: boolean): Promise<Caller | null>;
   tools?: ToolDef[];
+  /**
+   * Whose share of the tool-call slots a request's call takes (src/mcp/tool-gate.ts), when the
+   * transport knows its caller before the call (HTTP: the home account of the request's user);
+   * absent or undefined: the session.
+   */
+  gateKey?(extra: Extra): string | undefined;
   /** Base URL of the pages served beside this server (`switchboard serve`); null or absent for none. */
   pagesUrl?: string | null;
 }
@@ -106,6 +112,7 @@ export function createMcpServer(opts: ServerOptions): Server {
       session: opts.session,
       authenticate: (fresh) => opts.authenticate(extra, fresh),
       interaction: interactionFor(server, extra, opts.pagesUrl ?? null),
+      gateKey: opts.gateKey?.(extra),
     };
     const { name, arguments: args } = req.params ?? {};
     const tool = typeof name === 'string' ? byName.get(name) : undefined;

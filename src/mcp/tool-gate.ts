@@ -1,3 +1,5 @@
+import { isIPv6 } from 'node:net';
+
 /**
  * Admission to tool calls: at most `slots` run at once in this process, and a call that finds
  * them all taken waits at most `maxWaitMs` for one, then is refused with "busy, retry".
@@ -12,18 +14,33 @@
  * Over HTTP the gate is passed twice per call, one after the other, never nested: for the token
  * check of the request (src/http/server.ts), which reads the database too, and for the tool call.
  *
- * Waiters are served first come, first served. The refusal does no database work at all (the
+ * A freed slot goes to the waiter whose key holds the fewest slots, first come first served among
+ * equals, so one caller flooding the server cannot make everyone else wait behind all of its calls.
+ * The key of a tool call over HTTP is the caller's home account, not the user: a customer's admin
+ * can create users, but accounts are created only by the integrator's admins, so more users do
+ * not buy a customer a larger share. A token check, before anyone is known, counts against the
+ * client's address (an IPv6 client's /64); stdio and in-memory sessions are one caller each. The refusal does no database work at all (the
  * database is what is busy), so it is counted and logged rather than written to the audit log.
  * A waiter whose client cancels the call leaves the line at once (it would run for no one).
  *
  * A call that waits on something other than the database — a person on one of the pages, for up
- * to the link's lifetime — gives its slot back meanwhile and takes one again with `resume` (first
- * in line, no time limit: it was admitted once). Otherwise one user's page requests, left open,
+ * to the link's lifetime, or between two looks at a deployment it follows — gives its slot back
+ * meanwhile and takes one again with `resume` (ahead of new calls of keys holding as many slots,
+ * no time limit: it was admitted once). Otherwise one user's page requests, left open,
  * would hold every slot for minutes and refuse every other caller in the process.
  */
+interface Waiter {
+  key: string;
+  /** a call coming back from a wait outside the gate: it goes before new calls of keys holding as many slots */
+  resumed: boolean;
+  admit: () => void;
+}
+
 export class ToolGate {
   private running = 0;
-  private readonly waiting: { admit: () => void }[] = [];
+  /** slots held per key (a user, or for the token check a client address) */
+  private readonly held = new Map<string, number>();
+  private readonly waiting: Waiter[] = [];
   /** calls refused because every slot stayed taken for maxWaitMs */
   refused = 0;
 
@@ -33,14 +50,15 @@ export class ToolGate {
   ) {}
 
   /**
-   * A slot: resolves to its release (call it exactly once), or to null when none freed up in time
-   * or `signal` (the client cancelling the call) aborted first.
+   * A slot for a call of `key` (the user, or for a request's token check the client's address):
+   * resolves to its release (call it exactly once), or to null when none freed up in time or
+   * `signal` (the client cancelling the call) aborted first.
    */
-  enter(signal?: AbortSignal): Promise<(() => void) | null> {
+  enter(signal?: AbortSignal, key = ''): Promise<(() => void) | null> {
     if (signal?.aborted) return Promise.resolve(null);
     if (this.running < this.slots) {
       this.running += 1;
-      return Promise.resolve(this.releaser());
+      return Promise.resolve(this.take(key));
     }
     return new Promise((resolve) => {
       const leave = () => {
@@ -49,10 +67,12 @@ export class ToolGate {
         const i = this.waiting.indexOf(waiter);
         if (i >= 0) this.waiting.splice(i, 1);
       };
-      const waiter = {
+      const waiter: Waiter = {
+        key,
+        resumed: false,
         admit: () => {
           leave();
-          resolve(this.releaser());
+          resolve(this.take(key));
         },
       };
       const timer = setTimeout(() => {
@@ -69,13 +89,17 @@ export class ToolGate {
     });
   }
 
-  /** A slot again for a call that gave its own back while it waited on a person: first in line, with no time limit. */
-  resume(): Promise<() => void> {
+  /**
+   * A slot again for a call that gave its own back while it waited outside the gate (on a person,
+   * or between two looks at a deployment): ahead of new calls whose key holds as many slots, and
+   * with no time limit (it was admitted once).
+   */
+  resume(key = ''): Promise<() => void> {
     if (this.running < this.slots) {
       this.running += 1;
-      return Promise.resolve(this.releaser());
+      return Promise.resolve(this.take(key));
     }
-    return new Promise((resolve) => this.waiting.unshift({ admit: () => resolve(this.releaser()) }));
+    return new Promise((resolve) => this.waiting.push({ key, resumed: true, admit: () => resolve(this.take(key)) }));
   }
 
   /** calls running and calls waiting for a slot, now */
@@ -83,17 +107,61 @@ export class ToolGate {
     return { running: this.running, waiting: this.waiting.length };
   }
 
-  private releaser(): () => void {
+  /** `key` holds one more slot; the release gives it back (once) and passes it on. */
+  private take(key: string): () => void {
+    this.held.set(key, (this.held.get(key) ?? 0) + 1);
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const next = this.waiting.shift();
+      const n = (this.held.get(key) ?? 1) - 1;
+      if (n > 0) this.held.set(key, n);
+      else this.held.delete(key);
+      const next = this.next();
       // the slot passes straight to the next waiter: running stays the same
       if (next) next.admit();
       else this.running -= 1;
     };
   }
+
+  /**
+   * Who gets a freed slot: the waiter whose key holds the fewest slots; among those, a call coming
+   * back from a wait outside the gate first, then the earliest. One caller sending many calls at
+   * once (or many calls that step out and back in) thus takes the slots others leave free, but
+   * whoever else is waiting with fewer gets the next one that frees up, not a place behind them.
+   */
+  private next(): Waiter | undefined {
+    let best = -1;
+    let rank = Infinity;
+    for (let i = 0; i < this.waiting.length; i++) {
+      const w = this.waiting[i]!;
+      // fewest held first; a resumed call before a new one holding as many; then arrival order
+      const r = (this.held.get(w.key) ?? 0) * 2 + (w.resumed ? 0 : 1);
+      if (r < rank) {
+        rank = r;
+        best = i;
+      }
+    }
+    return best < 0 ? undefined : this.waiting.splice(best, 1)[0];
+  }
+}
+
+/**
+ * The key a request's token check takes its share of the slots under: the client's address, and
+ * for IPv6 its /64 (one client is handed a whole /64 and may send from any address in it). An
+ * IPv4-mapped address is its IPv4 address.
+ */
+export function addressKey(address: string | undefined): string {
+  if (!address) return 'unknown';
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (v4) return v4[1]!;
+  if (!isIPv6(address)) return address;
+  const bare = address.split('%')[0]!.toLowerCase();
+  const [head = '', tail] = bare.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
 
 /** The sentence a refused call gets (`what`: the tool, or "this request"): it says nothing was done and when to try again. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { deployments, deploymentTargets, templates, templateVersions, users } from '../../db/schema/index.js';
 import { rowsOf } from '../../db/client.js';
-import type { Core } from '../core.js';
+import { onTx, type Core } from '../core.js';
 import { log, errorFields } from '../../log.js';
 import { applyBatch, phase, type ApplyContext, type TargetRow } from './apply.js';
 import { createDeployment, DEPLOYMENT_CHANNEL, type DeploymentOptions, type DeploymentRow, type GateReport, type NewTarget, type WaveReport } from './deployments.js';
@@ -347,7 +347,7 @@ export async function rollbackTargets(core: Core, d: DeploymentRow, wave?: numbe
 async function rollbackWave(core: Core, d: DeploymentRow, me: string, wave: number, waves: WaveReport[], message: (rollbackId: string) => string): Promise<void> {
   const targets = await rollbackTargets(core, d, wave);
   await core.db.transaction(async (tx) => {
-    const c: Core = { ...core, db: tx as unknown as Core['db'] };
+    const c = onTx(core, tx);
     // out of the active states first: one deployment of a template is active at a time
     const held = await tx.update(deployments).set({ status: 'halted' }).where(mine(d, me)).returning({ id: deployments.id });
     if (!held.length) throw new Error('the lease was lost before the rollback started');

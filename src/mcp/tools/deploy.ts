@@ -6,7 +6,7 @@ import { templateArg, varValue } from './template-shapes.js';
 import { rowsOf } from '../../db/client.js';
 import { requirePermission } from '../../core/access.js';
 import { AccessDenied, UserError } from '../../core/errors.js';
-import type { Core } from '../../core/core.js';
+import { onTx } from '../../core/core.js';
 import type { Account } from '../../core/accounts.js';
 import { accounts } from '../../db/schema/index.js';
 import { uuidList } from '../../db/arrays.js';
@@ -81,7 +81,7 @@ export const deploymentOut = z.object({
 
 /** A deployment read under row-level security in the templates account the call acts in. */
 export const deploymentIn = (ctx: ToolContext, id: string): Promise<DeploymentRow> =>
-  ctx.scoped((tx) => getDeploymentRow({ ...ctx.core, db: tx as unknown as Core['db'] }, ctx.account.id, id));
+  ctx.scoped((tx) => getDeploymentRow(onTx(ctx.core, tx), ctx.account.id, id));
 
 /** Deployments as tools show them, their target counts read in one query. */
 export async function deploymentViews(ctx: ToolContext, ds: DeploymentRow[]): Promise<z.infer<typeof deploymentOut>[]> {
@@ -182,7 +182,9 @@ async function follow(ctx: ToolContext, id: string, seconds: number): Promise<De
   let d = await deploymentIn(ctx, id);
   let last = -1;
   while (d.status === 'running' && Date.now() < until && !ctx.interaction?.signal.aborted) {
-    await new Promise((r) => setTimeout(r, 200));
+    // the pause between two looks holds no tool-call slot: a call following a deployment for a minute
+    // would otherwise keep one from every other caller all that time
+    await ctx.outsideGate(() => new Promise((r) => setTimeout(r, 200)));
     d = await deploymentIn(ctx, id);
     const counts = (await targetCounts(ctx.core, [id])).get(id)!;
     const done = (counts.done ?? 0) + (counts.failed ?? 0);

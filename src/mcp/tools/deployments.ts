@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf } from '../../db/client.js';
-import type { Core } from '../../core/core.js';
+import { onTx, type Core } from '../../core/core.js';
 import type { Caller } from '../../core/users.js';
 import { defineTool, type ToolContext, type ToolDef } from '../define-tool.js';
 import { accountArg, accountRefOut, cursorArg, limitArg, refOf } from './shapes.js';
@@ -81,7 +81,7 @@ const getDeploymentTool = defineTool({
 
 /** A page of the templates account's deployments, read under row-level security. */
 const deploymentRowsIn = (ctx: ToolContext, opts: Parameters<typeof listDeploymentRows>[2]) =>
-  ctx.scoped((tx) => listDeploymentRows({ ...ctx.core, db: tx as unknown as Core['db'] }, ctx.account.id, opts));
+  ctx.scoped((tx) => listDeploymentRows(onTx(ctx.core, tx), ctx.account.id, opts));
 
 /** Of `ids`, the accounts the caller may see (null: all, with Switch Account). */
 async function visibleWithParents(ctx: { core: Core; caller: Caller }, ids: string[]): Promise<Set<string> | null> {
