@@ -34,12 +34,13 @@ afterAll(async () => {
 });
 
 describe('deploy_template following its deployment', () => {
-  it('holds no slot between its looks: another caller is served meanwhile', async () => {
+  it('holds no slot between its looks: another caller is served meanwhile', { timeout: 60_000 }, async () => {
     const plan = data<{ plan: { hash: string; counts: Record<string, number> } }>(await admin.call('deploy_template', { template: 'Follow sync', accounts: ['follow-shop'] }));
     expect(plan.plan.counts).toMatchObject({ create: 1 });
-    const gate = (w.core.toolGate = new ToolGate(1, 300));
+    // the bound is well above one look at the deployment (a few ms), well below the 5 s it follows
+    const gate = (w.core.toolGate = new ToolGate(1, 1_000));
     let following = true;
-    const applied = admin.call('deploy_template', { template: 'Follow sync', accounts: ['follow-shop'], plan_hash: plan.plan.hash, wait_seconds: 3 }).finally(() => (following = false));
+    const applied = admin.call('deploy_template', { template: 'Follow sync', accounts: ['follow-shop'], plan_hash: plan.plan.hash, wait_seconds: 5 }).finally(() => (following = false));
     // the apply has committed and the call is following the deployment
     await expect.poll(async () => (await w.core.db.query.deployments.findMany()).length, { timeout: 10_000 }).toBe(1);
     const calls = [];
@@ -51,7 +52,7 @@ describe('deploy_template following its deployment', () => {
     const done = data<{ applied: boolean; deployment: { status: string } }>(await applied);
     expect(done.applied).toBe(true);
     expect(done.deployment.status).toBe('running');
-    // answered while the deploy call still followed (it follows 3 s), and none refused busy
+    // answered while the deploy call still followed (it follows 5 s), and none refused busy
     expect(calls).toEqual([
       { error: false, whileFollowing: true },
       { error: false, whileFollowing: true },

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { addressKey, ToolGate } from '../src/mcp/tool-gate.js';
 
 /**
- * Who gets a freed slot (src/mcp/tool-gate.ts): a call coming back from a wait on a person first;
- * otherwise the waiter whose key (a user; for a request's token check, the client's address) holds
- * the fewest slots, first come first served among equals. One user flooding the server must not
+ * Who gets a freed slot (src/mcp/tool-gate.ts): the first waiter of the key (a customer's account;
+ * for a request's token check, the client's address) holding the fewest slots; among keys holding
+ * as many, a call coming back from a wait outside the gate, then the earliest. One user flooding the server must not
  * put everyone else behind all of its calls. No database here: the gate is plain bookkeeping.
  */
 
@@ -102,15 +102,16 @@ describe('the tool-call gate shares its slots between callers', () => {
     expect(gate.load).toEqual({ running: 0, waiting: 0 });
   });
 
-  it('keys a token check by the client address, an IPv6 client by its /64', () => {
+  it('keys a token check by the client address, an IPv6 client by its /48', () => {
     expect(addressKey('203.0.113.9')).toBe('203.0.113.9');
     expect(addressKey('::ffff:203.0.113.9')).toBe('203.0.113.9');
-    expect(addressKey('2001:db8:aa:bb:1:2:3:4')).toBe('2001:db8:aa:bb::/64');
-    expect(addressKey('2001:db8:aa:bb::99')).toBe('2001:db8:aa:bb::/64');
-    expect(addressKey('2001:0DB8:00aa:0bb::1')).toBe('2001:db8:aa:bb::/64');
-    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
-    expect(addressKey('::1')).toBe('0:0:0:0::/64');
-    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressKey('2001:db8:aa:bb:1:2:3:4')).toBe('2001:db8:aa::/48');
+    expect(addressKey('2001:db8:aa:ffff::99')).toBe('2001:db8:aa::/48');
+    expect(addressKey('2001:0DB8:00aa:0bb::1')).toBe('2001:db8:aa::/48');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0::/48');
+    expect(addressKey('1::2:3:4:5:1.2.3.4')).toBe('1:0:2::/48');
+    expect(addressKey('::1')).toBe('0:0:0::/48');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0::/48');
     expect(addressKey(undefined)).toBe('unknown');
   });
 

@@ -13,6 +13,12 @@ export type User = Omit<typeof users.$inferSelect, 'passwordHash'>;
 export interface Caller {
   user: User;
   tokenId: string;
+  /**
+   * The customer the caller belongs to for the tool-call gate's shares (src/mcp/tool-gate.ts): the
+   * home account's parent when it is a linked child, else the home account. A parent's admin can
+   * make users homed in each child, so the child alone would be a share of its own.
+   */
+  customerAccountId?: string;
 }
 
 const userColumns = {
@@ -93,7 +99,12 @@ const LAST_USED_GRANULARITY = sql`interval '1 minute'`;
 export async function authenticate(core: Core, token: string): Promise<Caller | null> {
   if (!token) return null;
   const [row] = await core.db
-    .select({ tokenId: apiTokens.id, lastUsedAt: apiTokens.lastUsedAt, ...userColumns })
+    .select({
+      tokenId: apiTokens.id,
+      lastUsedAt: apiTokens.lastUsedAt,
+      customerAccountId: sql<string | null>`(select coalesce(a.parent_account_id, a.id) from accounts a where a.id = ${users.homeAccountId})`,
+      ...userColumns,
+    })
     .from(apiTokens)
     .innerJoin(users, eq(users.id, apiTokens.userId))
     .where(
@@ -106,14 +117,14 @@ export async function authenticate(core: Core, token: string): Promise<Caller | 
       ),
     );
   if (!row) return null;
-  const { tokenId, lastUsedAt, ...user } = row;
+  const { tokenId, lastUsedAt, customerAccountId, ...user } = row;
   if (!lastUsedAt || Date.now() - lastUsedAt.getTime() > 60_000) {
     await core.db
       .update(apiTokens)
       .set({ lastUsedAt: sql`now()` })
       .where(and(eq(apiTokens.id, tokenId), or(isNull(apiTokens.lastUsedAt), lt(apiTokens.lastUsedAt, sql`now() - ${LAST_USED_GRANULARITY}`))));
   }
-  return { user, tokenId };
+  return { user, tokenId, customerAccountId: customerAccountId ?? user.homeAccountId };
 }
 
 export async function findUser(core: Core, key: string): Promise<User | null> {

@@ -155,10 +155,11 @@ export async function startHttp(opts: {
       pagesUrl,
       authenticate: async (extra, fresh) =>
         fresh && extra.authInfo ? authenticate(opts.core, extra.authInfo.token) : ((extra.authInfo?.extra?.caller as Caller | undefined) ?? null),
-      // a customer's users share one share of the slots: its admins can make users, not accounts
+      // a customer's users (its linked children's too) share one share of the slots: its admins can
+      // make users, and homes for them in its children, but not accounts
       gateKey: (extra) => {
         const who = extra.authInfo?.extra?.caller as Caller | undefined;
-        return who ? `account:${who.user.homeAccountId}` : undefined;
+        return who ? `account:${who.customerAccountId ?? who.user.homeAccountId}` : undefined;
       },
     });
     const transport = new StreamableHTTPServerTransport({

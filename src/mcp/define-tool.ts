@@ -167,7 +167,7 @@ export interface CallEnv {
   interaction?: Interaction;
   /**
    * Whose share of the tool-call slots this call counts against (src/mcp/tool-gate.ts): over HTTP
-   * the home account of the request's user; absent, the session (stdio and in-memory sessions are
+   * the customer of the request's user (its home account, or that account's parent); absent, the session (stdio and in-memory sessions are
    * one caller each).
    */
   gateKey?: string | undefined;

@@ -56,7 +56,7 @@ export interface ServerOptions {
   tools?: ToolDef[];
   /**
    * Whose share of the tool-call slots a request's call takes (src/mcp/tool-gate.ts), when the
-   * transport knows its caller before the call (HTTP: the home account of the request's user);
+   * transport knows its caller before the call (HTTP: the customer of the request's user, Caller.customerAccountId);
    * absent or undefined: the session.
    */
   gateKey?(extra: Extra): string | undefined;

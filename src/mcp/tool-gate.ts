@@ -16,10 +16,11 @@ import { isIPv6 } from 'node:net';
  *
  * A freed slot goes to the waiter whose key holds the fewest slots, first come first served among
  * equals, so one caller flooding the server cannot make everyone else wait behind all of its calls.
- * The key of a tool call over HTTP is the caller's home account, not the user: a customer's admin
- * can create users, but accounts are created only by the integrator's admins, so more users do
- * not buy a customer a larger share. A token check, before anyone is known, counts against the
- * client's address (an IPv6 client's /64); stdio and in-memory sessions are one caller each. The refusal does no database work at all (the
+ * The key of a tool call over HTTP is the caller's customer (its home account, or that account's
+ * parent when it is a linked child), not the user: a customer's admin can create users, but
+ * accounts are created only by the integrator's admins, so more users do not buy a customer a
+ * larger share. A token check, before anyone is known, counts against the client's address (an
+ * IPv6 client's /48); stdio and in-memory sessions are one caller each. The refusal does no database work at all (the
  * database is what is busy), so it is counted and logged rather than written to the audit log.
  * A waiter whose client cancels the call leaves the line at once (it would run for no one).
  *
@@ -30,17 +31,25 @@ import { isIPv6 } from 'node:net';
  * would hold every slot for minutes and refuse every other caller in the process.
  */
 interface Waiter {
-  key: string;
-  /** a call coming back from a wait outside the gate: it goes before new calls of keys holding as many slots */
-  resumed: boolean;
+  /** arrival order, across keys */
+  seq: number;
   admit: () => void;
+}
+
+/** A key's waiters, each set in arrival order: calls coming back from a wait outside the gate, and new calls. */
+interface Line {
+  resumed: Set<Waiter>;
+  fresh: Set<Waiter>;
 }
 
 export class ToolGate {
   private running = 0;
-  /** slots held per key (a user, or for the token check a client address) */
+  /** slots held per key */
   private readonly held = new Map<string, number>();
-  private readonly waiting: Waiter[] = [];
+  /** waiters per key: a freed slot looks at each waiting key once, not at every waiter */
+  private readonly lines = new Map<string, Line>();
+  private waiters = 0;
+  private seq = 0;
   /** calls refused because every slot stayed taken for maxWaitMs */
   refused = 0;
 
@@ -50,7 +59,7 @@ export class ToolGate {
   ) {}
 
   /**
-   * A slot for a call of `key` (the user, or for a request's token check the client's address):
+   * A slot for a call of `key` (a customer's account, a request's client address, a session):
    * resolves to its release (call it exactly once), or to null when none freed up in time or
    * `signal` (the client cancelling the call) aborted first.
    */
@@ -64,12 +73,10 @@ export class ToolGate {
       const leave = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', cancelled);
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
+        this.unqueue(key, waiter, 'fresh');
       };
       const waiter: Waiter = {
-        key,
-        resumed: false,
+        seq: this.seq++,
         admit: () => {
           leave();
           resolve(this.take(key));
@@ -85,26 +92,50 @@ export class ToolGate {
         resolve(null);
       };
       signal?.addEventListener('abort', cancelled, { once: true });
-      this.waiting.push(waiter);
+      this.queue(key, waiter, 'fresh');
     });
   }
 
   /**
    * A slot again for a call that gave its own back while it waited outside the gate (on a person,
    * or between two looks at a deployment): ahead of new calls whose key holds as many slots, and
-   * with no time limit (it was admitted once).
+   * with no time limit (it was admitted once). It waits at most until its own key's other calls
+   * have given their slots back: then its key holds none, and nothing ranks before it.
    */
   resume(key = ''): Promise<() => void> {
     if (this.running < this.slots) {
       this.running += 1;
       return Promise.resolve(this.take(key));
     }
-    return new Promise((resolve) => this.waiting.push({ key, resumed: true, admit: () => resolve(this.take(key)) }));
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        seq: this.seq++,
+        admit: () => {
+          this.unqueue(key, waiter, 'resumed');
+          resolve(this.take(key));
+        },
+      };
+      this.queue(key, waiter, 'resumed');
+    });
   }
 
   /** calls running and calls waiting for a slot, now */
   get load(): { running: number; waiting: number } {
-    return { running: this.running, waiting: this.waiting.length };
+    return { running: this.running, waiting: this.waiters };
+  }
+
+  private queue(key: string, w: Waiter, kind: keyof Line): void {
+    let line = this.lines.get(key);
+    if (!line) this.lines.set(key, (line = { resumed: new Set(), fresh: new Set() }));
+    line[kind].add(w);
+    this.waiters += 1;
+  }
+
+  private unqueue(key: string, w: Waiter, kind: keyof Line): void {
+    const line = this.lines.get(key);
+    if (!line?.[kind].delete(w)) return;
+    this.waiters -= 1;
+    if (!line.resumed.size && !line.fresh.size) this.lines.delete(key);
   }
 
   /** `key` holds one more slot; the release gives it back (once) and passes it on. */
@@ -125,31 +156,34 @@ export class ToolGate {
   }
 
   /**
-   * Who gets a freed slot: the waiter whose key holds the fewest slots; among those, a call coming
-   * back from a wait outside the gate first, then the earliest. One caller sending many calls at
-   * once (or many calls that step out and back in) thus takes the slots others leave free, but
-   * whoever else is waiting with fewer gets the next one that frees up, not a place behind them.
+   * Who gets a freed slot: the first waiter of the key holding the fewest slots; among keys holding
+   * as many, a call coming back from a wait outside the gate first, then the earliest. One caller
+   * sending many calls at once (or many calls that step out and back in) thus takes the slots
+   * others leave free, but whoever else is waiting with fewer gets the next one that frees up, not
+   * a place behind them. One look per waiting key, whatever the number of waiters.
    */
   private next(): Waiter | undefined {
-    let best = -1;
-    let rank = Infinity;
-    for (let i = 0; i < this.waiting.length; i++) {
-      const w = this.waiting[i]!;
-      // fewest held first; a resumed call before a new one holding as many; then arrival order
-      const r = (this.held.get(w.key) ?? 0) * 2 + (w.resumed ? 0 : 1);
-      if (r < rank) {
-        rank = r;
-        best = i;
+    let best: Waiter | undefined;
+    let bestRank = Infinity;
+    for (const [key, line] of this.lines) {
+      const resumed = line.resumed.size > 0;
+      const first = (resumed ? line.resumed : line.fresh).values().next().value as Waiter;
+      // fewest held first; a resumed call before a new one of a key holding as many; then arrival
+      const rank = (this.held.get(key) ?? 0) * 2 + (resumed ? 0 : 1);
+      if (rank < bestRank || (rank === bestRank && first.seq < best!.seq)) {
+        bestRank = rank;
+        best = first;
       }
     }
-    return best < 0 ? undefined : this.waiting.splice(best, 1)[0];
+    return best;
   }
 }
 
 /**
  * The key a request's token check takes its share of the slots under: the client's address, and
- * for IPv6 its /64 (one client is handed a whole /64 and may send from any address in it). An
- * IPv4-mapped address is its IPv4 address.
+ * for IPv6 its /48 (a site's prefix: one client can get a whole /48 for free and send from any
+ * address in it). An IPv4-mapped address is its IPv4 address. Clients behind one proxy or NAT share
+ * one key: among themselves they are served first come, first served.
  */
 export function addressKey(address: string | undefined): string {
   if (!address) return 'unknown';
@@ -160,8 +194,10 @@ export function addressKey(address: string | undefined): string {
   const [head = '', tail] = bare.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  // a dotted IPv4 ending stands for two groups
+  const groupsIn = (xs: string[]) => xs.reduce((n, x) => n + (x.includes('.') ? 2 : 1), 0);
+  const groups = tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - groupsIn(h) - groupsIn(t))).fill('0'), ...t];
+  return `${groups.slice(0, 3).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/48`;
 }
 
 /** The sentence a refused call gets (`what`: the tool, or "this request"): it says nothing was done and when to try again. */
