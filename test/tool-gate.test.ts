@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { addressKey, ToolGate } from '../src/mcp/tool-gate.js';
 
 /**
- * Who gets a freed slot (src/mcp/tool-gate.ts): the first waiter of the key (a customer's account;
- * for a request's token check, the client's address) holding the fewest slots; among keys holding
- * as many, a call coming back from a wait outside the gate, then the earliest. One user flooding the server must not
+ * Who gets a freed slot (src/mcp/tool-gate.ts): a call that has waited half the bound, earliest
+ * first; otherwise the first waiter of the key (a customer's account; for a request's token check,
+ * the client's address) holding the fewest slots; among keys holding as many, a call coming back
+ * from a wait outside the gate, then the earliest. One user flooding the server must not
  * put everyone else behind all of its calls. No database here: the gate is plain bookkeeping.
  */
 
@@ -99,6 +100,27 @@ describe('the tool-call gate shares its slots between callers', () => {
     first();
     t.release('b1');
     for (const r of await Promise.all(backs)) r();
+    expect(gate.load).toEqual({ running: 0, waiting: 0 });
+  });
+
+  it('serves a call that has waited half the bound before a fresher one of a key holding fewer', async () => {
+    const gate = new ToolGate(2, 1_000);
+    const t = tracker(gate);
+    await t.enter('account:a', 'a1');
+    await t.enter('account:a', 'a2');
+    const a3 = t.enter('account:a', 'a3');
+    // a3 has waited past half the bound (timers never fire early) when b arrives
+    await new Promise((r) => setTimeout(r, 600));
+    const b1 = t.enter('account:b', 'b1');
+    t.release('a1');
+    await a3;
+    // a still holds one slot and b none, but a3 had waited long: it goes first, b next
+    expect(t.admitted).toEqual(['a1', 'a2', 'a3']);
+    t.release('a2');
+    await b1;
+    expect(t.admitted).toEqual(['a1', 'a2', 'a3', 'b1']);
+    t.release('a3');
+    t.release('b1');
     expect(gate.load).toEqual({ running: 0, waiting: 0 });
   });
 

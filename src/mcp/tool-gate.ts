@@ -15,7 +15,8 @@ import { isIPv6 } from 'node:net';
  * check of the request (src/http/server.ts), which reads the database too, and for the tool call.
  *
  * A freed slot goes to the waiter whose key holds the fewest slots, first come first served among
- * equals, so one caller flooding the server cannot make everyone else wait behind all of its calls.
+ * equals, so one caller flooding the server cannot make everyone else wait behind all of its calls;
+ * a call that has waited half the bound goes before that, in arrival order (see next()).
  * The key of a tool call over HTTP is the caller's customer (its home account, or that account's
  * parent when it is a linked child), not the user: a customer's admin can create users, but
  * accounts are created only by the integrator's admins, so more users do not buy a customer a
@@ -33,6 +34,8 @@ import { isIPv6 } from 'node:net';
 interface Waiter {
   /** arrival order, across keys */
   seq: number;
+  /** when it began to wait (performance.now()) */
+  since: number;
   admit: () => void;
 }
 
@@ -77,6 +80,7 @@ export class ToolGate {
       };
       const waiter: Waiter = {
         seq: this.seq++,
+        since: performance.now(),
         admit: () => {
           leave();
           resolve(this.take(key));
@@ -110,6 +114,7 @@ export class ToolGate {
     return new Promise((resolve) => {
       const waiter: Waiter = {
         seq: this.seq++,
+        since: performance.now(),
         admit: () => {
           this.unqueue(key, waiter, 'resumed');
           resolve(this.take(key));
@@ -156,16 +161,26 @@ export class ToolGate {
   }
 
   /**
-   * Who gets a freed slot: the first waiter of the key holding the fewest slots; among keys holding
-   * as many, a call coming back from a wait outside the gate first, then the earliest. One caller
-   * sending many calls at once (or many calls that step out and back in) thus takes the slots
-   * others leave free, but whoever else is waiting with fewer gets the next one that frees up, not
-   * a place behind them. One look per waiting key, whatever the number of waiters.
+   * Who gets a freed slot: a waiter that has already waited half the bound, the earliest of them;
+   * otherwise the first waiter of the key holding the fewest slots, and among keys holding as many,
+   * a call coming back from a wait outside the gate first, then the earliest. One caller sending
+   * many calls at once (or many calls that step out and back in) thus takes the slots others leave
+   * free, while whoever else waits with fewer gets the next one that frees up, not a place behind
+   * them. The half-bound rule keeps the preference from costing the busiest caller refusals when
+   * the whole server is merely loaded: past half the bound, everyone is served in arrival order
+   * (measured: with two customers of 150 and 50 sessions on a saturated server, the preference
+   * alone pushed the larger one's slowest calls past the bound). One look per waiting key.
    */
   private next(): Waiter | undefined {
+    const aged = performance.now() - this.maxWaitMs / 2;
+    let oldest: Waiter | undefined;
     let best: Waiter | undefined;
     let bestRank = Infinity;
     for (const [key, line] of this.lines) {
+      for (const set of [line.resumed, line.fresh]) {
+        const head = set.values().next().value as Waiter | undefined;
+        if (head && head.since <= aged && (!oldest || head.seq < oldest.seq)) oldest = head;
+      }
       const resumed = line.resumed.size > 0;
       const first = (resumed ? line.resumed : line.fresh).values().next().value as Waiter;
       // fewest held first; a resumed call before a new one of a key holding as many; then arrival
@@ -175,7 +190,7 @@ export class ToolGate {
         best = first;
       }
     }
-    return best;
+    return oldest ?? best;
   }
 }
 
