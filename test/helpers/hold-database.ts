@@ -12,31 +12,23 @@ export async function holdDatabase(database: TestDatabase): Promise<{ release: (
   const freed = new Promise<void>((r) => (free = r));
   let held!: () => void;
   const isHeld = new Promise<void>((r) => (held = r));
-  if (testDbKind() === 'postgres') {
-    const other = postgres(database.url!, { max: 1, onnotice: () => {} });
-    const tx = other.begin(async (t) => {
-      await t`lock table accounts, users, api_tokens in access exclusive mode`;
-      held();
-      await freed;
-    });
-    await isHeld;
-    return {
-      async release() {
-        free();
-        await tx;
-        await other.end({ timeout: 0 });
-      },
-    };
-  }
-  const tx = database.db.transaction(async () => {
+  const hold = async () => {
     held();
     await freed;
-  });
+  };
+  const other = testDbKind() === 'postgres' ? postgres(database.url!, { max: 1, onnotice: () => {} }) : null;
+  const tx = other
+    ? other.begin(async (t) => {
+        await t`lock table accounts, users, api_tokens in access exclusive mode`;
+        await hold();
+      })
+    : database.db.transaction(hold);
   await isHeld;
   return {
     async release() {
       free();
       await tx;
+      await other?.end({ timeout: 0 });
     },
   };
 }
